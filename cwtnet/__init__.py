@@ -1,0 +1,1 @@
+"""CWT-Net: cross-scale wavelet Transformer for histopathology super-resolution."""
