@@ -1,0 +1,432 @@
+"""The MLCamSR store: a Zarr v3 group with one array per member and a patch table.
+
+Layout (``format_version`` 1)::
+
+    STORE.zarr/
+      zarr.json                 root group; attribute "mlcamsr" (see below)
+      40x/ 20x/ 10x/            uint8 (N, size, size, 3) arrays, one chunk per patch,
+                                sharded by ``shard_rows`` patches, BytesCodec + Zstd(1)
+      table.parquet             the patch table (one row per coords row), written atomically
+      _extract/tasks/<k>.json   extraction records (one per finished shard; resume)
+      mlcamsr.lock              present while a writer runs (pid, host)
+
+Root attribute ``mlcamsr``: ``format_version``, ``tool_version``, ``params`` (the full
+extraction parameters), ``params_hash``, ``slides`` (name -> size, sha256, mpp,
+mpp_source, reader, levels), ``members`` (list, finest first: name, mpp, size, scale,
+mag, kind, sources), ``complete`` (bool).
+
+Any fsspec URL zarr accepts works for reading and writing; the writer lock is only
+taken on local stores (a remote store has no atomic create here).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import zarr
+from zarr.codecs import BytesCodec, ZstdCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.storage import LocalStore
+
+from mlcamsr.errors import StoreError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ATTR_KEY",
+    "TABLE_KEY",
+    "LOCK_NAME",
+    "Store",
+    "StoreLock",
+    "member_name",
+    "open_store",
+]
+
+FORMAT_VERSION = 1
+ATTR_KEY = "mlcamsr"
+TABLE_KEY = "table.parquet"
+LOCK_NAME = "mlcamsr.lock"
+
+_MODES = ("r", "r+", "a", "w")
+
+
+def member_name(base_mag: float, scale: int) -> str:
+    """Name of the member at ``scale`` (1 = finest): ``f"{base_mag/scale:g}x"`` (40 -> 40x, 20x, 10x)."""
+    return f"{base_mag / scale:g}x"
+
+
+def _is_url(path: str | os.PathLike[str]) -> bool:
+    return "://" in str(path)
+
+
+class StoreLock:
+    """An exclusive writer lock: a file with pid and host created with O_EXCL.
+
+    A lock left by a dead process on this host is taken over; a live one (or one
+    from another host) makes :meth:`acquire` raise :class:`StoreError` naming it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._held = False
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _stale(self, info: Mapping[str, Any]) -> bool:
+        if info.get("host") != socket.gethostname():
+            return False
+        pid = info.get("pid")
+        if not isinstance(pid, int):
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def acquire(self) -> StoreLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        ).encode()
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                info = self._read()
+                if not info and time.time() - self._mtime() < 5:
+                    time.sleep(0.2)  # another writer is between create and write
+                    continue
+                if info and not self._stale(info):
+                    raise StoreError(
+                        f"{self.path.parent} is in use by another run (pid {info.get('pid')} on "
+                        f"{info.get('host')}); wait for it, or delete {self.path} if no run is active"
+                    ) from None
+                self.path.unlink(missing_ok=True)  # stale: its writer is dead
+                continue
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+            self._held = True
+            return self
+        raise StoreError(f"could not take the lock {self.path}; delete it if no run is active")
+
+    def _mtime(self) -> float:
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def release(self) -> None:
+        if self._held:
+            info = self._read()
+            if info.get("pid") == os.getpid():
+                self.path.unlink(missing_ok=True)
+            self._held = False
+
+    def __enter__(self) -> StoreLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class Store:
+    """An open MLCamSR store.
+
+    Attributes:
+        path: the path or URL it was opened with.
+        group: the root :class:`zarr.Group`.
+        mode: ``"r"``, ``"r+"``, ``"a"`` or ``"w"``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], group: zarr.Group, mode: str) -> None:
+        self.path = path
+        self.group = group
+        self.mode = mode
+
+    # -- identity ------------------------------------------------------------------
+    @property
+    def local_root(self) -> Path | None:
+        """The directory of a local store, else ``None``."""
+        st = self.group.store
+        if isinstance(st, LocalStore):
+            return Path(st.root)
+        return None
+
+    def __repr__(self) -> str:
+        return f"<mlcamsr Store {self.path!s} members={self.members}>"
+
+    # -- attributes ----------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The root ``mlcamsr`` attribute (a copy; change it with :meth:`update_attrs`)."""
+        return dict(self.group.attrs.get(ATTR_KEY, {}))
+
+    def update_attrs(self, **values: Any) -> None:
+        """Merge ``values`` into the root ``mlcamsr`` attribute."""
+        current = self.attrs
+        current.update(_jsonable(values))
+        self.group.attrs.update({ATTR_KEY: current})
+
+    # -- members -------------------------------------------------------------------
+    @property
+    def members(self) -> list[str]:
+        """Member array names, finest first (real members, then derived ones)."""
+        listed = [m["name"] for m in self.attrs.get("members", [])]
+        return [m for m in listed if m in self.group]
+
+    def member_info(self, name: str) -> dict[str, Any]:
+        """``dict(name, mpp, size, scale, mag, kind, ...)`` of one member."""
+        for m in self.attrs.get("members", []):
+            if m["name"] == name:
+                return dict(m)
+        raise StoreError(f"{self.path}: no member {name!r}; members are {self.members}")
+
+    def __getitem__(self, name: str) -> zarr.Array:
+        if name not in self.group:
+            raise StoreError(f"{self.path}: no member {name!r}; members are {self.members}")
+        return self.group[name]  # type: ignore[return-value]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.group
+
+    def create_member(
+        self,
+        name: str,
+        *,
+        n: int,
+        size: int,
+        mpp: float,
+        scale: float,
+        mag: float,
+        kind: str = "real",
+        shard_rows: int = 16,
+        zstd_level: int = 1,
+        overwrite: bool = False,
+        **info: Any,
+    ) -> zarr.Array:
+        """Create (or replace) a member array ``uint8 (n, size, size, 3)`` and register it.
+
+        One chunk per patch, ``shard_rows`` patches per shard file, lossless
+        ``BytesCodec + ZstdCodec(zstd_level)``; unwritten slots read as 0. Writers must
+        write whole shards (concurrent writes to one shard lose data).
+        """
+        self._writable()
+        shard = max(1, min(int(shard_rows), int(n))) if n else 1
+        arr = self.group.create_array(
+            name,
+            shape=(int(n), int(size), int(size), 3),
+            dtype="uint8",
+            chunks=(1, int(size), int(size), 3),
+            shards=(shard, int(size), int(size), 3),
+            serializer=BytesCodec(),
+            compressors=ZstdCodec(level=int(zstd_level)),
+            fill_value=0,
+            dimension_names=("row", "y", "x", "c"),
+            config={"write_empty_chunks": False},
+            overwrite=overwrite,
+        )
+        entry = {
+            "name": name,
+            "mpp": float(mpp),
+            "size": int(size),
+            "scale": float(scale),
+            "mag": float(mag),
+            "kind": kind,
+            **info,
+        }
+        members = [m for m in self.attrs.get("members", []) if m["name"] != name]
+        members.append(entry)
+        self.update_attrs(members=members)
+        return arr
+
+    def update_member(self, name: str, **info: Any) -> None:
+        """Merge ``info`` into the registered entry of member ``name``."""
+        members = self.attrs.get("members", [])
+        for m in members:
+            if m["name"] == name:
+                m.update(_jsonable(info))
+                break
+        else:
+            raise StoreError(f"{self.path}: no member {name!r}")
+        self.update_attrs(members=members)
+
+    # -- raw keys ------------------------------------------------------------------
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write ``data`` at ``key`` (atomic on local stores: temp file + rename)."""
+        self._writable()
+        buf = default_buffer_prototype().buffer.from_bytes(data)
+        sync(self.group.store.set(key, buf))
+
+    def get_bytes(self, key: str) -> bytes | None:
+        """The bytes at ``key``, or ``None`` when absent."""
+        buf = sync(self.group.store.get(key, prototype=default_buffer_prototype()))
+        return None if buf is None else buf.to_bytes()
+
+    def list_prefix(self, prefix: str) -> list[str]:
+        """Keys under ``prefix`` (sorted)."""
+
+        async def _collect() -> list[str]:
+            return [k async for k in self.group.store.list_prefix(prefix)]
+
+        return sorted(sync(_collect()))
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every key under ``prefix``."""
+        self._writable()
+        sync(self.group.store.delete_dir(prefix))
+
+    # -- the table -----------------------------------------------------------------
+    @property
+    def table(self) -> pd.DataFrame:
+        """The patch table (pandas DataFrame, one row per coords row, index 0..N-1)."""
+        data = self.get_bytes(TABLE_KEY)
+        if data is None:
+            raise StoreError(
+                f"{self.path} has no patch table yet (an unfinished extract?); rerun "
+                "`mlcamsr extract` with the same options to finish it"
+            )
+        return pd.read_parquet(io.BytesIO(data))
+
+    @property
+    def has_table(self) -> bool:
+        return self.get_bytes(TABLE_KEY) is not None
+
+    def write_table(self, df: pd.DataFrame) -> None:
+        """Replace the patch table atomically (Parquet bytes at ``table.parquet``)."""
+        buf = io.BytesIO()
+        df.reset_index(drop=True).to_parquet(buf, index=False)
+        self.put_bytes(TABLE_KEY, buf.getvalue())
+
+    # -- locking -------------------------------------------------------------------
+    def lock(self) -> StoreLock | _NoLock:
+        """A writer lock (context manager) for local stores; a no-op for remote ones."""
+        root = self.local_root
+        if root is None:
+            return _NoLock()
+        return StoreLock(root / LOCK_NAME)
+
+    def _writable(self) -> None:
+        if self.mode == "r":
+            raise StoreError(f"{self.path} is open read-only; open it with mode='r+'")
+
+
+class _NoLock:
+    def acquire(self) -> _NoLock:
+        return self
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _jsonable(obj: Any) -> Any:
+    """numpy scalars/arrays and tuples -> plain JSON types (zarr attrs are JSON)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def _clear_local(root: Path) -> None:
+    """Delete a local store's contents, keeping our lock file (we hold it)."""
+    for child in root.iterdir():
+        if child.name == LOCK_NAME:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def open_store(
+    path_or_url: str | os.PathLike[str],
+    mode: str = "r",
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> Store:
+    """Open an MLCamSR store.
+
+    Args:
+        path_or_url: a local path (``mlcamsr.zarr``) or an fsspec URL.
+        mode: ``"r"`` read an existing store; ``"r+"`` read/write an existing store;
+            ``"a"`` open or create; ``"w"`` create, deleting what was there.
+        storage_options: passed to fsspec for URLs.
+
+    Raises:
+        StoreError: missing store (``r``/``r+``), or a Zarr group that is not an MLCamSR store.
+    """
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    url = _is_url(path_or_url)
+    if not url:
+        p = Path(path_or_url)
+        if mode in ("r", "r+") and not (p / "zarr.json").is_file():
+            if p.exists():
+                raise StoreError(f"{p} is not a Zarr v3 store (no zarr.json); check the path")
+            raise StoreError(f"store {p} not found; create it with `mlcamsr extract`")
+        if p.exists() and not p.is_dir():
+            raise StoreError(f"{p} exists and is not a directory; choose another --out")
+    kwargs: dict[str, Any] = {}
+    if url and storage_options:
+        kwargs["storage_options"] = storage_options
+    target = str(path_or_url)
+    try:
+        if mode == "w":
+            if not url and Path(target).is_dir():
+                _clear_local(Path(target))
+            group = zarr.open_group(target, mode="w" if url else "a", zarr_format=3, **kwargs)
+        elif mode == "a":
+            group = zarr.open_group(target, mode="a", zarr_format=3, **kwargs)
+        else:
+            group = zarr.open_group(target, mode=mode, zarr_format=3, **kwargs)
+    except StoreError:
+        raise
+    except FileNotFoundError as exc:
+        raise StoreError(f"store {target} not found; create it with `mlcamsr extract`") from exc
+    except Exception as exc:  # zarr raises several types for "not a group"
+        raise StoreError(f"cannot open {target} as a Zarr v3 group: {exc}") from exc
+    store = Store(path_or_url, group, mode)
+    if mode in ("r", "r+") and ATTR_KEY not in group.attrs:
+        raise StoreError(f"{target} is a Zarr group but not an MLCamSR store (no 'mlcamsr' attribute)")
+    if mode in ("a", "w") and ATTR_KEY not in group.attrs:
+        from mlcamsr import __version__
+
+        store.update_attrs(format_version=FORMAT_VERSION, tool_version=__version__, members=[])
+    return store
+
+
+def iter_shards(n: int, shard_rows: int) -> Iterator[tuple[int, int, int]]:
+    """``(shard_index, start_row, stop_row)`` for ``n`` rows in shards of ``shard_rows``."""
+    for k, start in enumerate(range(0, n, shard_rows)):
+        yield k, start, min(start + shard_rows, n)

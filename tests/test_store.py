@@ -1,0 +1,58 @@
+"""The store layer on its own: layout, table round trip, lock, modes."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlcamsr.errors import StoreError
+from mlcamsr.store import LOCK_NAME, open_store
+
+
+def test_member_table_attrs_round_trip(tmp_path):
+    s = open_store(tmp_path / "s.zarr", "w")
+    arr = s.create_member("40x", n=20, size=32, mpp=0.243, scale=1, mag=40, shard_rows=8)
+    block = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    block[2] = 0
+    arr[8:16] = block
+    s.write_table(pd.DataFrame({"slide": ["a"] * 20, "x": np.arange(20)}))
+    s.update_attrs(params={"size": 32})
+
+    r = open_store(tmp_path / "s.zarr")
+    assert r.members == ["40x"]
+    assert r.member_info("40x")["mpp"] == pytest.approx(0.243)
+    assert r["40x"].shape == (20, 32, 32, 3) and r["40x"].dtype == np.uint8
+    np.testing.assert_array_equal(r["40x"][8:16], block)
+    assert not r["40x"][0].any()  # unwritten slots read as fill 0
+    assert list(r.table.x) == list(range(20))
+    assert r.attrs["params"] == {"size": 32} and r.attrs["format_version"] == 1
+
+
+def test_lock_refuses_second_writer_and_takes_over_stale(tmp_path):
+    s = open_store(tmp_path / "s.zarr", "w")
+    with s.lock():
+        with pytest.raises(StoreError, match="in use by another run"):
+            open_store(tmp_path / "s.zarr", "r+").lock().acquire()
+    # a lock left by a dead process on this host is stale
+    stale = {"pid": 999999999, "host": socket.gethostname()}
+    (tmp_path / "s.zarr" / LOCK_NAME).write_text(json.dumps(stale))
+    with s.lock():
+        pass
+    assert not (tmp_path / "s.zarr" / LOCK_NAME).exists()
+
+
+def test_missing_or_foreign_store_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="not found"):
+        open_store(tmp_path / "nope.zarr")
+    import zarr
+
+    zarr.open_group(tmp_path / "plain.zarr", mode="w")
+    with pytest.raises(StoreError, match="not an MLCamSR store"):
+        open_store(tmp_path / "plain.zarr")
+    open_store(tmp_path / "s.zarr", "w")
+    with pytest.raises(StoreError, match="read-only"):
+        open_store(tmp_path / "s.zarr", "r").write_table(pd.DataFrame())
