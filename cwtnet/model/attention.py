@@ -1,0 +1,197 @@
+"""Hard-attention search and transfer (TTSR's SearchTransfer) and CWT-Net's Transformer block.
+
+``search_transfer(q, k, v)`` implements Eq. (8) and the index/attention maps of
+Section III-D: every 3x3 patch of Q (padding 1) is compared with every 3x3 patch of K by
+the inner product of the L2-normalised patches, ``r_ij = <q_i/|q_i|, k_j/|k_j|>``; the hard
+index ``h_i = argmax_j r_ij`` picks the most relevant K position and the soft map
+``S_i = max_j r_ij`` its relevance. T is V's 3x3 patch at ``h_i``, folded back (overlapping
+patches summed, divided by 9, as TTSR does).
+
+Memory: the dense formulation (``dense_search_transfer``, the reference used in tests and
+the benchmark) builds the (Hq*Wq) x (Hk*Wk) relevance matrix. ``search_transfer`` never
+does: queries are processed in chunks, each chunk's (chunk x Hk*Wk) relevance block is
+reduced to its argmax at once, so the extra memory is O(chunk x Hk*Wk). Only the K
+patches are unfolded in full (9C x Hk*Wk, the size of one 3x3 im2col of K); Q patches are
+unfolded per chunk and V is never unfolded (the fold of the gathered patches is done by
+nine shifted gathers). The relevance search runs without autograd; S is recomputed
+differentiably as the dot product of the query patch and its selected key patch, so
+gradients reach Q and K through S and V through T exactly as in the dense formulation,
+at a cost independent of Hk*Wk.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cwtnet.model.blocks import default_conv
+
+RELEVANCE_BUDGET_BYTES = 32 * 2**20
+"""``chunk_size=None``: the query chunk is chosen so one relevance block stays under this."""
+
+
+def _normalised_patches(x: torch.Tensor) -> torch.Tensor:
+    """3x3 patches of an already padded (B, C, H+2, W+2) map -> (B, 9C, H*W), L2-normalised.
+
+    The norm is taken in float32 (bf16 norms lose precision), the result is cast back to
+    ``x.dtype`` (which is the autocast dtype when running under autocast).
+    """
+    p = F.unfold(x, kernel_size=3)
+    return F.normalize(p.float(), dim=1).to(p.dtype)
+
+
+def auto_chunk_size(batch: int, n_keys: int, n_queries: int, itemsize: int = 4,
+                    budget: int = RELEVANCE_BUDGET_BYTES) -> int:
+    """Query positions per chunk so that ``batch * chunk * n_keys * itemsize <= budget`` (>= 1)."""
+    return int(max(1, min(n_queries, budget // max(1, batch * n_keys * itemsize))))
+
+
+def _fold_gather(v: torch.Tensor, h: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+    """``fold(gather(unfold(v, 3, pad 1), h), 3, pad 1) / 9`` without unfolding V.
+
+    ``v`` (B, C, Hk, Wk), ``h`` (B, Hq*Wq) flat K indices -> T (B, C, Hq, Wq). Patch offset
+    (dy, dx) of the patch at K position j = (jy, jx) is padded-V pixel (jy+dy, jx+dx); the
+    fold adds it to padded output pixel (iy+dy, ix+dx) of query i = (iy, ix).
+    """
+    b, c, hk, wk = v.shape
+    hq, wq = out_hw
+    vp = F.pad(v, (1, 1, 1, 1)).flatten(2)  # (B, C, (Hk+2)(Wk+2))
+    hy, hx = torch.div(h, wk, rounding_mode="floor"), h % wk
+    base = hy * (wk + 2) + hx  # padded flat index of the patch's top-left corner
+    out = v.new_zeros(b, c, hq + 2, wq + 2)
+    for dy in range(3):
+        for dx in range(3):
+            idx = (base + dy * (wk + 2) + dx).unsqueeze(1).expand(b, c, -1)
+            out[:, :, dy:dy + hq, dx:dx + wq] += torch.gather(vp, 2, idx).view(b, c, hq, wq)
+    return out[:, :, 1:-1, 1:-1] / 9.0
+
+
+def search_transfer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chunked hard-attention search (Eq. 8) and texture transfer.
+
+    Args:
+        q (Tensor): Query features (B, C, Hq, Wq).
+        k (Tensor): Key features (B, C, Hk, Wk); Hk, Wk may differ from Hq, Wq.
+        v (Tensor): Value features (B, Cv, Hk, Wk), aligned with K.
+        chunk_size (int | None): Query positions per chunk; ``None`` picks the largest chunk
+            whose relevance block fits ``RELEVANCE_BUDGET_BYTES``. Default: None.
+
+    Returns:
+        (T, S): transferred texture (B, Cv, Hq, Wq) and soft attention map (B, 1, Hq, Wq).
+        Equal to ``dense_search_transfer`` (same hard index, allclose T and S).
+    """
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError("q, k, v must be (B, C, H, W) tensors")
+    if q.shape[:2] != k.shape[:2] or v.shape[0] != k.shape[0] or v.shape[-2:] != k.shape[-2:]:
+        raise ValueError(f"incompatible shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    b, _, hq, wq = q.shape
+    hk, wk = k.shape[-2:]
+    n_q, n_k = hq * wq, hk * wk
+    k_n = _normalised_patches(F.pad(k, (1, 1, 1, 1)))  # (B, 9C, Lk)
+    if chunk_size is None:
+        chunk_size = auto_chunk_size(b, n_k, n_q, k_n.element_size())
+    chunk_size = max(1, int(chunk_size))
+    q_pad = F.pad(q, (1, 1, 1, 1))
+    idx_parts, s_parts = [], []
+    for p0 in range(0, n_q, chunk_size):
+        p1 = min(n_q, p0 + chunk_size)
+        r0, r1 = p0 // wq, (p1 - 1) // wq  # query rows touched by this chunk
+        band = _normalised_patches(q_pad[:, :, r0:r1 + 3])  # (B, 9C, rows*Wq)
+        q_n = band[:, :, p0 - r0 * wq:p1 - r0 * wq]  # (B, 9C, n)
+        with torch.no_grad():
+            rel = torch.bmm(q_n.transpose(1, 2), k_n)  # (B, n, Lk): Eq. (8) for this chunk
+            idx = rel.argmax(dim=2)  # hard index h (first maximum on ties)
+            del rel
+        k_sel = torch.gather(k_n, 2, idx.unsqueeze(1).expand(-1, k_n.shape[1], -1))
+        s_parts.append((q_n * k_sel).sum(dim=1))  # S = r_{i, h_i}, differentiable
+        idx_parts.append(idx)
+    h = torch.cat(idx_parts, dim=1)
+    s = torch.cat(s_parts, dim=1).view(b, 1, hq, wq)
+    t = _fold_gather(v, h, (hq, wq))
+    return t, s.to(t.dtype)
+
+
+def dense_search_transfer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          return_index: bool = False):
+    """Reference: TTSR's SearchTransfer with the full (Lq x Lk) relevance matrix.
+
+    Same arguments and results as ``search_transfer`` (plus the hard index (B, Lq) when
+    ``return_index``); memory O(B * Hq*Wq * Hk*Wk).
+    """
+    b, _, hq, wq = q.shape
+    q_n = _normalised_patches(F.pad(q, (1, 1, 1, 1)))  # (B, 9C, Lq)
+    k_n = _normalised_patches(F.pad(k, (1, 1, 1, 1)))  # (B, 9C, Lk)
+    rel = torch.bmm(q_n.transpose(1, 2), k_n)  # (B, Lq, Lk)
+    s, h = torch.max(rel, dim=2)
+    v_unf = F.unfold(v, kernel_size=3, padding=1)  # (B, 9Cv, Lk)
+    t_unf = torch.gather(v_unf, 2, h.unsqueeze(1).expand(-1, v_unf.shape[1], -1))
+    t = F.fold(t_unf, output_size=(hq, wq), kernel_size=3, padding=1) / 9.0
+    s = s.view(b, 1, hq, wq).to(t.dtype)
+    return (t, s, h) if return_index else (t, s)
+
+
+def _resize2(x: torch.Tensor, up: bool) -> torch.Tensor:
+    """Bicubic x2 up (``up``) or antialiased bicubic x2 down of a feature map, float32 inside."""
+    y = x.float()
+    if up:
+        y = F.interpolate(y, scale_factor=2, mode="bicubic", align_corners=False)
+    else:
+        y = F.interpolate(y, size=(x.shape[-2] // 2, x.shape[-1] // 2), mode="bicubic",
+                          align_corners=False, antialias=True)
+    return y.to(x.dtype)
+
+
+class TransformerBlock(nn.Module):
+    """CWT-Net Transformer block (Section III-D, Eq. 8-9), after TTSR's SearchTransfer.
+
+    ``out = Q + C(Concat(Q, T)) * S`` (Eq. 9) with ``(T, S) = search_transfer(Q, K, V)``.
+
+    Args:
+        num_feat (int): Channels of Q, K and V. Default: 64.
+        v_mode (str): Which of the WT-branch features is searched and which transferred.
+            ``"paper"``: K = f_hwt, V = f_hwt up-then-down (bicubic x2 up, antialiased
+            bicubic x2 down), as Section III-D writes it. ``"ttsr"``: TTSR's order,
+            K = f_hwt down-then-up (blurred like the LR-derived Q), V = f_hwt itself
+            (sharp). Default: ``"paper"``.
+        chunk_size (int | None): Query chunk of ``search_transfer``; ``None`` = auto.
+            Default: None.
+    """
+
+    def __init__(self, num_feat: int = 64, v_mode: str = "paper", chunk_size: int | None = None) -> None:
+        super().__init__()
+        if v_mode not in ("paper", "ttsr"):
+            raise ValueError(f"unknown v_mode {v_mode!r}; choose 'paper' or 'ttsr'")
+        self.v_mode = v_mode
+        self.chunk_size = chunk_size
+        self.conv = default_conv(2 * num_feat, num_feat, 3)  # C{.} of Eq. (9)
+
+    def key_value(self, f_hwt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K, V) from the WT-branch feature ``f_hwt`` according to ``v_mode``."""
+        if self.v_mode == "paper":
+            return f_hwt, _updown(f_hwt)
+        return _downup(f_hwt), f_hwt
+
+    def forward(self, q: torch.Tensor, f_hwt: torch.Tensor) -> torch.Tensor:
+        k, v = self.key_value(f_hwt)
+        t, s = search_transfer(q, k, v, self.chunk_size)  # Eq. (8), h and S
+        return q + self.conv(torch.cat([q, t], dim=1)) * s  # Eq. (9)
+
+
+def _updown(x: torch.Tensor) -> torch.Tensor:
+    """f up-then-down: bicubic x2, then antialiased bicubic /2 (same size as ``x``)."""
+    return _resize2(_resize2(x, up=True), up=False)
+
+
+def _downup(x: torch.Tensor) -> torch.Tensor:
+    """f down-then-up (TTSR's Ref down-up), back to exactly ``x``'s size."""
+    h, w = x.shape[-2:]
+    if h < 2 or w < 2:
+        return x
+    y = _resize2(x, up=False).float()
+    y = F.interpolate(y, size=(h, w), mode="bicubic", align_corners=False)
+    return y.to(x.dtype)
+
+
+__all__ = ["TransformerBlock", "auto_chunk_size", "dense_search_transfer", "search_transfer"]

@@ -1,0 +1,223 @@
+"""CWT-Net (Chen et al., "CWT-Net: Super-resolution of Histopathology Images Using a
+Cross-scale Wavelet-based Transformer"), images in [0, 1]. Readings of the paper: docs/cwtnet.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cwtnet.model.attention import TransformerBlock
+from cwtnet.model.blocks import (
+    RCAB,
+    MeanShift,
+    ResBlock,
+    Upsampler,
+    default_conv,
+    make_layer,
+    resolve_mean,
+)
+from cwtnet.model.wavelet import haar_hh
+
+
+@dataclass
+class CWTNetOptions:
+    """CWT-Net options; defaults are the paper's (Section IV-B), see ``CWTNet``."""
+
+    n_cwtb: int = 12
+    num_feat: int = 64
+    rb_s: int = 2
+    rb_w: int | None = None
+    n_wrb: int | None = None
+    wr_reduction: int = 8
+    res_scale: float = 1.0
+    mean: str | tuple[float, float, float] = "mlcamsr"
+    v_mode: str = "paper"
+    chunk_size: int | None = None
+    ref_dropout: float = 0.25
+    double_residual: bool = False
+
+
+def depths_for_scale(scale: int, rb_w: int | None = None, n_wrb: int | None = None) -> tuple[int, int]:
+    """(RBs per B_RBw, WRBs in WR) at ``scale``: 2 and 4 at x2, +1 and +2 per doubling (IV-B)."""
+    steps = max(0, round(math.log2(scale)) - 1)
+    return (2 + steps if rb_w is None else rb_w), (4 + 2 * steps if n_wrb is None else n_wrb)
+
+
+class CWTB(nn.Module):
+    """Cross-scale Wavelet-based Transformer Block: B_RBs, B_RBw and a Transformer block (Eq. 2, 5, 9).
+
+    Args:
+        num_feat (int): Channels. Default: 64.
+        rb_s (int): Residual blocks in B_RBs (SR branch). Default: 2.
+        rb_w (int): Residual blocks in B_RBw (WT branch). Default: 2.
+        res_scale (float): Residual scale of every RB. Default: 1.0.
+        v_mode (str): ``TransformerBlock`` K/V order, ``"paper"`` or ``"ttsr"``. Default: "paper".
+        chunk_size (int | None): Query chunk of the search. Default: None (auto).
+        double_residual (bool): Eq. (2) read literally on top of Eq. (9) (adds Q twice).
+            Default: False.
+    """
+
+    def __init__(self, num_feat: int = 64, rb_s: int = 2, rb_w: int = 2, res_scale: float = 1.0,
+                 v_mode: str = "paper", chunk_size: int | None = None,
+                 double_residual: bool = False) -> None:
+        super().__init__()
+        self.rb_s = make_layer(ResBlock, rb_s, num_feat=num_feat, res_scale=res_scale)
+        self.rb_w = make_layer(ResBlock, rb_w, num_feat=num_feat, res_scale=res_scale)
+        self.transformer = TransformerBlock(num_feat, v_mode=v_mode, chunk_size=chunk_size)
+        self.double_residual = double_residual
+
+    def forward(self, f_sr: torch.Tensor, f_hwt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q = self.rb_s(f_sr)  # B_RBs^m(f_sr^{m-1})
+        f_hwt = self.rb_w(f_hwt)  # Eq. (5): f_hwt^m = B_RBw^m(f_hwt^{m-1})
+        f_sr = self.transformer(q, f_hwt)  # Eq. (9): Q + C{Concat(Q, T)} * S  (= Eq. 2)
+        if self.double_residual:
+            f_sr = q + f_sr  # Eq. (2) with its own extra Q
+        return f_sr, f_hwt
+
+
+class WaveletReconstruction(nn.Module):
+    """WR module (Section III-C, Eq. 6-7): predicts the HH sub-band f_hwt from the LR image.
+
+    ``conv(3 -> C) -> n_wrb x WRB -> conv(C -> 3)``; each WRB is an RCAB whose channel
+    attention is Eq. (6-7) (global average pool, 1x1 conv down by ``reduction``, ReLU, 1x1
+    conv up, sigmoid). Output (B, 3, H, W), the same size as the LR input and as
+    ``haar_hh(I'_GT)``, so no resampling is needed.
+
+    Args:
+        num_feat (int): Channels. Default: 64.
+        n_wrb (int): WRBs. Default: 4.
+        reduction (int): Channel reduction of the attention (the paper's 8). Default: 8.
+    """
+
+    def __init__(self, num_feat: int = 64, n_wrb: int = 4, reduction: int = 8) -> None:
+        super().__init__()
+        self.conv_first = default_conv(3, num_feat, 3)
+        self.body = make_layer(RCAB, n_wrb, num_feat=num_feat, reduction=reduction)
+        self.conv_last = default_conv(num_feat, 3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_last(self.body(self.conv_first(x)))
+
+
+class CWTNet(nn.Module):
+    """CWT-Net: SR branch + WT branch joined by Transformer blocks (Section III, Fig. 2).
+
+    ``sr = model(lr, ref=None)``: ``lr`` (B, 3, H, W) in [0, 1]; ``ref`` = I'_GT
+    (B, 3, 2H, 2W) in [0, 1] or ``None`` (SISR mode: the WR module predicts the WT-branch
+    input from ``lr``). Returns ``sr`` (B, 3, sH, sW); the WT-branch output I_WT of the
+    last call is kept in ``model.last_wt``. For training use ``forward_train``, which
+    returns everything the loss needs (keys in docs/cwtnet.md).
+
+    Args:
+        scale (int): Upsampling factor, 2, 4 or 8 (3 works, depths as x2). Default: 2.
+        options (CWTNetOptions): ``None`` means the defaults.
+            n_cwtb (int): CWTBs. Default: 12.
+            num_feat (int): Channels of every 3x3 convolution. Default: 64.
+            rb_s (int): RBs per B_RBs (paper silent). Default: 2.
+            rb_w (int | None): RBs per B_RBw; ``None`` = 2 at x2, +1 per doubling. Default: None.
+            n_wrb (int | None): WRBs in WR; ``None`` = 4 at x2, +2 per doubling. Default: None.
+            wr_reduction (int): WR channel-attention reduction. Default: 8.
+            res_scale (float): Residual scale of every RB. Default: 1.0.
+            mean (str | tuple): MeanShift mean, ``"mlcamsr"`` (0.7204, 0.4298, 0.6379),
+                ``"div2k"`` or an RGB triple. Default: "mlcamsr".
+            v_mode (str): Transformer K/V order, ``"paper"`` (V = K up-down) or ``"ttsr"``
+                (K = f_hwt down-up, V = f_hwt). Default: "paper".
+            chunk_size (int | None): Query chunk of the search; ``None`` = auto. Default: None.
+            ref_dropout (float): Training only: probability per sample that the WT branch
+                gets the WR prediction instead of haar_hh(ref). Default: 0.25.
+            double_residual (bool): Read Eq. (2) literally on top of Eq. (9). Default: False.
+    """
+
+    has_params = True
+
+    def __init__(self, scale: int = 2, options: CWTNetOptions | None = None) -> None:
+        super().__init__()
+        self.scale = scale
+        self.options = opt = options or CWTNetOptions()
+        if opt.v_mode not in ("paper", "ttsr"):
+            raise ValueError(f"unknown v_mode {opt.v_mode!r}; choose 'paper' or 'ttsr'")
+        if not 0.0 <= opt.ref_dropout <= 1.0:
+            raise ValueError(f"ref_dropout must be in [0, 1], got {opt.ref_dropout}")
+        rb_w, n_wrb = depths_for_scale(scale, opt.rb_w, opt.n_wrb)
+        mean = resolve_mean(opt.mean)
+        c = opt.num_feat
+        # SR branch entrance
+        self.sub_mean = MeanShift(1.0, mean, sign=-1)
+        self.conv_first = default_conv(3, c, 3)
+        # WT branch entrance: WR (SISR mode) and the head conv after the DWT
+        self.wr = WaveletReconstruction(c, n_wrb, opt.wr_reduction)
+        self.wt_first = default_conv(3, c, 3)
+        self.body = nn.ModuleList(
+            CWTB(c, opt.rb_s, rb_w, opt.res_scale, opt.v_mode, opt.chunk_size, opt.double_residual)
+            for _ in range(opt.n_cwtb)
+        )
+        # exits
+        self.wt_last = default_conv(c, 3, 3)
+        self.upsample = Upsampler(scale, c)
+        self.conv_last = default_conv(c, 3, 3)
+        self.add_mean = MeanShift(1.0, mean, sign=1)
+        self.last_wt: torch.Tensor | None = None
+
+    def _check(self, lr: torch.Tensor, ref: torch.Tensor | None) -> None:
+        if lr.dim() != 4 or lr.shape[1] != 3:
+            raise ValueError(f"lr must be (B, 3, H, W), got {tuple(lr.shape)}")
+        if ref is not None:
+            b, _, h, w = lr.shape
+            if tuple(ref.shape) != (b, 3, 2 * h, 2 * w):
+                raise ValueError(f"ref must be (B, 3, 2H, 2W) = {(b, 3, 2 * h, 2 * w)} for lr "
+                                 f"{tuple(lr.shape)}, got {tuple(ref.shape)}")
+
+    def _branches(self, x: torch.Tensor, f_hwt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean-subtracted LR ``x`` and WT-branch input ``f_hwt`` (B, 3, H, W) -> (sr, I_WT)."""
+        f_sr0 = self.conv_first(x)  # f_sr^0
+        f_sr, f_w = f_sr0, self.wt_first(f_hwt)  # f_hwt^0
+        for block in self.body:
+            f_sr, f_w = block(f_sr, f_w)  # Eq. (2), (5), (9)
+        f_sr = f_sr0 + f_sr  # Eq. (3): long skip
+        sr = self.add_mean(self.conv_last(self.upsample(f_sr)))  # B_up, tail, mean restored
+        return sr, self.wt_last(f_w)  # I_WT
+
+    def forward(self, lr: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
+        self._check(lr, ref)
+        x = self.sub_mean(lr)
+        f_hwt = haar_hh(ref) if ref is not None else self.wr(x)  # Eq. (4) DWT, or WR (Eq. 6-7)
+        sr, self.last_wt = self._branches(x, f_hwt)
+        return sr
+
+    def forward_train(self, lr: torch.Tensor, ref: torch.Tensor | None = None,
+                      ref_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor | None]:
+        """One training pass: both the reference path and the WR path.
+
+        WR always runs on ``lr`` and is supervised by ``wr_target = haar_hh(ref)``; with
+        probability ``ref_dropout`` per sample (or where ``ref_mask`` (B,) bool is False) the
+        WT branch is fed the WR prediction instead of haar_hh(ref), so the SR and WT losses
+        also train the SISR path end to end. ``ref=None`` trains SISR mode only.
+
+        Returns dict: ``sr`` (B, 3, sH, sW), ``wt`` = I_WT (B, 3, H, W), ``wt_target`` =
+        haar_hh(ref) (B, 3, H, W), ``wr`` WR's prediction (B, 3, H, W), ``wr_target``
+        (= ``wt_target``), ``ref_used`` (B,) bool; targets are ``None`` when ``ref`` is.
+        """
+        self._check(lr, ref)
+        x = self.sub_mean(lr)
+        wr = self.wr(x)
+        if ref is None:
+            used = torch.zeros(lr.shape[0], dtype=torch.bool, device=lr.device)
+            target, f_hwt = None, wr
+        else:
+            target = haar_hh(ref)
+            if ref_mask is not None:
+                used = ref_mask.to(device=lr.device, dtype=torch.bool).view(-1)
+            else:
+                used = torch.rand(lr.shape[0], device=lr.device) >= self.options.ref_dropout
+            f_hwt = torch.where(used.view(-1, 1, 1, 1), target.to(wr.dtype), wr)
+        sr, wt = self._branches(x, f_hwt)
+        self.last_wt = wt
+        return {"sr": sr, "wt": wt, "wt_target": target, "wr": wr, "wr_target": target,
+                "ref_used": used}
+
+
+__all__ = ["CWTB", "CWTNet", "CWTNetOptions", "WaveletReconstruction", "depths_for_scale"]
