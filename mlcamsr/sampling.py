@@ -1,0 +1,647 @@
+"""Tissue masks and tissue-aware patch centres (``mlcamsr sample-coords``).
+
+The tissue mask (:func:`tissue_mask`) is computed on a low-resolution copy of the
+slide (about ``mask_mpp`` um/px, 8 by default, CAMELYON level 5):
+
+1. saturation (HSV) of every pixel; Otsu's threshold on it (scikit-image),
+   clamped to ``[0.04, 0.25]`` so a slide that is nearly all background or all
+   tissue still gets a sensible cut;
+2. tissue = saturation above the threshold, minus near-black pixels (value
+   < 0.2: slide borders, dust, black ink) and minus green/blue pen ink (hue in
+   ``[0.2, 0.66]`` with saturation > 0.3; H&E hues are pink to purple);
+3. cleaned: objects smaller than ``(min_object_um)^2`` removed, holes smaller
+   than ``(max_hole_um)^2`` filled.
+
+Centres (:func:`sample_coords`): a centre is a candidate when the whole finest
+member square (``size`` px at ``base_mpp``, i.e. ``size * base_mpp / slide_mpp``
+level-0 px per side) lies inside the slide and its tissue fraction in the mask
+is at least ``min_tissue`` (exact area fraction from a bilinearly read integral
+image of the mask). Candidates are visited in a seeded random order and accepted
+greedily when no accepted centre on the same slide is closer than ``spacing``
+level-0 px in both x and y (Chebyshev distance; the default, one square side,
+means squares never overlap). Slides take turns (round robin), so the centres
+spread evenly over slides.
+
+With annotations, half of the centres come from inside tumour (tumour covers at
+least ``tumor_min_frac`` of the square, default 0.5) and half from tissue with no
+tumour at all in the square; if one class runs short, the other fills the gap
+(reported in ``DataFrame.attrs["summary"]``). Output follows the coords schema
+(``manifests/coords_schema.md``): ``slide, x, y`` (+ ``label`` with annotations,
++ ``mpp`` when an override was used).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlcamsr.annotations import SLIDE_EXTENSIONS, SlideAnnotations, load_for_slide, tumor_mask
+from mlcamsr.errors import InputError
+
+#: extensions discovered in --slides (DICOM is left out: every level file would
+#: count as a slide; pass it with ``include``)
+DISCOVER_EXTENSIONS = tuple(e for e in SLIDE_EXTENSIONS if e != ".dcm")
+
+MASK_COLOR = (0, 200, 80)
+BACKGROUND_SHADE = (70, 70, 90)
+TUMOR_COLOR = (230, 30, 30)
+NORMAL_BOX_COLOR = (20, 90, 230)
+TUMOR_BOX_COLOR = (255, 140, 0)
+
+
+# --------------------------------------------------------------------------- mask
+
+
+def tissue_mask(
+    rgb: np.ndarray,
+    *,
+    mpp: float | None = None,
+    min_object_um: float = 100.0,
+    max_hole_um: float = 64.0,
+    remove_pen: bool = True,
+) -> tuple[np.ndarray, float]:
+    """Tissue mask of a low-resolution RGB image.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8 RGB.
+        mpp: um per pixel of ``rgb`` (for the clean-up sizes); None skips clean-up.
+        min_object_um: tissue objects smaller than this squared are removed.
+        max_hole_um: holes smaller than this squared are filled.
+        remove_pen: drop green/blue ink.
+
+    Returns:
+        ``(mask, threshold)``: ``(H, W)`` bool and the saturation threshold used.
+    """
+    from skimage.color import rgb2hsv
+    from skimage.filters import threshold_otsu
+    from skimage.morphology import remove_small_holes, remove_small_objects
+
+    hsv = rgb2hsv(np.asarray(rgb)[..., :3])
+    hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    try:
+        thr = float(threshold_otsu(sat))
+    except ValueError:  # constant image
+        thr = 0.0
+    thr = float(np.clip(thr, 0.04, 0.25))
+    mask = (sat > thr) & (val >= 0.2)
+    if remove_pen:
+        mask &= ~((hue >= 0.2) & (hue <= 0.66) & (sat > 0.3))
+    if mpp and mask.any():
+        min_obj = max(1, int(round((min_object_um / mpp) ** 2)))
+        max_hole = max(1, int(round((max_hole_um / mpp) ** 2)))
+        mask = remove_small_objects(mask, max_size=min_obj) if min_obj > 1 else mask
+        mask = remove_small_holes(mask, max_size=max_hole) if max_hole > 1 else mask
+    return mask.astype(bool), thr
+
+
+@dataclass
+class SlideMask:
+    """A slide's tissue mask and where it sits.
+
+    ``mask[i, j]`` covers level-0 ``[j*dx, (j+1)*dx) x [i*dy, (i+1)*dy)``.
+    """
+
+    mask: np.ndarray
+    thumb: np.ndarray
+    level: int
+    factor: int
+    downsample: tuple[float, float]
+    mpp: tuple[float, float]
+    threshold: float
+    dimensions: tuple[int, int]  # level-0 (width, height)
+
+    @property
+    def mask_mpp(self) -> float:
+        return float(self.mpp[0] * self.downsample[0])
+
+
+def _read_level_reduced(reader: Any, level: int, factor: int, tile: int = 4096) -> np.ndarray:
+    """Read a whole level in tiles, block-averaged by ``factor`` (white padding)."""
+    w, h = reader.level_dimensions[level]
+    dx, dy = reader.level_downsamples[level]
+    ow, oh = math.ceil(w / factor), math.ceil(h / factor)
+    out = np.full((oh, ow, 3), 255, dtype=np.uint8)
+    step = max(factor, (tile // factor) * factor)
+    for y in range(0, h, step):
+        for x in range(0, w, step):
+            tw, th = min(step, w - x), min(step, h - y)
+            region = np.asarray(
+                reader.read_region((int(round(x * dx)), int(round(y * dy))), level, (tw, th))
+            )[..., :3]
+            if factor > 1:
+                pw, ph = math.ceil(tw / factor) * factor, math.ceil(th / factor) * factor
+                pad = np.full((ph, pw, 3), 255, dtype=np.float32)
+                pad[:th, :tw] = region
+                region = (
+                    pad.reshape(ph // factor, factor, pw // factor, factor, 3)
+                    .mean(axis=(1, 3))
+                    .round()
+                    .astype(np.uint8)
+                )
+            oy, ox = y // factor, x // factor
+            out[oy : oy + region.shape[0], ox : ox + region.shape[1]] = region
+    return out
+
+
+def slide_tissue_mask(
+    reader: Any,
+    *,
+    mpp: tuple[float, float],
+    mask_mpp: float = 8.0,
+    max_pixels: int = 40_000_000,
+    **mask_options: Any,
+) -> SlideMask:
+    """Tissue mask of an open slide at about ``mask_mpp`` um/px.
+
+    The level read is the coarsest whose mpp is at most ``mask_mpp`` (level 0 if
+    none); it is block-averaged by an integer factor towards ``mask_mpp``.
+    """
+    mpps = [mpp[0] * ds[0] for ds in reader.level_downsamples]
+    finer = [k for k, m in enumerate(mpps) if m <= mask_mpp * 1.05]
+    level = max(finer, key=lambda k: mpps[k]) if finer else int(np.argmin(mpps))
+    factor = max(1, int(mask_mpp * 1.05 // mpps[level]))
+    w, h = reader.level_dimensions[level]
+    while (w / factor) * (h / factor) > max_pixels:
+        factor += 1
+    thumb = _read_level_reduced(reader, level, factor)
+    ds = reader.level_downsamples[level]
+    downsample = (float(ds[0]) * factor, float(ds[1]) * factor)
+    m, thr = tissue_mask(thumb, mpp=mpp[0] * downsample[0], **mask_options)
+    return SlideMask(
+        mask=m,
+        thumb=thumb,
+        level=level,
+        factor=factor,
+        downsample=downsample,
+        mpp=(float(mpp[0]), float(mpp[1])),
+        threshold=thr,
+        dimensions=tuple(int(v) for v in reader.level_dimensions[0]),  # type: ignore[arg-type]
+    )
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def integral_image(mask: np.ndarray) -> np.ndarray:
+    """``(H+1, W+1)`` float64 integral image: ``S[i, j] = mask[:i, :j].sum()``."""
+    s = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.float64)
+    s[1:, 1:] = np.cumsum(np.cumsum(mask, axis=0, dtype=np.float64), axis=1)
+    return s
+
+
+def _integral_at(s: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear read of an integral image at continuous (x, y) (exact for pixel-constant images)."""
+    h, w = s.shape[0] - 1, s.shape[1] - 1
+    x = np.clip(x, 0, w)
+    y = np.clip(y, 0, h)
+    x0 = np.minimum(np.floor(x).astype(np.intp), w - 1) if w > 0 else np.zeros_like(x, np.intp)
+    y0 = np.minimum(np.floor(y).astype(np.intp), h - 1) if h > 0 else np.zeros_like(y, np.intp)
+    fx, fy = x - x0, y - y0
+    a = s[y0, x0]
+    b = s[y0, x0 + 1]
+    c = s[y0 + 1, x0]
+    d = s[y0 + 1, x0 + 1]
+    return a * (1 - fx) * (1 - fy) + b * fx * (1 - fy) + c * (1 - fx) * fy + d * fx * fy
+
+
+def box_fraction(
+    s: np.ndarray,
+    x0: np.ndarray,
+    y0: np.ndarray,
+    x1: np.ndarray,
+    y1: np.ndarray,
+) -> np.ndarray:
+    """Mean of the mask over continuous boxes ``[x0, x1) x [y0, y1)`` (mask px); outside counts 0."""
+    area = (x1 - x0) * (y1 - y0)
+    tot = _integral_at(s, x1, y1) - _integral_at(s, x0, y1) - _integral_at(s, x1, y0) + _integral_at(s, x0, y0)
+    return np.clip(tot / np.maximum(area, 1e-12), 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+@dataclass
+class _SlidePlan:
+    name: str
+    mask: SlideMask
+    side0: tuple[float, float]  # square side in level-0 px (x, y)
+    spacing: float
+    annotations: SlideAnnotations
+    mpp_override: float | None
+    streams: dict[str, Iterator[tuple[int, int]]] = field(default_factory=dict)
+    accepted: list[tuple[int, int, str]] = field(default_factory=list)
+    grid: dict[tuple[int, int], list[tuple[int, int]]] = field(default_factory=dict)
+    available: dict[str, int] = field(default_factory=dict)
+
+    def try_accept(self, x: int, y: int, cls: str) -> bool:
+        sp = self.spacing
+        if sp > 0:
+            gx, gy = int(x // sp), int(y // sp)
+            for i in (-1, 0, 1):
+                for j in (-1, 0, 1):
+                    for px, py in self.grid.get((gx + i, gy + j), ()):
+                        if abs(px - x) < sp and abs(py - y) < sp:
+                            return False
+            self.grid.setdefault((gx, gy), []).append((x, y))
+        self.accepted.append((x, y, cls))
+        return True
+
+
+def _candidates(
+    plan: _SlidePlan,
+    rng: np.random.Generator,
+    *,
+    min_tissue: float,
+    tumor_min_frac: float,
+    with_classes: bool,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Candidate centres (level-0 int px) per class, in a seeded random order."""
+    sm = plan.mask
+    dx, dy = sm.downsample
+    W0, H0 = sm.dimensions
+    sx, sy = plan.side0
+    hx, hy = sx / 2, sy / 2
+    # one jittered candidate per mask pixel centre
+    ii, jj = np.nonzero(sm.mask)
+    if ii.size == 0:
+        return {}
+    cx = np.round((jj + rng.uniform(0, 1, jj.size)) * dx).astype(np.int64)
+    cy = np.round((ii + rng.uniform(0, 1, ii.size)) * dy).astype(np.int64)
+    inside = (cx - hx >= 0) & (cy - hy >= 0) & (cx + hx <= W0) & (cy + hy <= H0)
+    cx, cy = cx[inside], cy[inside]
+    s = integral_image(sm.mask)
+    bx0, by0, bx1, by1 = (cx - hx) / dx, (cy - hy) / dy, (cx + hx) / dx, (cy + hy) / dy
+    frac = box_fraction(s, bx0, by0, bx1, by1)
+    ok = frac >= min_tissue
+    cx, cy = cx[ok], cy[ok]
+    bx0, by0, bx1, by1 = bx0[ok], by0[ok], bx1[ok], by1[ok]
+    order = rng.permutation(cx.size)
+    cx, cy = cx[order], cy[order]
+    bx0, by0, bx1, by1 = bx0[order], by0[order], bx1[order], by1[order]
+    if not with_classes:
+        return {"any": (cx, cy)}
+    ann = plan.annotations
+    if not ann.has_tumor:
+        return {"normal": (cx, cy), "tumor": (cx[:0], cy[:0])}
+    tm = tumor_mask(ann, sm.mask.shape, sm.downsample)
+    st = integral_image(tm)
+    # raster pre-filter (one mask pixel of margin for "normal"), exact check later
+    tfrac = box_fraction(st, bx0, by0, bx1, by1)
+    near = box_fraction(st, bx0 - 1, by0 - 1, bx1 + 1, by1 + 1)
+    t_sel = tfrac >= tumor_min_frac * 0.5
+    n_sel = near <= 0
+    return {"tumor": (cx[t_sel], cy[t_sel]), "normal": (cx[n_sel], cy[n_sel])}
+
+
+def _stream(
+    cx: np.ndarray,
+    cy: np.ndarray,
+    cls: str,
+    plan: _SlidePlan,
+    tumor_min_frac: float,
+    batch: int = 2048,
+) -> Iterator[tuple[int, int]]:
+    """Yield candidates of one class that pass the exact polygon check, in order."""
+    ann = plan.annotations
+    hw = max(plan.side0) / 2
+    for start in range(0, cx.size, batch):
+        bx, by = cx[start : start + batch], cy[start : start + batch]
+        if cls in ("tumor", "normal") and ann.has_tumor:
+            # exact fraction over the (possibly anisotropic) square; use the x/y halves
+            if plan.side0[0] == plan.side0[1]:
+                _, fr = ann.label_many(bx, by, hw)
+            else:
+                fr = np.array(
+                    [_exact_frac(ann, x, y, plan.side0) for x, y in zip(bx, by)], dtype=float
+                )
+            keep = fr >= tumor_min_frac if cls == "tumor" else fr <= 0
+            bx, by = bx[keep], by[keep]
+        yield from zip(bx.tolist(), by.tolist())
+
+
+def _exact_frac(ann: SlideAnnotations, x: float, y: float, side: tuple[float, float]) -> float:
+    import shapely
+    from shapely.geometry import box
+
+    sq = box(x - side[0] / 2, y - side[1] / 2, x + side[0] / 2, y + side[1] / 2)
+    if ann.tumor.is_empty:
+        return 0.0
+    return float(shapely.area(shapely.intersection(ann.tumor, sq)) / sq.area)
+
+
+def discover_slides(slides_dir: Path, include: Sequence[str] | None = None) -> list[str]:
+    """Slide names relative to ``slides_dir`` (POSIX), sorted.
+
+    ``include``: glob patterns relative to the folder (e.g. ``"*.svs"``,
+    ``"dicom/level-0*.dcm"``); default: every file with a known slide extension,
+    recursively (DICOM left out).
+    """
+    if include:
+        paths = {p for pat in include for p in slides_dir.glob(pat) if p.is_file()}
+    else:
+        paths = {
+            p
+            for p in slides_dir.rglob("*")
+            if p.is_file() and p.name.lower().endswith(DISCOVER_EXTENSIONS)
+        }
+    names = sorted(p.relative_to(slides_dir).as_posix() for p in paths)
+    return [n for n in names if ".." not in Path(n).parts]
+
+
+def _slide_mpp(reader: Any, override: float | None, name: str, slides_dir: Path) -> tuple[float, float]:
+    mpp = getattr(reader, "mpp", None)
+    if mpp is not None and all(v and v > 0 for v in mpp):
+        return float(mpp[0]), float(mpp[1])
+    if override is not None:
+        return float(override), float(override)
+    raise InputError(
+        f"{slides_dir / name}: slide has no mpp (microns per pixel) in its metadata; "
+        "pass --mpp to sample-coords (it is written to the mpp column for extract)"
+    )
+
+
+def sample_coords(
+    slides_dir: str | os.PathLike[str],
+    n: int,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    annotations_dir: str | os.PathLike[str] | None = None,
+    min_tissue: float = 0.9,
+    seed: int = 0,
+    size: int = 1024,
+    base_mpp: float = 0.243,
+    spacing: float | None = None,
+    mpp: float | None = None,
+    tumor_min_frac: float = 0.5,
+    include: Sequence[str] | None = None,
+    mask_mpp: float | None = None,
+    overlay_dir: str | os.PathLike[str] | None = None,
+    overlays: bool = True,
+    backend: str = "auto",
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Sample ``n`` tissue-aware patch centres over the slides in ``slides_dir``.
+
+    Args:
+        slides_dir: folder of slides; names in the output are relative to it.
+        n: number of centres wanted (fewer when the tissue cannot hold them).
+        out: coords CSV to write (None: only return the table).
+        annotations_dir: ASAP XML folder; when given, half tumour / half normal.
+        min_tissue: minimum tissue fraction of the whole square in the mask.
+        seed: random seed; same inputs and seed give the same centres.
+        size: finest member side in px at ``base_mpp`` (the 40x square).
+        base_mpp: um/px of the finest member.
+        spacing: minimum Chebyshev distance between centres of one slide, level-0
+            px; default one square side (no overlap).
+        mpp: um/px for slides that have none in their metadata.
+        tumor_min_frac: tumour fraction a "tumor" sample's square must reach.
+        include: glob patterns selecting slides (default: all known slide files).
+        mask_mpp: um/px of the tissue mask; default ``min(8, square_um / 16)``.
+        overlay_dir: where to write ``<slide>_overlay.png`` (default beside
+            ``out``: ``<out stem>_overlays/``).
+        overlays: write the overlay PNGs.
+        backend: slide reader backend for :func:`mlcamsr.slides.open_slide`.
+        progress: show a progress bar over slides.
+
+    Returns:
+        DataFrame with ``slide, x, y`` (int level-0 px of the centre), ``label``
+        with annotations, ``mpp`` when ``mpp`` was used. ``df.attrs["summary"]``
+        holds per-slide details and ``df.attrs["failed"]`` slides that could not
+        be used (name -> reason).
+
+    Raises:
+        InputError: bad folder or options, or no slide could be used.
+    """
+    from mlcamsr.slides import open_slide
+
+    slides_dir = Path(slides_dir)
+    if not slides_dir.is_dir():
+        raise InputError(f"--slides {slides_dir}: not a folder; give the folder holding the slides")
+    if annotations_dir is not None and not Path(annotations_dir).is_dir():
+        raise InputError(f"--annotations {annotations_dir}: not a folder; give the ASAP XML folder")
+    if n < 1:
+        raise InputError(f"--n {n}: must be at least 1")
+    if not 0 <= min_tissue <= 1:
+        raise InputError(f"--min-tissue {min_tissue}: must be between 0 and 1")
+    if size < 1 or base_mpp <= 0:
+        raise InputError("--size and --base-mpp must be positive")
+    names = discover_slides(slides_dir, include)
+    if not names:
+        raise InputError(
+            f"--slides {slides_dir}: no slide files found "
+            f"(looked for {', '.join(DISCOVER_EXTENSIONS)}); check the folder"
+        )
+    with_classes = annotations_dir is not None
+    square_um = size * base_mpp
+    mmpp = mask_mpp if mask_mpp is not None else min(8.0, square_um / 16)
+
+    failed: dict[str, str] = {}
+    plans: list[_SlidePlan] = []
+    it: Any = names
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(names, desc="tissue masks", unit="slide")
+    for idx, name in enumerate(it):
+        rng = np.random.default_rng([seed, idx])
+        ann = load_for_slide(annotations_dir, name) if with_classes else SlideAnnotations.empty()
+        try:
+            with open_slide(slides_dir / name, backend=backend) as reader:
+                smpp = _slide_mpp(reader, mpp, name, slides_dir)
+                sm = slide_tissue_mask(reader, mpp=smpp, mask_mpp=mmpp)
+        except InputError as exc:
+            failed[name] = str(exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - any unreadable slide is reported, others go on
+            failed[name] = f"{slides_dir / name}: cannot read slide ({type(exc).__name__}: {exc})"
+            continue
+        side0 = (square_um / sm.mpp[0], square_um / sm.mpp[1])
+        plan = _SlidePlan(
+            name=name,
+            mask=sm,
+            side0=side0,
+            spacing=float(spacing) if spacing is not None else max(side0),
+            annotations=ann,
+            mpp_override=mpp if getattr(reader, "mpp", None) is None else None,
+        )
+        cands = _candidates(
+            plan, rng, min_tissue=min_tissue, tumor_min_frac=tumor_min_frac, with_classes=with_classes
+        )
+        for cls, (cx, cy) in cands.items():
+            plan.available[cls] = int(cx.size)
+            plan.streams[cls] = _stream(cx, cy, cls, plan, tumor_min_frac)
+        plans.append(plan)
+    if not plans:
+        reasons = "; ".join(failed.values())
+        raise InputError(f"no slide in {slides_dir} could be used: {reasons}")
+
+    classes = ["tumor", "normal"] if with_classes else ["any"]
+    targets = {"tumor": n // 2, "normal": n - n // 2} if with_classes else {"any": n}
+    got = _round_robin(plans, classes, targets)
+    short = n - sum(got.values())
+    if short > 0 and with_classes:  # one class ran short: the other fills the gap
+        for cls in classes:
+            more = _round_robin(plans, [cls], {cls: short})
+            got[cls] += more[cls]
+            short -= more[cls]
+            if short <= 0:
+                break
+
+    rows = []
+    for plan in plans:
+        labels: np.ndarray | None = None
+        if with_classes and plan.accepted:
+            xs = np.array([a[0] for a in plan.accepted], float)
+            ys = np.array([a[1] for a in plan.accepted], float)
+            if plan.side0[0] == plan.side0[1]:
+                labels, _ = plan.annotations.label_many(xs, ys, plan.side0[0] / 2)
+            else:
+                labels = np.array(
+                    [
+                        "tumor" if _exact_frac(plan.annotations, x, y, plan.side0) > 0 else "normal"
+                        for x, y in zip(xs, ys)
+                    ],
+                    dtype=object,
+                )
+        for k, (x, y, _cls) in enumerate(plan.accepted):
+            row: dict[str, Any] = {"slide": plan.name, "x": int(x), "y": int(y)}
+            if labels is not None:
+                row["label"] = labels[k]
+            if plan.mpp_override is not None:
+                row["mpp"] = plan.mpp_override
+            rows.append(row)
+    columns = ["slide", "x", "y"] + (["label"] if with_classes else [])
+    if any(p.mpp_override is not None for p in plans):
+        columns.append("mpp")
+    df = pd.DataFrame(rows, columns=columns)
+    df["x"] = df["x"].astype(np.int64)
+    df["y"] = df["y"].astype(np.int64)
+
+    summary = {
+        p.name: {
+            "mask_level": p.mask.level,
+            "mask_factor": p.mask.factor,
+            "mask_mpp": round(p.mask.mask_mpp, 4),
+            "saturation_threshold": round(p.mask.threshold, 4),
+            "tissue_frac": round(float(p.mask.mask.mean()), 4),
+            "square_level0_px": [round(v, 3) for v in p.side0],
+            "spacing_level0_px": round(p.spacing, 3),
+            "candidates": dict(p.available),
+            "sampled": {c: sum(1 for a in p.accepted if a[2] == c) for c in classes},
+        }
+        for p in plans
+    }
+    df.attrs["summary"] = summary
+    df.attrs["failed"] = failed
+    df.attrs["requested"] = n
+    df.attrs["classes"] = {c: int(got.get(c, 0)) for c in classes}
+
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+    if overlays and (overlay_dir is not None or out is not None):
+        odir = Path(overlay_dir) if overlay_dir is not None else Path(out).with_name(Path(out).stem + "_overlays")  # type: ignore[arg-type]
+        odir.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for p in plans:
+            target = odir / (p.name.replace("/", "__") + "_overlay.png")
+            write_overlay(p, target)
+            paths[p.name] = str(target)
+        df.attrs["overlays"] = paths
+    return df
+
+
+def _round_robin(
+    plans: list[_SlidePlan],
+    classes: list[str],
+    targets: dict[str, int],
+) -> dict[str, int]:
+    """Slides take turns to accept one centre of each class until targets are met."""
+    got = {c: 0 for c in classes}
+    for cls in classes:
+        active = [p for p in plans if cls in p.streams]
+        while got[cls] < targets[cls] and active:
+            still = []
+            for p in active:
+                if got[cls] >= targets[cls]:
+                    still.append(p)
+                    continue
+                for x, y in p.streams[cls]:
+                    if p.try_accept(x, y, cls):
+                        got[cls] += 1
+                        still.append(p)
+                        break
+                # an exhausted stream drops the slide from this class
+            active = still
+    return got
+
+
+# --------------------------------------------------------------------------- overlay
+
+
+def write_overlay(plan: _SlidePlan, path: Path, max_side: int = 1600) -> Path:
+    """Thumbnail with the tissue mask tinted, tumour outlined and sampled squares drawn."""
+    from PIL import Image, ImageDraw
+    from skimage.measure import find_contours
+
+    sm = plan.mask
+    thumb = sm.thumb.astype(np.float32)
+    # tissue keeps its colours; background is dimmed so the mask reads at a glance
+    shade = np.array(BACKGROUND_SHADE, np.float32)
+    img = np.where(sm.mask[..., None], thumb, thumb * 0.45 + shade * 0.55).clip(0, 255).astype(np.uint8)
+    h, w = img.shape[:2]
+    scale = min(4.0, max_side / max(h, w)) if max(h, w) > 0 else 1.0
+    ow, oh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+    resample = Image.Resampling.BILINEAR if scale < 1 else Image.Resampling.NEAREST
+    pil = Image.fromarray(img).resize((ow, oh), resample)
+    draw = ImageDraw.Draw(pil)
+    lw = max(2, int(round(min(ow, oh) / 400)))
+    # tissue outline (mask px -> overlay px; contours run through pixel centres)
+    padded = np.pad(sm.mask, 1).astype(np.float32)
+    for c in find_contours(padded, 0.5):
+        pts = [(float((cc - 0.5) * scale), float((rr - 0.5) * scale)) for rr, cc in c]
+        if len(pts) >= 2:
+            draw.line(pts, fill=MASK_COLOR, width=lw)
+    # level-0 px -> overlay px
+    fx = scale / sm.downsample[0]
+    fy = scale / sm.downsample[1]
+    for ring in plan.annotations.outlines():
+        pts = [(float(x * fx), float(y * fy)) for x, y in ring]
+        if len(pts) >= 2:
+            draw.line(pts, fill=TUMOR_COLOR, width=lw)
+    hx, hy = plan.side0[0] / 2, plan.side0[1] / 2
+    for x, y, cls in plan.accepted:
+        color = TUMOR_BOX_COLOR if cls == "tumor" else NORMAL_BOX_COLOR
+        draw.rectangle(
+            [(x - hx) * fx, (y - hy) * fy, (x + hx) * fx - 1, (y + hy) * fy - 1],
+            outline=color,
+            width=lw,
+        )
+    # caption: what the picture is, then the legend
+    n_t = sum(1 for a in plan.accepted if a[2] == "tumor")
+    n_n = len(plan.accepted) - n_t
+    lines = [
+        f"{plan.name}   sampled {len(plan.accepted)}"
+        + (f" (tumor {n_t}, normal {n_n})" if plan.annotations.has_tumor or n_t else ""),
+        f"mask {sm.mask_mpp:.1f} um/px (level {sm.level}, /{sm.factor}), tissue {sm.mask.mean():.0%}",
+        "green: tissue mask  red: tumour  boxes: orange tumor, blue normal",
+    ]
+    bar_h = 14 * len(lines) + 6
+    canvas = Image.new("RGB", (max(ow, 420), oh + bar_h), (255, 255, 255))
+    cdraw = ImageDraw.Draw(canvas)
+    for i, line in enumerate(lines):
+        cdraw.text((4, 3 + 14 * i), line, fill=(0, 0, 0))
+    canvas.paste(pil, (0, bar_h))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
