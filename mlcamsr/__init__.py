@@ -9,4 +9,8 @@ def __getattr__(name: str):
         from mlcamsr.store import open_store
 
         return open_store
+    if name == "TripletDataset":  # imports torch only when used
+        from mlcamsr.dataset import TripletDataset
+
+        return TripletDataset
     raise AttributeError(f"module 'mlcamsr' has no attribute {name!r}")

@@ -1,0 +1,344 @@
+"""``TripletDataset``: aligned (lr, ref, gt) training samples from an MLCamSR store.
+
+SPEC "Training samples". For scale ``s`` in {2, 4, 8} and LR patch ``p``:
+
+- ``gt``  (``s*p`` px): a crop of the finest member (e.g. ``40x``) whose top-left corner
+  lies on a multiple of ``s`` (so the crop is on whole pixels of every coarser member).
+- ``lr``  (``p`` px): ``imresize(gt, 1/s)`` -- the project's one MATLAB-style
+  antialiased bicubic (:mod:`mlcamsr.resize`), rounded to 8-bit levels like an LR PNG.
+- ``ref`` (``2p`` px, the WT-branch input I'_GT) covering exactly the tissue of ``gt``:
+
+  ==============  =====================================================================
+  ``ref_source``  what ``ref`` is
+  ==============  =====================================================================
+  ``real``        s=2: ``gt`` itself (the finest member); s=4: the ``20x`` member;
+                  s=8: the ``10x`` member -- real scans (the paper's I'_GT)
+  ``bicubic``     s=2: ``gt``; s=4: ``20x_bicubic``; s=8: ``10x_bicubic``
+                  (the FTMS-style members of ``mlcamsr pyramid``)
+  ``gt-updown``   Table III's I_GT (up, down): ``g = imresize(gt, 2/s)`` (``g = gt`` for
+                  s=2), then ``imresize(imresize(g, 2), 1/2)`` -- up x2 then down x2,
+                  each rounded to 8 bits
+  ``lr``          Table III's I_LR: ``imresize(lr, 2)`` (the 8-bit ``lr`` up x2 to 2p)
+  ==============  =====================================================================
+
+The crop of a coarser member with factor ``f = s/2`` starts at ``(y0/f, x0/f)`` and is
+``2p`` px, i.e. the same tissue square as ``gt``.
+
+Augmentation (``augment=True``): a random 90-degree rotation and a random horizontal
+flip, the same for all three images (applied after resizing; the bicubic at integer
+factors commutes with them). ``augment=False`` is deterministic: the centre crop (on
+the ``s`` grid), or the whole patch with ``full=True`` (``gt`` = finest member,
+``lr`` = size/s, ``ref`` = 2*size/s).
+
+Each item is a dict: ``lr``, ``ref``, ``gt`` float32 CHW tensors in [0, 1], ``row``
+(the table row), ``index`` (the row in the member arrays).
+
+DataLoader workers (fork or spawn, persistent or not) open the store themselves on
+first use: the dataset pickles as its path and settings only. ``in_memory=True`` reads
+the members the split needs into numpy arrays once (shared copy-on-write by forked
+workers; copied into spawned ones).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mlcamsr.errors import InputError, StoreError
+from mlcamsr.resize import imresize, resize_weights
+
+__all__ = ["TripletDataset", "REF_SOURCES", "SCALES"]
+
+REF_SOURCES = ("real", "bicubic", "gt-updown", "lr")
+SCALES = (2, 4, 8)
+
+
+class _Resizer:
+    """Separable bicubic as two matmuls with precomputed float32 weights (uint8 out).
+
+    Same weights as :func:`mlcamsr.resize.imresize`; results agree with it to within one
+    grey level (float summation order), exactly on almost every pixel.
+    """
+
+    def __init__(self, in_len: int, out_len: int) -> None:
+        self.w = resize_weights(in_len, out_len).astype(np.float32)
+        self.wt = np.ascontiguousarray(self.w.T)
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        h, w, c = img.shape
+        x = img.astype(np.float32)
+        # rows: (out, H) @ (H, W*C) -> (out, W, C); columns: (out, W, C) -> (out, C, W) @ (W, out)
+        t = (self.w @ x.reshape(h, w * c)).reshape(-1, w, c)
+        y = np.matmul(t.transpose(0, 2, 1), self.wt).transpose(0, 2, 1)
+        return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+
+
+class TripletDataset(Dataset):
+    """Aligned ``lr`` / ``ref`` / ``gt`` crops from an MLCamSR store (see module docstring).
+
+    Args:
+        store: path or fsspec URL of the store (or an open :class:`mlcamsr.store.Store`).
+        split: ``"train"``, ``"test"`` (the table's ``split`` column), or ``"all"`` (every
+            kept patch, no split needed). Default ``"train"``.
+        scale: SR factor ``s``, one of 2, 4, 8. Default 2.
+        patch: LR patch size ``p`` in px (``gt`` is ``s*p``, ``ref`` is ``2p``). Default 64.
+        ref_source: ``real`` | ``bicubic`` | ``gt-updown`` | ``lr`` (Table III). Default real.
+        augment: random crops, 90-degree rotations and flips; ``False`` = centre crops.
+            Default True.
+        in_memory: hold the needed members of the split in RAM (numpy). Default False.
+        full: with ``augment=False``, whole patches instead of centre crops. Default False.
+        repeat: each patch appears ``repeat`` times per epoch (BasicSR's
+            ``dataset_enlarge_ratio``). Default 1.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        split: str = "train",
+        scale: int = 2,
+        patch: int = 64,
+        ref_source: str = "real",
+        augment: bool = True,
+        in_memory: bool = False,
+        *,
+        full: bool = False,
+        repeat: int = 1,
+    ) -> None:
+        from mlcamsr.store import Store, open_store
+
+        if isinstance(store, Store):
+            self.path: Any = store.path
+            handle = store
+        else:
+            self.path = store
+            handle = open_store(store, mode="r")
+        name = str(self.path)
+        if scale not in SCALES:
+            raise InputError(f"--scale {scale} is not one of {', '.join(map(str, SCALES))}")
+        if ref_source not in REF_SOURCES:
+            raise InputError(
+                f"--ref-source {ref_source!r} is not one of {', '.join(REF_SOURCES)}"
+            )
+        if int(patch) < 1:
+            raise InputError(f"--patch {patch} must be a positive number of LR pixels")
+        if full and augment:
+            raise InputError("full=True (whole patches) needs augment=False")
+        if int(repeat) < 1:
+            raise InputError(f"repeat={repeat} must be >= 1")
+        self.split, self.scale, self.ref_source = split, int(scale), ref_source
+        self.augment, self.in_memory, self.full = bool(augment), bool(in_memory), bool(full)
+        self.repeat = int(repeat)
+
+        members = handle.members
+        if not members:
+            raise StoreError(f"{name} has no members; run `mlcamsr extract` first")
+        self.gt_member = members[0]
+        info = handle.member_info(self.gt_member)
+        self.size = int(info["size"])
+        self.ref_factor = self.scale // 2  # finest px per ref-member px
+        self.ref_member = self._ref_member_name(handle, info, name)
+
+        s = self.scale
+        if full:
+            if self.size % s:
+                raise InputError(f"full patches of {self.size} px are not divisible by scale {s}")
+            self.patch = self.size // s
+        else:
+            self.patch = int(patch)
+            if s * self.patch > self.size:
+                raise InputError(
+                    f"--patch {patch} at scale {s} needs a {s * self.patch}-px gt crop, but "
+                    f"{name}'s {self.gt_member} patches are {self.size} px; use --patch "
+                    f"{self.size // s} or less"
+                )
+        self.gt_len = s * self.patch
+        self.ref_len = 2 * self.patch
+
+        table = handle.table
+        kept = table["status"] == "kept"
+        if split == "all":
+            sel = kept
+        else:
+            if "split" not in table.columns or not (table["split"].fillna("") != "").any():
+                raise InputError(f"{name} has no split; run `mlcamsr split {name}` first")
+            sel = kept & (table["split"] == split)
+            if not sel.any():
+                have = sorted(set(table.loc[kept, "split"].dropna().astype(str)) - {""})
+                raise InputError(
+                    f"split {split!r} of {name} is empty; splits present: {', '.join(have)}"
+                )
+        if not sel.any():
+            raise InputError(f"{name} has no kept patches; check extract's QC report")
+        self.rows = np.asarray(table.index[sel], dtype=np.int64)
+        self.indices = np.asarray(table.loc[sel, "index"], dtype=np.int64)
+        if (self.indices < 0).any():
+            raise StoreError(f"{name}: kept rows with index -1 in the table; the store is damaged")
+
+        self._resize_lr = _Resizer(self.gt_len, self.patch)
+        self._resize_ref = (
+            _Resizer(self.gt_len, self.ref_len) if self.gt_len != self.ref_len else None
+        )
+        self._arrays: dict[str, Any] | None = None
+        self._pid: int | None = None
+        self._rng: np.random.Generator | None = None
+        self._rng_pid: int | None = None
+        self._mem: dict[str, np.ndarray] | None = None
+        if in_memory:
+            self._mem = self._load_memory(handle)
+
+    # -- construction helpers ---------------------------------------------------------
+    def _ref_member_name(self, handle: Any, info: dict[str, Any], name: str) -> str | None:
+        """The member ``ref`` is cropped from, or None when it is computed from ``gt``."""
+        if self.ref_source in ("gt-updown", "lr") or self.scale == 2:
+            return None
+        f = self.ref_factor
+        mag = float(info.get("mag", 0) or 0)
+        if self.ref_source == "real":
+            for m in handle.members:
+                mi = handle.member_info(m)
+                if mi.get("kind", "real") != "bicubic" and not m.endswith("_bicubic") and (
+                    abs(float(mi.get("scale", 0)) - f) < 1e-6
+                ):
+                    return m
+            want = f"{mag / f:g}x" if mag else f"scale {f}"
+            raise InputError(
+                f"scale {self.scale} with ref_source real needs the {want} member, but {name} "
+                f"has {', '.join(handle.members)}; extract with --scales including {f}, or "
+                f"use --ref-source bicubic"
+            )
+        target = f"{mag / f:g}x_bicubic" if mag else None
+        if target is None or target not in handle:
+            raise InputError(
+                f"scale {self.scale} with ref_source bicubic needs the {target or 'bicubic'} "
+                f"member, which {name} lacks; run `mlcamsr pyramid {name}` first"
+            )
+        return target
+
+    def _load_memory(self, handle: Any) -> dict[str, np.ndarray]:
+        mem: dict[str, np.ndarray] = {}
+        order = np.argsort(self.indices)
+        for mname in {self.gt_member, self.ref_member} - {None}:
+            arr = handle[mname]
+            out = np.empty((len(self.indices),) + tuple(arr.shape[1:]), dtype=np.uint8)
+            for k in order:
+                out[k] = arr[int(self.indices[k])]
+            mem[mname] = out
+        return mem
+
+    # -- pickling / per-process state ---------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_arrays"] = None
+        state["_pid"] = None
+        state["_rng"] = None
+        state["_rng_pid"] = None
+        return state
+
+    def _open(self) -> dict[str, Any]:
+        pid = os.getpid()
+        if self._arrays is None or self._pid != pid:
+            from mlcamsr.store import open_store
+
+            handle = open_store(self.path, mode="r")
+            self._arrays = {m: handle[m] for m in {self.gt_member, self.ref_member} - {None}}
+            self._pid = pid
+        return self._arrays
+
+    def _generator(self) -> np.random.Generator:
+        pid = os.getpid()
+        if self._rng is None or self._rng_pid != pid:
+            # torch seeds every DataLoader worker differently (base_seed + worker_id)
+            self._rng = np.random.default_rng(torch.initial_seed() % (2**63))
+            self._rng_pid = pid
+        return self._rng
+
+    # -- reading --------------------------------------------------------------------------
+    def _crop(self, member: str, k: int, y: int, x: int, n: int) -> np.ndarray:
+        if self._mem is not None:
+            return self._mem[member][k, y : y + n, x : x + n]
+        arr = self._open()[member]
+        return np.asarray(arr[int(self.indices[k]), y : y + n, x : x + n, :])
+
+    def origin(self, k: int, rng: np.random.Generator | None = None) -> tuple[int, int]:
+        """Top-left (y, x) of the ``gt`` crop in finest-member px (multiples of ``scale``)."""
+        s = self.scale
+        room = (self.size - self.gt_len) // s  # origins available on the s grid
+        if self.full or room <= 0:
+            return 0, 0
+        if rng is None:
+            return (room // 2) * s, (room // 2) * s
+        y, x = rng.integers(0, room + 1, size=2)
+        return int(y) * s, int(x) * s
+
+    def __len__(self) -> int:
+        return len(self.indices) * self.repeat
+
+    def triplet(
+        self, i: int, origin: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(lr, ref, gt)`` as HWC uint8 arrays for item ``i`` (no augmentation).
+
+        ``origin`` overrides the gt crop's top-left (y, x) (tests use it for shifted crops).
+        """
+        k = i % len(self.indices)
+        if origin is None:
+            origin = self.origin(k, self._generator() if self.augment else None)
+        y0, x0 = origin
+        gt = self._crop(self.gt_member, k, y0, x0, self.gt_len)
+        lr = self._resize_lr(gt)
+        if self.ref_source == "real" or self.ref_source == "bicubic":
+            if self.ref_member is None:  # s = 2: the finest member itself
+                ref = gt
+            else:
+                f = self.ref_factor
+                ref = self._crop(self.ref_member, k, y0 // f, x0 // f, self.ref_len)
+        elif self.ref_source == "gt-updown":
+            g = gt if self._resize_ref is None else self._resize_ref(gt)
+            ref = imresize(imresize(g, scale=2.0), scale=0.5)
+        else:  # "lr"
+            ref = imresize(lr, scale=2.0)
+        return lr, ref, gt
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        lr, ref, gt = self.triplet(i)
+        if self.augment:
+            rng = self._generator()
+            rot, flip = int(rng.integers(4)), bool(rng.integers(2))
+            lr, ref, gt = (_augment(a, rot, flip) for a in (lr, ref, gt))
+        k = i % len(self.indices)
+        return {
+            "lr": _to_tensor(lr),
+            "ref": _to_tensor(ref),
+            "gt": _to_tensor(gt),
+            "row": int(self.rows[k]),
+            "index": int(self.indices[k]),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"TripletDataset({Path(str(self.path)).name!s}, split={self.split!r}, "
+            f"scale={self.scale}, patch={self.patch}, ref_source={self.ref_source!r}, "
+            f"n={len(self)}, gt={self.gt_member}, ref={self.ref_member or 'computed/gt'})"
+        )
+
+
+def _augment(a: np.ndarray, rot: int, flip: bool) -> np.ndarray:
+    if rot:
+        a = np.rot90(a, rot, axes=(0, 1))
+    if flip:
+        a = a[:, ::-1]
+    return a
+
+
+def _to_tensor(a: np.ndarray) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+    return t.to(torch.float32).div_(255.0)

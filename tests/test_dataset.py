@@ -1,0 +1,299 @@
+"""TripletDataset: alignment proven numerically, augmentation, workers, RAM mode, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlcamsr.errors import InputError, StoreError
+from mlcamsr.resize import imresize
+
+REAL_IMAGES = (
+    "patches/tiatoolbox/TCGA-HE-7130-01Z-00-DX1.png",
+    "patches/histolab/tcga-lung-rgb.png",
+    "patches/histolab/tissue-level0-7352-11762-7864-12274.png",
+)
+
+
+def real_patches(shared_data: Path, size: int, per_image: int = 4) -> tuple[np.ndarray, list]:
+    """``per_image`` real H&E squares of ``size`` px from each of three images."""
+    from PIL import Image
+
+    out, slides = [], []
+    for rel in REAL_IMAGES:
+        im = np.asarray(Image.open(shared_data / rel).convert("RGB"))
+        h, w = im.shape[:2]
+        for k in range(per_image):
+            y = (k * 97) % max(1, h - size)
+            x = (k * 131) % max(1, w - size)
+            out.append(im[y : y + size, x : x + size])
+            slides.append(Path(rel).stem)
+    return np.stack(out), slides
+
+
+def build_store(
+    path: Path,
+    images: np.ndarray,
+    slides: list[str],
+    *,
+    scales: tuple[int, ...] = (1, 2, 4),
+    base_mag: float = 40.0,
+    status: list[str] | None = None,
+    split: list[str] | None = None,
+) -> Path:
+    """A small store written with the store API: member at scale f = imresize(finest, 1/f).
+
+    Rows whose status is not ``kept`` get index -1 and no pixels, as extract does.
+    """
+    from mlcamsr.store import member_name, open_store
+
+    n, size = images.shape[:2]
+    status = status or ["kept"] * n
+    st = open_store(path, mode="w")
+    for f in scales:
+        arr = st.create_member(
+            member_name(base_mag, f),
+            n=n,
+            size=size // f,
+            mpp=0.243 * f,
+            scale=f,
+            mag=base_mag / f,
+            kind="real",
+            shard_rows=4,
+        )
+        data = np.zeros((n, size // f, size // f, 3), np.uint8)
+        for i in range(n):
+            if status[i] == "kept":
+                data[i] = images[i] if f == 1 else imresize(images[i], scale=1 / f)
+        arr[:] = data
+    table = pd.DataFrame(
+        {
+            "slide": slides,
+            "x": np.arange(n) * 1000,
+            "y": np.arange(n) * 500,
+            "label": ["tumor" if i % 3 == 0 else "normal" for i in range(n)],
+            "status": status,
+            "reason": ["" if s == "kept" else "qc" for s in status],
+            "index": [i if s == "kept" else -1 for i, s in enumerate(status)],
+        }
+    )
+    if split is not None:
+        table["split"] = split
+    st.write_table(table)
+    return path
+
+
+@pytest.fixture(scope="module")
+def real_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 real 256-px patches from 3 'slides' at 40x/20x/10x, split 8 train / 4 test."""
+    images, slides = real_patches(shared_data, 256)
+    split = ["test" if s == slides[-1] else "train" for s in slides]
+    return build_store(tmp_path_factory.mktemp("ds") / "real.zarr", images, slides, split=split)
+
+
+def _down(img: np.ndarray, n: int) -> np.ndarray:
+    return imresize(img, output_shape=(n, n)).astype(np.float64)
+
+
+def _mad(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+@pytest.mark.parametrize("scale,patch", [(2, 32), (4, 16), (8, 8)])
+@pytest.mark.parametrize("ref_source", ["real", "bicubic", "gt-updown", "lr"])
+def test_ref_and_gt_align_with_lr_far_better_than_a_shifted_crop(
+    real_store: Path, tmp_path: Path, scale: int, patch: int, ref_source: str
+) -> None:
+    from mlcamsr.dataset import TripletDataset
+
+    store = real_store
+    if ref_source == "bicubic":
+        from mlcamsr.pyramid import pyramid
+
+        store = tmp_path / "b.zarr"
+        import shutil
+
+        shutil.copytree(real_store, store)
+        pyramid(store, workers=0, progress=False)
+    ds = TripletDataset(store, scale=scale, patch=patch, ref_source=ref_source, augment=False)
+    f = max(scale // 2, 1)
+    errs = []
+    for i in range(len(ds)):
+        y0, x0 = ds.origin(i)
+        lr, ref, gt = ds.triplet(i)
+        assert lr.shape == (patch, patch, 3) and lr.dtype == np.uint8
+        assert ref.shape == (2 * patch, 2 * patch, 3)
+        assert gt.shape == (scale * patch, scale * patch, 3)
+        # lr is the project bicubic of gt
+        assert np.abs(lr.astype(int) - imresize(gt, scale=1 / scale).astype(int)).max() <= 1
+        _, ref_s, gt_s = ds.triplet(i, origin=(y0 + f, x0 + f))  # one ref-member px off
+        errs.append(
+            (
+                _mad(_down(ref, patch), lr),
+                _mad(_down(ref_s, patch), lr),
+                _mad(_down(gt, patch), lr),
+                _mad(_down(gt_s, patch), lr),
+            )
+        )
+    err_ref, err_ref_s, err_gt, err_gt_s = np.mean(errs, axis=0)
+    assert err_gt < 0.5 and err_gt_s > 5.0, (err_gt, err_gt_s)
+    # I_LR up then down is blurred but aligned: its gap to a shifted crop is smaller
+    limit, factor = (6.0, 2.0) if ref_source == "lr" else (1.5, 8.0)
+    assert err_ref < limit, (ref_source, scale, err_ref)
+    assert err_ref_s > factor * err_ref, (ref_source, scale, err_ref, err_ref_s)
+
+
+def test_item_is_float_chw_in_unit_range_with_metadata(real_store: Path) -> None:
+    from mlcamsr.dataset import TripletDataset
+
+    ds = TripletDataset(real_store, scale=4, patch=16)
+    item = ds[3]
+    assert set(item) >= {"lr", "ref", "gt", "row", "index"}
+    assert item["lr"].shape == (3, 16, 16) and item["ref"].shape == (3, 32, 32)
+    assert item["gt"].shape == (3, 64, 64)
+    for key in ("lr", "ref", "gt"):
+        t = item[key]
+        assert str(t.dtype) == "torch.float32" and 0.0 <= float(t.min()) <= float(t.max()) <= 1.0
+    assert len(ds) == 8 and isinstance(item["row"], int)
+
+
+def test_augmentation_is_identical_for_all_three(real_store: Path) -> None:
+    """Undo the rotation/flip found on gt: lr and ref must come back to the un-augmented crop."""
+    import torch
+
+    from mlcamsr.dataset import TripletDataset
+
+    torch.manual_seed(1)
+    ds = TripletDataset(real_store, scale=2, patch=32, augment=True)
+    seen = set()
+    for i in range(40):
+        item = ds[i % len(ds)]
+        gt = (item["gt"].numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
+        lr = (item["lr"].numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
+        ref = (item["ref"].numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
+        # the lr of an augmented gt equals the augmented lr (bicubic commutes with D4)
+        assert np.abs(imresize(gt, scale=0.5).astype(int) - lr.astype(int)).max() <= 1
+        np.testing.assert_array_equal(ref, gt)  # s=2 real: ref is gt
+        seen.add(gt.tobytes()[:64])
+    assert len(seen) > 10  # crops/rotations vary
+
+
+def test_full_patches_and_centre_crops_are_deterministic(real_store: Path) -> None:
+    from mlcamsr.dataset import TripletDataset
+
+    full = TripletDataset(real_store, split="test", scale=4, augment=False, full=True)
+    item = full[0]
+    assert item["gt"].shape == (3, 256, 256) and item["lr"].shape == (3, 64, 64)
+    assert item["ref"].shape == (3, 128, 128)
+    a = TripletDataset(real_store, scale=2, patch=32, augment=False)
+    b = TripletDataset(real_store, scale=2, patch=32, augment=False)
+    for k in ("lr", "ref", "gt"):
+        assert (a[2][k] == b[2][k]).all()
+    assert a.origin(0) == (96, 96)
+
+
+def test_in_memory_gives_the_same_items(real_store: Path) -> None:
+    from mlcamsr.dataset import TripletDataset
+
+    disk = TripletDataset(real_store, scale=4, patch=16, augment=False)
+    ram = TripletDataset(real_store, scale=4, patch=16, augment=False, in_memory=True)
+    for i in range(len(disk)):
+        for k in ("lr", "ref", "gt"):
+            assert (disk[i][k] == ram[i][k]).all()
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_spawn_dataloader_two_workers(real_store: Path, persistent: bool) -> None:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from mlcamsr.dataset import TripletDataset
+
+    ds = TripletDataset(real_store, scale=2, patch=32)
+    dl = DataLoader(
+        ds,
+        batch_size=4,
+        num_workers=2,
+        multiprocessing_context="spawn",
+        persistent_workers=persistent,
+        shuffle=True,
+    )
+    rows = []
+    for _epoch in range(2):
+        for batch in dl:
+            assert batch["lr"].shape == (4, 3, 32, 32) and batch["gt"].shape == (4, 3, 64, 64)
+            assert batch["ref"].dtype == torch.float32
+            rows.extend(batch["row"].tolist())
+    assert sorted(rows) == sorted(ds.rows.tolist() * 2)
+
+
+def test_fork_dataloader_in_memory(real_store: Path) -> None:
+    from torch.utils.data import DataLoader
+
+    from mlcamsr.dataset import TripletDataset
+
+    ds = TripletDataset(real_store, scale=4, patch=16, in_memory=True)
+    dl = DataLoader(ds, batch_size=8, num_workers=2, multiprocessing_context="fork")
+    batches = list(dl)
+    assert sum(len(b["row"]) for b in batches) == len(ds)
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+def test_scale_8_without_10x_member_is_refused(shared_data: Path, tmp_path: Path) -> None:
+    from mlcamsr.dataset import TripletDataset
+
+    images, slides = real_patches(shared_data, 256, per_image=1)
+    store = build_store(tmp_path / "s.zarr", images, slides, scales=(1, 2), split=["train"] * 3)
+    with pytest.raises(InputError, match="10x member") as exc:
+        TripletDataset(store, scale=8, patch=16)
+    assert "\n" not in str(exc.value)
+    TripletDataset(store, scale=4, patch=16)  # 20x is there
+
+
+def test_bicubic_ref_without_pyramid_is_refused(real_store: Path) -> None:
+    from mlcamsr.dataset import TripletDataset
+
+    with pytest.raises(InputError, match="mlcamsr pyramid"):
+        TripletDataset(real_store, scale=4, patch=16, ref_source="bicubic")
+
+
+def test_no_split_and_empty_split_are_refused(shared_data: Path, tmp_path: Path) -> None:
+    from mlcamsr.dataset import TripletDataset
+
+    images, slides = real_patches(shared_data, 128, per_image=1)
+    store = build_store(tmp_path / "n.zarr", images, slides)
+    with pytest.raises(InputError, match="mlcamsr split"):
+        TripletDataset(store)
+    assert len(TripletDataset(store, split="all", patch=32)) == 3
+    store2 = build_store(tmp_path / "e.zarr", images, slides, split=["train"] * 3)
+    with pytest.raises(InputError, match="'test' .* is empty"):
+        TripletDataset(store2, split="test", patch=32)
+
+
+def test_not_our_store_and_bad_options(real_store: Path, tmp_path: Path) -> None:
+    import zarr
+
+    from mlcamsr.dataset import TripletDataset
+
+    zarr.open_group(tmp_path / "other.zarr", mode="w", zarr_format=3)
+    with pytest.raises(StoreError, match="not an MLCamSR store"):
+        TripletDataset(tmp_path / "other.zarr")
+    with pytest.raises(StoreError, match="not found"):
+        TripletDataset(tmp_path / "missing.zarr")
+    with pytest.raises(InputError, match="--scale 3"):
+        TripletDataset(real_store, scale=3)
+    with pytest.raises(InputError, match="--ref-source"):
+        TripletDataset(real_store, ref_source="hr")
+    with pytest.raises(InputError, match="--patch 200"):
+        TripletDataset(real_store, scale=2, patch=200)
+
+
+def test_lazy_top_level_export() -> None:
+    import mlcamsr
+
+    assert mlcamsr.TripletDataset.__name__ == "TripletDataset"
