@@ -68,7 +68,7 @@ def _fold_gather(v: torch.Tensor, h: torch.Tensor, out_hw: tuple[int, int]) -> t
 
 
 def search_transfer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                    chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    chunk_size: int | None = None, return_index: bool = False):
     """Chunked hard-attention search (Eq. 8) and texture transfer.
 
     Args:
@@ -77,9 +77,12 @@ def search_transfer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         v (Tensor): Value features (B, Cv, Hk, Wk), aligned with K.
         chunk_size (int | None): Query positions per chunk; ``None`` picks the largest chunk
             whose relevance block fits ``RELEVANCE_BUDGET_BYTES``. Default: None.
+        return_index (bool): Also return the hard index h (B, Hq*Wq), flat K positions.
+            Default: False.
 
     Returns:
-        (T, S): transferred texture (B, Cv, Hq, Wq) and soft attention map (B, 1, Hq, Wq).
+        (T, S): transferred texture (B, Cv, Hq, Wq) and soft attention map (B, 1, Hq, Wq)
+        (and h with ``return_index``).
         Equal to ``dense_search_transfer`` (same hard index, allclose T and S).
     """
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
@@ -110,7 +113,8 @@ def search_transfer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     h = torch.cat(idx_parts, dim=1)
     s = torch.cat(s_parts, dim=1).view(b, 1, hq, wq)
     t = _fold_gather(v, h, (hq, wq))
-    return t, s.to(t.dtype)
+    s = s.to(t.dtype)
+    return (t, s, h) if return_index else (t, s)
 
 
 def dense_search_transfer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

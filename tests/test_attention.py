@@ -1,0 +1,116 @@
+"""Chunked search-transfer equals the dense (full relevance matrix) reference; Transformer block."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cwtnet.model.attention import (
+    TransformerBlock,
+    auto_chunk_size,
+    dense_search_transfer,
+    search_transfer,
+)
+
+SHAPES = [  # (Hq, Wq, Hk, Wk)
+    (8, 8, 8, 8),
+    (7, 11, 7, 11),
+    (5, 9, 10, 6),
+]
+
+
+@pytest.mark.parametrize("hq,wq,hk,wk", SHAPES)
+@pytest.mark.parametrize("chunk", [1, 5, 16, 33, 10_000, None])
+def test_chunked_equals_dense(hq, wq, hk, wk, chunk):
+    g = torch.Generator().manual_seed(hq * 100 + wk)
+    q = torch.randn(2, 6, hq, wq, generator=g)
+    k = torch.randn(2, 6, hk, wk, generator=g)
+    v = torch.randn(2, 4, hk, wk, generator=g)
+    t0, s0, h0 = dense_search_transfer(q, k, v, return_index=True)
+    t, s, h = search_transfer(q, k, v, chunk_size=chunk, return_index=True)
+    assert t.shape == (2, 4, hq, wq) and s.shape == (2, 1, hq, wq)
+    assert torch.equal(h, h0)
+    assert torch.allclose(t, t0, atol=1e-6, rtol=0)
+    assert torch.allclose(s, s0, atol=1e-6, rtol=0)
+
+
+def test_transfer_of_one_hot_positions_equals_dense_fold():
+    # V = one-hot position code (channel j is 1 at K position j): T shows exactly which
+    # K patches were folded into each query pixel.
+    g = torch.Generator().manual_seed(7)
+    hq, wq, hk, wk = 4, 5, 3, 6
+    q = torch.randn(1, 5, hq, wq, generator=g)
+    k = torch.randn(1, 5, hk, wk, generator=g)
+    v = torch.eye(hk * wk).view(1, hk * wk, hk, wk)
+    t0, _, h0 = dense_search_transfer(q, k, v, return_index=True)
+    t, _ = search_transfer(q, k, v, chunk_size=3)
+    assert torch.equal(t.argmax(1), t0.argmax(1))
+    assert torch.allclose(t, t0, atol=1e-7)
+
+
+def test_self_search_finds_itself_with_unit_relevance():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 8, 6, 7, generator=g)
+    t, s = search_transfer(x, x, x, chunk_size=4)
+    assert torch.allclose(s, torch.ones_like(s), atol=1e-5)
+    # every patch matches itself, so the fold reproduces x in the interior (9 of 9 overlaps)
+    assert torch.allclose(t[..., 1:-1, 1:-1], x[..., 1:-1, 1:-1], atol=1e-5)
+
+
+def test_gradients_match_dense():
+    g = torch.Generator().manual_seed(5)
+    tensors = [torch.randn(1, 4, 6, 5, generator=g, dtype=torch.float64) for _ in range(3)]
+    grads = []
+    for fn in (dense_search_transfer, lambda q, k, v: search_transfer(q, k, v, chunk_size=7)):
+        q, k, v = (x.clone().requires_grad_() for x in tensors)
+        t, s = fn(q, k, v)[:2]
+        (t.square().sum() + (s * t.mean(1, keepdim=True)).sum()).backward()
+        grads.append([q.grad, k.grad, v.grad])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_auto_chunk_respects_budget():
+    assert auto_chunk_size(4, 4096, 4096, 4, budget=2**20) == 16
+    assert auto_chunk_size(1, 10, 50, 4, budget=2**30) == 50
+    assert auto_chunk_size(64, 10**9, 50, 4) == 1
+
+
+@pytest.mark.parametrize("v_mode", ["paper", "ttsr"])
+def test_transformer_block_shapes_and_eq9(v_mode):
+    torch.manual_seed(0)
+    blk = TransformerBlock(8, v_mode=v_mode, chunk_size=10)
+    q, f = torch.randn(2, 8, 9, 7), torch.randn(2, 8, 9, 7)
+    out = blk(q, f)
+    assert out.shape == q.shape
+    k, v = blk.key_value(f)
+    assert k.shape == f.shape and v.shape == f.shape
+    t, s = dense_search_transfer(q, k, v)
+    expect = q + blk.conv(torch.cat([q, t], 1)) * s
+    assert torch.allclose(out, expect, atol=1e-5)
+
+
+def test_transformer_block_runs_under_bf16_autocast_on_cpu():
+    torch.manual_seed(0)
+    blk = TransformerBlock(16, chunk_size=20)
+    conv = torch.nn.Conv2d(16, 16, 3, padding=1)
+    x = torch.randn(2, 16, 12, 10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q, f = conv(x), conv(x.flip(-1))
+        assert q.dtype == torch.bfloat16
+        out = blk(q, f)
+        k, v = blk.key_value(f)
+        t, s = search_transfer(q, k, v, chunk_size=20)
+        t0, s0 = dense_search_transfer(q, k, v)
+    assert out.shape == q.shape and torch.isfinite(out.float()).all()
+    # S is the max relevance: the same value whichever tied index is chosen
+    assert torch.allclose(s.float(), s0.float(), atol=2e-2)
+    out.float().sum().backward()
+    assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
+
+
+def test_rejects_mismatched_shapes():
+    with pytest.raises(ValueError):
+        search_transfer(torch.zeros(1, 4, 5, 5), torch.zeros(1, 3, 5, 5), torch.zeros(1, 3, 5, 5))
+    with pytest.raises(ValueError):
+        TransformerBlock(4, v_mode="other")

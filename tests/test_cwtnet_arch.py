@@ -1,0 +1,127 @@
+"""CWT-Net: shapes in both modes at x2/x4/x8, gradients reach every parameter, depths of IV-B,
+forward_train keys for CWTLoss, and a short overfit on a real patch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cwtnet.model import build_from_config, build_model, model_config
+from cwtnet.model.cwtnet_arch import CWTNet, CWTNetOptions, depths_for_scale
+from cwtnet.model.wavelet import haar_hh
+
+TINY = dict(n_cwtb=2, num_feat=16, chunk_size=64)
+
+
+def _tiny(scale: int, **kw) -> CWTNet:
+    torch.manual_seed(0)
+    return build_model("cwtnet", scale, **{**TINY, **kw})
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_shapes_with_and_without_reference(scale):
+    model = _tiny(scale)
+    lr, ref = torch.rand(2, 3, 17, 22), torch.rand(2, 3, 34, 44)  # odd LR side on purpose
+    with torch.no_grad():
+        sr_ref = model(lr, ref)
+        assert model.last_wt.shape == (2, 3, 17, 22)
+        sr_sisr = model(lr)
+    assert sr_ref.shape == sr_sisr.shape == (2, 3, 17 * scale, 22 * scale)
+    assert not torch.allclose(sr_ref, sr_sisr)
+
+
+@pytest.mark.parametrize("scale,rb_w,n_wrb", [(2, 2, 4), (4, 3, 6), (8, 4, 8)])
+def test_depths_follow_section_iv_b(scale, rb_w, n_wrb):
+    assert depths_for_scale(scale) == (rb_w, n_wrb)
+    model = _tiny(scale)
+    assert len(model.body[0].rb_w) == rb_w and len(model.wr.body) == n_wrb
+    assert len(model.body[0].rb_s) == 2 and len(model.body) == 2
+
+
+def test_paper_defaults():
+    opt = CWTNetOptions()
+    assert (opt.n_cwtb, opt.num_feat, opt.wr_reduction, opt.mean) == (12, 64, 8, "mlcamsr")
+    model = CWTNet(2)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert {m.kernel_size for m in convs} <= {(3, 3), (1, 1)}  # 1x1: MeanShift and the CA
+    assert model.wr.body[0].body[3].attention[1].out_channels == 64 // 8
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_every_parameter_gets_gradient_from_ref_and_wr_paths(scale):
+    model = _tiny(scale, num_feat=32)
+    lr, ref = torch.rand(2, 3, 16, 18), torch.rand(2, 3, 32, 36)
+    gt = torch.rand(2, 3, 16 * scale, 18 * scale)
+    out = model.forward_train(lr, ref, ref_mask=torch.tensor([True, False]))
+    assert out["ref_used"].tolist() == [True, False]
+    loss = ((out["sr"] - gt).abs().mean() + (out["wt"] - out["wt_target"]).abs().mean()
+            + (out["wr"] - out["wr_target"]).abs().mean())
+    loss.backward()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    missing = [n for n, p in trainable if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+    # every weight moves, except (possibly) the 4-unit CA bottleneck behind a dead ReLU
+    zero = [n for n, p in trainable if p.grad.abs().sum() == 0 and ".attention." not in n]
+    assert not zero
+    # the WR module also gets gradient through the SR branch (sample 2 used its output)
+    model.zero_grad()
+    out = model.forward_train(lr, ref, ref_mask=torch.tensor([False, False]))
+    out["sr"].mean().backward()
+    assert model.wr.conv_last.weight.grad.abs().sum() > 0
+
+
+def test_forward_train_keys_and_targets():
+    model = _tiny(2)
+    lr, ref = torch.rand(1, 3, 12, 12), torch.rand(1, 3, 24, 24)
+    out = model.forward_train(lr, ref)
+    assert set(out) == {"sr", "wt", "wt_target", "wr", "wr_target", "ref_used"}
+    assert torch.equal(out["wt_target"], haar_hh(ref))
+    assert out["wr"].shape == out["wt"].shape == out["wt_target"].shape == (1, 3, 12, 12)
+    sisr = model.forward_train(lr)
+    assert sisr["wt_target"] is None and sisr["wr_target"] is None and not sisr["ref_used"].any()
+
+
+def test_ref_dropout_extremes():
+    lr, ref = torch.rand(4, 3, 12, 12), torch.rand(4, 3, 24, 24)
+    assert _tiny(2, ref_dropout=0.0).forward_train(lr, ref)["ref_used"].all()
+    assert not _tiny(2, ref_dropout=1.0).forward_train(lr, ref)["ref_used"].any()
+
+
+def test_one_checkpoint_serves_both_modes():
+    model = _tiny(2, v_mode="ttsr", double_residual=True)
+    cfg = model_config(model)
+    clone = build_from_config(cfg)
+    clone.load_state_dict(model.state_dict())
+    lr, ref = torch.rand(1, 3, 14, 14), torch.rand(1, 3, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(clone(lr, ref), model(lr, ref), atol=1e-6)
+        assert torch.allclose(clone(lr), model(lr), atol=1e-6)
+
+
+def test_rejects_a_reference_of_the_wrong_size():
+    with pytest.raises(ValueError, match="2H, 2W"):
+        _tiny(2)(torch.rand(1, 3, 12, 12), torch.rand(1, 3, 25, 24))
+
+
+def test_overfit_one_real_patch(shared_data):
+    from cwtnet.losses import CWTLoss
+    from mlcamsr.resize import imresize
+
+    img = np.asarray(Image.open(shared_data / "patches" / "kather100k" / "kather1.tif").convert("RGB"))
+    gt = img[:48, :48].astype(np.float32) / 255
+    lr = imresize(gt, scale=0.5)
+    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()  # noqa: E731
+    gt_t, lr_t = to_t(gt), to_t(lr).clamp(0, 1)
+    model = _tiny(2, ref_dropout=0.0)
+    crit = CWTLoss()
+    opt = torch.optim.Adam(model.parameters(), lr=5e-4)
+    losses = []
+    for _ in range(30):
+        loss, _parts = crit(model.forward_train(lr_t, gt_t), gt_t)  # x2: ref = I_GT (IV-B)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.5 * losses[0], losses
