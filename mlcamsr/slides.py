@@ -1,0 +1,479 @@
+"""One reader interface over openslide and tiffslide, with honest levels and mpp.
+
+Units everywhere: *level-0 px* are pixels of the full-resolution level; *level-k px*
+are pixels of level k; ``mpp`` is micrometres per level-0 pixel (um/px); pixel data
+is ``(h, w, 3)`` uint8 RGB.
+
+What this layer guarantees, whatever the backend:
+
+- ``level_downsamples[k] = (w0 / wk, h0 / hk)``, from the real level dimensions (never
+  from a backend's averaged downsample or ``get_best_level_for_downsample``).
+- No native level is lost. tiffslide 3.0.1 silently drops levels whose size is not an
+  exact half of the level above (1000 px with a 501 px level 1 shows as 1000 and 250
+  only); the tiffslide backend lists the pyramid pages itself with tifffile and reads
+  the dropped levels lazily from those pages (tile by tile, never a whole level).
+- Reads are pixel-exact: a read returns stored level-k pixels, never a sub-pixel
+  resampling. (openslide's own ``read_region`` bilinearly interpolates when
+  ``x / downsample`` is fractional, which happens at every level of an odd-downsample
+  slide; such reads go to the TIFF pages instead, see :class:`SlideReader`.)
+- Out-of-slide pixels and transparent pixels are white (255).
+- ``mpp`` is discovered from the slide (openslide/tiffslide metadata, TIFF resolution
+  tags in centimetre or inch, OME ``PhysicalSizeX``), else the caller's ``mpp=``; values
+  outside 0.01-100 um/px (e.g. 72 dpi = 352.8 um/px) are ignored as bogus. With none,
+  ``mpp`` is None and :func:`require_mpp` refuses the slide.
+
+Readers hold open file handles and do not pickle: give workers a :class:`SlideRef`
+(``reader.ref``) and let each open its own reader.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from mlcamsr.errors import InputError
+
+Backend = Literal["auto", "openslide", "tiffslide"]
+BACKENDS: tuple[str, ...] = ("auto", "openslide", "tiffslide")
+
+MPP_MIN, MPP_MAX = 0.01, 100.0
+"""Plausible level-0 um/px; metadata outside this range is ignored (72 dpi = 352.8 um/px)."""
+
+_UM_PER_UNIT = {2: 25400.0, 3: 10000.0}  # TIFF ResolutionUnit: 2 inch, 3 centimetre
+_OME_UNIT_TO_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+
+
+def _plausible(v: Any) -> float | None:
+    """``float(v)`` when it is a finite mpp in [MPP_MIN, MPP_MAX] um/px, else None."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) and MPP_MIN <= f <= MPP_MAX else None
+
+
+@dataclass(frozen=True)
+class SlideRef:
+    """A picklable recipe for a reader: what a dask worker receives instead of a reader.
+
+    Attributes:
+        path: the slide file (or DICOM folder).
+        backend: ``"auto"``, ``"openslide"`` or ``"tiffslide"``.
+        mpp: level-0 um/px override, used only when the slide has none.
+    """
+
+    path: Path
+    backend: str = "auto"
+    mpp: float | None = None
+
+    def open(self) -> SlideReader:
+        """Open a fresh reader (one per process or thread)."""
+        return open_slide(self.path, backend=self.backend, mpp=self.mpp)  # type: ignore[arg-type]
+
+
+class _PageLevel:
+    """One pyramid level read lazily from a TIFF page with tifffile (zarr over the tiles)."""
+
+    def __init__(self, page: Any) -> None:
+        import zarr
+
+        self.page = page
+        self.array = zarr.open_array(page.aszarr(), mode="r")
+
+    def read(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        return np.asarray(self.array[y0:y1, x0:x1])
+
+
+def _tiff_pyramid_pages(tf: Any) -> list[Any]:
+    """Pyramid pages of a TIFF, largest first: series levels + tiled reduced pages.
+
+    Labels, macros and thumbnails are left out: a pyramid page is tiled, RGB(A), not
+    described as ``label``/``macro``, no wider than level 0 and of its aspect ratio
+    within one level-k pixel.
+    """
+    cands: list[Any] = []
+    for s in tf.series:
+        for lv in getattr(s, "levels", [s]):
+            if lv.keyframe is not None:
+                cands.append(lv.keyframe)
+    cands.extend(tf.pages)
+    first = cands[0] if cands else None
+    if first is None:
+        return []
+    h0, w0 = first.shape[:2]
+    out: dict[tuple[int, int], Any] = {}
+    for p in cands:
+        if not hasattr(p, "is_tiled") or len(p.shape) != 3 or p.shape[-1] not in (3, 4):
+            continue
+        desc = (p.description or "").lower()
+        if "label" in desc or "macro" in desc:
+            continue
+        h, w = p.shape[:2]
+        if w > w0 or h > h0 or not (p.is_tiled or (w, h) == (w0, h0)):
+            continue
+        # same aspect ratio: h must be h0 * w / w0 within one pixel (plus rounding)
+        if abs(h - h0 * w / w0) > 1.5 + h0 / w0:
+            continue
+        out.setdefault((w, h), p)
+    return [out[k] for k in sorted(out, key=lambda k: -k[0])]
+
+
+def _tiff_resolution_mpp(page: Any) -> tuple[float, float] | None:
+    """Level-0 um/px from XResolution/YResolution when the unit is inch or cm and plausible."""
+    tags = page.tags
+    unit = tags.get("ResolutionUnit")
+    xr, yr = tags.get("XResolution"), tags.get("YResolution")
+    if unit is None or xr is None or yr is None:
+        return None
+    um = _UM_PER_UNIT.get(int(unit.value))
+    if um is None:
+        return None
+
+    def one(v: Any) -> float | None:
+        num, den = (v if isinstance(v, tuple) else (v, 1))[:2]
+        if not num or not den:
+            return None
+        return _plausible(um / (num / den))
+
+    mx, my = one(xr.value), one(yr.value)
+    return (mx, my) if mx and my else None
+
+
+def _ome_mpp(tf: Any) -> tuple[float, float] | None:
+    """``PhysicalSizeX/Y`` of the first OME image, in um/px, when plausible."""
+    xml = getattr(tf, "ome_metadata", None)
+    if not xml:
+        return None
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    for el in root.iter():
+        if el.tag.endswith("}Pixels") or el.tag == "Pixels":
+            sx, sy = el.get("PhysicalSizeX"), el.get("PhysicalSizeY")
+            ux = _OME_UNIT_TO_UM.get(el.get("PhysicalSizeXUnit", "µm"), None)
+            uy = _OME_UNIT_TO_UM.get(el.get("PhysicalSizeYUnit", "µm"), None)
+            if sx is None or sy is None or ux is None or uy is None:
+                return None
+            mx, my = _plausible(float(sx) * ux), _plausible(float(sy) * uy)
+            return (mx, my) if mx and my else None
+    return None
+
+
+class SlideReader:
+    """A whole-slide image behind one interface (see the module docstring for units).
+
+    Attributes:
+        path: the file opened (for a DICOM folder, the ``.dcm`` file handed to openslide).
+        backend: ``"openslide"`` or ``"tiffslide"`` (what ``auto`` chose).
+        vendor: the backend's vendor string (``"aperio"``, ``"generic-tiff"``,
+            ``"dicom"``...) or None.
+        properties: the backend's properties, values as strings.
+        level_count: number of native levels.
+        level_dimensions: ``(w, h)`` px of each level, level 0 first.
+        level_downsamples: ``(dx, dy) = (w0 / wk, h0 / hk)`` level-0 px per level-k px.
+        mpp: level-0 ``(x, y)`` um/px, or None when neither the slide nor the caller
+            gave one.
+        mpp_source: ``"openslide.mpp-x"``, ``"tiffslide.mpp-x"``, ``"tiff-resolution"``,
+            ``"ome"``, ``"override"`` or ``"none"``.
+        level_sources: per level, where its pixels come from: ``"openslide"``,
+            ``"tiffslide"``, or ``"tiff-page"`` (read with tifffile: a level tiffslide
+            dropped, or an openslide level whose downsample would make openslide
+            interpolate).
+    """
+
+    path: Path
+    backend: str
+    vendor: str | None
+    properties: Mapping[str, str]
+    level_count: int
+    level_dimensions: tuple[tuple[int, int], ...]
+    level_downsamples: tuple[tuple[float, float], ...]
+    mpp: tuple[float, float] | None
+    mpp_source: str
+    level_sources: tuple[str, ...]
+
+    def __init__(self, path: Path, backend: str, *, mpp: float | None = None) -> None:
+        self.path = path
+        self.backend = backend
+        self._tf: Any = None  # tifffile.TiffFile when the file is a TIFF
+        self._own_tf = False
+        self._osr: Any = None
+        self._ts: Any = None
+        self._readers: list[Any] = []  # per level: callable(x0, y0, x1, y1) -> array
+        if backend == "openslide":
+            self._init_openslide()
+        else:
+            self._init_tiffslide()
+        w0, h0 = self.level_dimensions[0]
+        self.level_count = len(self.level_dimensions)
+        self.level_downsamples = tuple((w0 / w, h0 / h) for w, h in self.level_dimensions)
+        self._override = mpp
+        self.mpp, self.mpp_source = self._discover_mpp(mpp)
+
+    # ---------------------------------------------------------------- backends
+    def _open_tifffile(self) -> Any:
+        import tifffile
+
+        try:
+            return tifffile.TiffFile(self.path)
+        except Exception:  # noqa: BLE001 - not a TIFF (DICOM...), fine
+            return None
+
+    def _init_openslide(self) -> None:
+        import openslide
+
+        osr = openslide.OpenSlide(str(self.path))
+        self._osr = osr
+        self.properties = dict(osr.properties)
+        self.vendor = self.properties.get("openslide.vendor")
+        self.level_dimensions = tuple((int(w), int(h)) for w, h in osr.level_dimensions)
+        if self.vendor != "dicom":
+            self._tf = self._open_tifffile()
+            self._own_tf = self._tf is not None
+        pages = {}
+        if self._tf is not None:
+            pages = {(p.shape[1], p.shape[0]): p for p in _tiff_pyramid_pages(self._tf)}
+        sources = []
+        for k, (w, h) in enumerate(self.level_dimensions):
+            ds = float(osr.level_downsamples[k])
+            if ds == round(ds) or (w, h) not in pages:
+                # integer downsample: col * ds is an integer, openslide copies pixels exactly
+                self._readers.append(self._openslide_reader(k, ds))
+                sources.append("openslide")
+            else:
+                self._readers.append(_PageLevel(pages[(w, h)]).read)
+                sources.append("tiff-page")
+        self.level_sources = tuple(sources)
+
+    def _openslide_reader(self, level: int, ds: float) -> Any:
+        osr = self._osr
+
+        def read(x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+            # level-0 location whose x / ds is closest to the wanted level px (exact when ds integer)
+            loc = (int(round(x0 * ds)), int(round(y0 * ds)))
+            rgba = np.asarray(osr.read_region(loc, level, (x1 - x0, y1 - y0)))
+            return rgba
+
+        return read
+
+    def _init_tiffslide(self) -> None:
+        import tiffslide
+
+        ts = tiffslide.TiffSlide(self.path)
+        self._ts = ts
+        self._tf = ts.ts_tifffile
+        self.properties = {k: ("" if v is None else str(v)) for k, v in ts.properties.items()}
+        self.vendor = ts.properties.get("tiffslide.vendor")
+        ts_dims = [(int(w), int(h)) for w, h in ts.level_dimensions]
+        grp = ts.zarr_group
+        by_dims: dict[tuple[int, int], Any] = {}
+        for k, d in enumerate(ts_dims):
+            arr = grp[str(k)] if hasattr(grp, "__getitem__") and str(k) in grp else grp
+            by_dims[d] = arr
+        pages = _tiff_pyramid_pages(self._tf)
+        dims = list(ts_dims)
+        page_by_dims: dict[tuple[int, int], Any] = {}
+        for p in pages:
+            d = (p.shape[1], p.shape[0])
+            if d not in by_dims and d[0] < ts_dims[0][0]:
+                page_by_dims[d] = p
+                dims.append(d)
+        dims.sort(key=lambda d: -d[0])
+        sources = []
+        for d in dims:
+            if d in by_dims:
+                arr = by_dims[d]
+                self._readers.append(lambda x0, y0, x1, y1, a=arr: np.asarray(a[y0:y1, x0:x1]))
+                sources.append("tiffslide")
+            else:
+                self._readers.append(_PageLevel(page_by_dims[d]).read)
+                sources.append("tiff-page")
+        self.level_dimensions = tuple(dims)
+        self.level_sources = tuple(sources)
+
+    # ---------------------------------------------------------------- mpp
+    def _discover_mpp(self, override: float | None) -> tuple[tuple[float, float] | None, str]:
+        key = "openslide" if self.backend == "openslide" else "tiffslide"
+        mx = _plausible(self.properties.get(f"{key}.mpp-x"))
+        my = _plausible(self.properties.get(f"{key}.mpp-y"))
+        if mx and my:
+            return (mx, my), f"{key}.mpp-x"
+        if self._tf is not None:
+            if self._tf.pages:
+                res = _tiff_resolution_mpp(self._tf.pages[0])
+                if res:
+                    return res, "tiff-resolution"
+            ome = _ome_mpp(self._tf)
+            if ome:
+                return ome, "ome"
+        if override is not None:
+            return (float(override), float(override)), "override"
+        return None, "none"
+
+    def level_mpp(self, level: int) -> tuple[float, float] | None:
+        """``(x, y)`` um/px of ``level`` (level-0 mpp times the level's downsample), or None."""
+        if self.mpp is None:
+            return None
+        dx, dy = self.level_downsamples[level]
+        return self.mpp[0] * dx, self.mpp[1] * dy
+
+    # ---------------------------------------------------------------- pixels
+    def read_level(self, level: int, origin: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+        """Stored pixels of ``level``: the window at ``origin`` (level-k px) of ``size`` (w, h).
+
+        Returns ``(h, w, 3)`` uint8 RGB; parts outside the level are white (255).
+        """
+        if not 0 <= level < self.level_count:
+            raise InputError(f"{self.path.name}: level {level} does not exist "
+                             f"(the slide has levels 0-{self.level_count - 1})")
+        col, row = int(origin[0]), int(origin[1])
+        w, h = int(size[0]), int(size[1])
+        if w < 0 or h < 0:
+            raise ValueError(f"size must be non-negative, got {size}")
+        out = np.full((h, w, 3), 255, np.uint8)
+        lw, lh = self.level_dimensions[level]
+        x0, y0 = max(col, 0), max(row, 0)
+        x1, y1 = min(col + w, lw), min(row + h, lh)
+        if x1 <= x0 or y1 <= y0:
+            return out
+        px = self._readers[level](x0, y0, x1, y1)
+        out[y0 - row:y1 - row, x0 - col:x1 - col] = _to_rgb(px)
+        return out
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """openslide-style read: ``location`` is the top-left in level-0 px, ``size`` in level-k px.
+
+        The window starts at the level-k pixel whose left/top edge is nearest the
+        location: ``round(x / dx), round(y / dy)`` (pixel-exact; openslide itself would
+        interpolate a fractional start). Returns ``(h, w, 3)`` uint8 RGB, white outside.
+        """
+        dx, dy = self.level_downsamples[level]
+        col = math.floor(location[0] / dx + 0.5)
+        row = math.floor(location[1] / dy + 0.5)
+        return self.read_level(level, (col, row), size)
+
+    # ---------------------------------------------------------------- lifecycle
+    @property
+    def ref(self) -> SlideRef:
+        """A picklable :class:`SlideRef` that reopens this slide with the same backend and mpp."""
+        return SlideRef(self.path, self.backend, self._override)
+
+    def close(self) -> None:
+        """Release the file handles (idempotent)."""
+        if self._osr is not None:
+            self._osr.close()
+            self._osr = None
+        if self._ts is not None:
+            self._ts.close()
+            self._ts = None
+        if self._tf is not None and self._own_tf:
+            self._tf.close()
+        self._tf = None
+
+    def __enter__(self) -> SlideReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("SlideReader holds open files and does not pickle; "
+                        "send reader.ref (a SlideRef) and call .open() in the worker")
+
+    def __repr__(self) -> str:
+        return (f"SlideReader({self.path.name!r}, backend={self.backend!r}, levels={self.level_count}, "
+                f"dims={self.level_dimensions[0]}, mpp={self.mpp}, mpp_source={self.mpp_source!r})")
+
+
+def _to_rgb(px: np.ndarray) -> np.ndarray:
+    """Backend pixels to ``(h, w, 3)`` uint8 RGB: grey stacked, alpha composited over white."""
+    px = np.asarray(px)
+    if px.dtype != np.uint8:
+        raise InputError(f"pixel type {px.dtype} is not supported; convert the slide to 8-bit RGB")
+    if px.ndim == 2:
+        return np.repeat(px[..., None], 3, axis=2)
+    if px.shape[-1] == 4:
+        a = px[..., 3:4]
+        if (a == 255).all():
+            return px[..., :3]
+        rgb = px[..., :3].astype(np.uint16)
+        # openslide-python returns un-premultiplied RGBA; transparent -> white
+        return ((rgb * a + 255 * (255 - a.astype(np.uint16)) + 127) // 255).astype(np.uint8)
+    return px[..., :3]
+
+
+def _resolve_path(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"slide {p} does not exist; check the path (and the --slides folder)")
+    if p.is_dir():
+        dcm = sorted(q for q in p.iterdir() if q.suffix.lower() == ".dcm")
+        if not dcm:
+            raise InputError(f"{p} is a folder without .dcm files; give a slide file "
+                             "or a DICOM WSI folder")
+        return dcm[0]
+    if p.stat().st_size == 0:
+        raise InputError(f"slide {p} is empty (0 bytes); copy it again")
+    return p
+
+
+def open_slide(path: str | os.PathLike[str], *, backend: Backend = "auto",
+               mpp: float | None = None) -> SlideReader:
+    """Open a whole-slide image.
+
+    Args:
+        path: a slide file, or a DICOM WSI folder (openslide opens its first ``.dcm``
+            and finds the other levels).
+        backend: ``"openslide"``, ``"tiffslide"`` or ``"auto"`` (openslide when it opens
+            the file, tiffslide otherwise: OME-TIFF, plain TIFFs; DICOM only opens with
+            openslide).
+        mpp: level-0 um/px used only when the slide's metadata has none
+            (``mpp_source == "override"``).
+
+    Returns:
+        A :class:`SlideReader`; use it as a context manager or call ``close()``.
+
+    Raises:
+        InputError: missing/empty file, unknown backend, a bad ``mpp``, or a file
+            neither backend can read.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    if mpp is not None and _plausible(mpp) is None:
+        raise InputError(f"mpp {mpp!r} for {Path(path).name} is not a level-0 um/px in "
+                         f"[{MPP_MIN}, {MPP_MAX}] (40x is about 0.25, 20x about 0.5)")
+    p = _resolve_path(path)
+    errors: list[str] = []
+    order = ["openslide", "tiffslide"] if backend == "auto" else [backend]
+    for name in order:
+        try:
+            return SlideReader(p, name, mpp=mpp)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - backend-specific error types
+            errors.append(f"{name}: {_short(exc)}")
+    raise InputError(f"cannot open slide {p}: {'; '.join(errors)}. "
+                     "Check that the file is complete and a supported WSI format "
+                     "(try --backend openslide or tiffslide)")
+
+
+def _short(exc: BaseException) -> str:
+    msg = re.sub(r"\s+", " ", str(exc)).strip() or type(exc).__name__
+    return msg[:160]
+
+
+def require_mpp(reader: SlideReader) -> tuple[float, float]:
+    """The reader's level-0 ``(x, y)`` um/px, or InputError naming the slide and the fix."""
+    if reader.mpp is None:
+        raise InputError(f"slide {reader.path.name} has no mpp in its metadata; add an `mpp` "
+                         "column to coords.csv or pass --mpp (level-0 um/px, e.g. 0.243 for 40x)")
+    return reader.mpp
