@@ -43,6 +43,17 @@ def gaussian_window(size: int = SSIM_WIN, sigma: float = SSIM_SIGMA, dtype=torch
     return (g / g.sum()).to(dtype)
 
 
+_WINDOWS: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def _window(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``gaussian_window()`` on ``device`` in ``dtype``, cached (no host copy per call)."""
+    key = (device, dtype)
+    if key not in _WINDOWS:
+        _WINDOWS[key] = gaussian_window(dtype=torch.float64).to(device=device, dtype=dtype)
+    return _WINDOWS[key]
+
+
 def _filter_valid(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Separable 'valid' Gaussian filter of (N, 1, H, W)."""
     k = g.numel()
@@ -59,7 +70,8 @@ def ssim_torch(
     """Differentiable SSIM of ``x`` and ``y`` (B, C, H, W) (or (C, H, W)), same shape.
 
     Args:
-        x, y: images; H and W must be >= 11. Half / bfloat16 inputs are computed in float32.
+        x, y: images; H and W must be >= 11. Half / bfloat16 inputs are computed in
+            float32, and autocast is disabled inside (the result is float32 or float64).
         data_range: value range R of the images (1 for [0, 1] tensors, 255 for 8-bit).
         reduction: ``"mean"`` -> scalar (mean over images, channels, pixels);
             ``"none"`` -> (B, C) mean SSIM of each image channel.
@@ -70,13 +82,20 @@ def ssim_torch(
         x, y = x.unsqueeze(0), y.unsqueeze(0)
     if x.dim() != 4:
         raise ValueError(f"ssim_torch: expected (B, C, H, W), got {tuple(x.shape)}")
-    b, c, h, w = x.shape
+    h, w = x.shape[-2:]
     if h < SSIM_WIN or w < SSIM_WIN:
         raise ValueError(f"ssim_torch: images must be at least {SSIM_WIN}x{SSIM_WIN}, got {h}x{w}")
     if x.dtype not in (torch.float32, torch.float64):
         x, y = x.float(), y.float()
     y = y.to(x.dtype)
-    g = gaussian_window(dtype=x.dtype).to(x.device)
+    # E[x^2] - E[x]^2 cancels badly in low precision: never let autocast lower it
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _ssim(x, y, float(data_range), reduction)
+
+
+def _ssim(x: torch.Tensor, y: torch.Tensor, data_range: float, reduction: str) -> torch.Tensor:
+    b, c, h, w = x.shape
+    g = _window(x.device, x.dtype)
     c1 = (SSIM_K1 * data_range) ** 2
     c2 = (SSIM_K2 * data_range) ** 2
     x = x.reshape(b * c, 1, h, w)

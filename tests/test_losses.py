@@ -61,6 +61,14 @@ def test_ssim_runs_on_bf16_and_negative_bands():
     assert torch.isfinite(ssim_torch(hh, -hh, data_range=1.0))
 
 
+def test_ssim_ignores_autocast():
+    x, y = _pair(seed=3)
+    x, y = x.float(), y.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        v = ssim_torch(x, y)
+    assert v.dtype == torch.float32 and _f(v) == pytest.approx(_f(ssim_torch(x, y)), abs=1e-6)
+
+
 def test_ssim_rejects_small_images():
     with pytest.raises(ValueError, match="at least 11"):
         ssim_torch(torch.rand(1, 3, 10, 30), torch.rand(1, 3, 10, 30))
