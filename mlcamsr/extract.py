@@ -1,0 +1,731 @@
+"""The extract job: coords + slides -> an aligned, quality-checked, resumable Zarr store.
+
+Plan (driver, cheap, before anything is written):
+
+1. members from ``size``/``scales`` (:func:`mlcamsr.patches.member_specs`);
+2. the coords file (:func:`mlcamsr.coords.read_coords`) and its slides
+   (:func:`mlcamsr.coords.resolve_slides`): file-level problems are ``InputError`` (exit 2);
+3. every slide opened once for its geometry: an unreadable slide (zero bytes, truncated,
+   not a slide) makes its rows ``failed`` and the run goes on (exit 1); a slide without
+   mpp and no override, or one that would need upsampling, is refused (exit 2);
+4. every row planned: a square that leaves the slide makes that row ``failed``.
+
+Work: rows are cut into shards of ``shard_rows`` consecutive rows; one task per shard
+reads its rows (each worker process keeps its slides open), runs QC
+(:mod:`mlcamsr.qc`), writes the whole shard of every member in one write (zeros for
+rows not kept, so a rerun never leaves stale pixels), then writes a small JSON record
+``_extract/tasks/<k>.json``. Resume = skip the shards that have a record; the table is
+assembled from the records in row order, so a resumed store equals an uninterrupted one.
+Tasks run serially (``workers=0``), on a local dask cluster (``workers=N`` processes,
+one thread each) or on a running dask.distributed cluster (``scheduler=ADDRESS``; its
+workers must see the slides and the store at the same paths).
+
+Per-row problems are ``failed`` rows (exit 1), never silent: slide unreadable,
+square outside the slide, a read error. File-level problems (missing folder, bad coords
+file, unknown slide names, unsafe names, missing mpp, bad options, a store made with
+other parameters) are errors before anything is written (exit 2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlcamsr.coords import read_coords, resolve_slides
+from mlcamsr.errors import InputError, StoreError
+from mlcamsr.patches import (
+    Geometry,
+    MemberSpec,
+    SquareOutside,
+    choose_level,
+    member_specs,
+    plan_member,
+    read_member,
+)
+from mlcamsr.qc import PAPER_RGB_MEAN, QCThresholds, evaluate
+
+__all__ = ["ExtractResult", "extract", "TASKS_PREFIX"]
+
+TASKS_PREFIX = "_extract/tasks/"
+
+
+@dataclass
+class ExtractResult:
+    """What one ``extract`` run did.
+
+    Attributes:
+        store: the store path/URL.
+        n_rows, n_kept, n_rejected, n_failed: table counts after the run.
+        failures: ``(slide, row, reason)`` of every failed row.
+        tasks_run, tasks_skipped: shards written now / found already done (resume).
+        seconds: wall time of the run.
+    """
+
+    store: str
+    n_rows: int = 0
+    n_kept: int = 0
+    n_rejected: int = 0
+    n_failed: int = 0
+    failures: list[tuple[str, int, str]] = field(default_factory=list)
+    tasks_run: int = 0
+    tasks_skipped: int = 0
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every row is kept or rejected, 1 when some rows failed (SPEC)."""
+        return 1 if self.n_failed else 0
+
+
+# ----------------------------------------------------------------------------- workers
+
+_READERS: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_MAX_OPEN = 8
+
+
+def _reader(path: str, backend: str) -> Any:
+    """The slide reader of this process (opened once per worker process, never pickled)."""
+    key = (path, backend)
+    r = _READERS.get(key)
+    if r is not None:
+        _READERS.move_to_end(key)
+        return r
+    from mlcamsr.slides import open_slide
+
+    r = open_slide(path, backend=backend)
+    _READERS[key] = r
+    while len(_READERS) > _MAX_OPEN:
+        _, old = _READERS.popitem(last=False)
+        try:
+            old.close()
+        except Exception:  # noqa: BLE001 - closing a cached reader must not fail a task
+            pass
+    return r
+
+
+def _first_line(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0]}" if msg else type(exc).__name__
+
+
+def _sha256(path: str) -> tuple[str, int]:
+    p = Path(path)
+    h = hashlib.sha256()
+    total = 0
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+                total += len(block)
+    return h.hexdigest(), total
+
+
+def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
+    """Extract one shard: read, QC, write every member's shard, write the record.
+
+    ``task`` holds plain data only (picklable): store path, shard bounds, the rows with
+    their slide path, geometry and planned failure, the member specs and thresholds.
+    Returns the record (one dict per row of the shard).
+    """
+    from mlcamsr.store import open_store
+
+    specs: list[MemberSpec] = task["specs"]
+    th: QCThresholds = task["thresholds"]
+    start, stop = task["start"], task["stop"]
+    n = stop - start
+    blocks = {s.name: np.zeros((n, s.size, s.size, 3), dtype=np.uint8) for s in specs}
+    order = [s.name for s in specs]
+    records: list[dict[str, Any]] = []
+    for row in task["rows"]:
+        rec: dict[str, Any] = {"row": row["row"], "status": "failed", "reason": row.get("fail", "")}
+        records.append(rec)
+        if rec["reason"]:
+            continue
+        try:
+            reader = _reader(row["path"], task["backend"])
+        except Exception as exc:  # noqa: BLE001 - any open error fails this slide's rows
+            rec["reason"] = f"cannot open slide: {_first_line(exc)}"
+            continue
+        geo: Geometry = row["geometry"]
+        try:
+            images: dict[str, np.ndarray] = {}
+            sources: dict[str, str] = {}
+            for s in specs:
+                plan = plan_member(geo, row["x"], row["y"], s, allow_upsample=task["allow_upsample"])
+                images[s.name] = read_member(reader, geo, plan)
+                sources[s.name] = plan.source
+        except SquareOutside as exc:
+            rec["reason"] = str(exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - a read error fails this row only
+            rec["reason"] = f"read error: {_first_line(exc)}"
+            continue
+        qc = evaluate(images, order, th)
+        rec.update(
+            status="kept" if qc.ok else "rejected",
+            reason=qc.reason,
+            tissue_frac=qc.tissue_frac,
+            rgb_mean=list(qc.rgb_mean),
+            align=qc.align_psnr,
+            src=sources,
+        )
+        if qc.ok:
+            i = row["row"] - start
+            for name, img in images.items():
+                blocks[name][i] = img
+    store = open_store(task["store"], mode="r+")
+    for name, block in blocks.items():
+        store[name][start:stop] = block
+    store.put_bytes(f"{TASKS_PREFIX}{task['shard']:06d}.json", json.dumps(records).encode())
+    return records
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _params_hash(params: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _open_slides(
+    df: pd.DataFrame,
+    paths: dict[str, Path],
+    *,
+    backend: str,
+    mpp: float | None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Open each slide once: ``(info, failed)`` by name; raise for slides without mpp."""
+    from mlcamsr.slides import open_slide
+
+    info: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+    no_mpp: list[str] = []
+    col_mpp = df.groupby("slide", sort=False)["mpp"].first()
+    for name, path in paths.items():
+        try:
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+            if size == 0:
+                raise InputError(f"slide {path} is empty (0 bytes)")
+            with open_slide(path, backend=backend) as r:
+                dims = tuple((int(w), int(h)) for w, h in r.level_dimensions)
+                own = r.mpp
+                meta = {
+                    "path": name,
+                    "size": int(size),
+                    "reader": str(r.backend),
+                    "vendor": r.vendor,
+                    "levels": [list(d) for d in dims],
+                }
+                mpp_source = getattr(r, "mpp_source", None)
+        except InputError as exc:  # open_slide's one-line reason (empty, truncated, not a WSI)
+            failed[name] = str(exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - unreadable slide: its rows fail, run goes on
+            failed[name] = f"cannot open slide {path.name}: {_first_line(exc)}"
+            continue
+        row_mpp = col_mpp.get(name, np.nan)
+        if own is not None and all(v and math.isfinite(v) and v > 0 for v in own):
+            m = (float(own[0]), float(own[1]))
+        elif row_mpp == row_mpp and row_mpp is not None and not np.isnan(row_mpp):
+            m, mpp_source = (float(row_mpp), float(row_mpp)), "coords:mpp"
+        elif mpp is not None:
+            m, mpp_source = (float(mpp), float(mpp)), "option:--mpp"
+        else:
+            no_mpp.append(name)
+            continue
+        meta["mpp"] = list(m)
+        meta["mpp_source"] = mpp_source
+        meta["geometry"] = Geometry(dims, tuple((dims[0][0] / w, dims[0][1] / h) for w, h in dims), m)
+        info[name] = meta
+    if no_mpp:
+        shown = ", ".join(no_mpp[:3]) + (f" and {len(no_mpp) - 3} more" if len(no_mpp) > 3 else "")
+        raise InputError(
+            f"slide(s) {shown} have no mpp in their metadata; add an mpp column to the coords "
+            "file or pass --mpp (never guessed)"
+        )
+    return info, failed
+
+
+def _make_table(
+    df: pd.DataFrame,
+    records: dict[int, dict[str, Any]],
+    specs: Sequence[MemberSpec],
+    extra: Sequence[str],
+    tumor_frac: np.ndarray,
+    labels: np.ndarray,
+) -> pd.DataFrame:
+    n = len(df)
+    names = [s.name for s in specs]
+    status = np.empty(n, dtype=object)
+    reason = np.empty(n, dtype=object)
+    index = np.full(n, -1, dtype=np.int64)
+    tissue = np.full(n, np.nan)
+    rgb = np.full((n, 3), np.nan)
+    align = {m: np.full(n, np.nan) for m in names[1:]}
+    src = {m: np.empty(n, dtype=object) for m in names}
+    for i in range(n):
+        rec = records[i]
+        status[i] = rec["status"]
+        reason[i] = rec.get("reason", "")
+        if rec["status"] == "kept":
+            index[i] = i
+        if "tissue_frac" in rec:
+            tissue[i] = rec["tissue_frac"]
+            rgb[i] = rec["rgb_mean"]
+            for m in names[1:]:
+                v = rec["align"].get(m)
+                align[m][i] = np.inf if v is None else v
+        for m in names:
+            src[m][i] = rec.get("src", {}).get(m, "")
+    cols: dict[str, Any] = {
+        "slide": df["slide"].astype(str).to_numpy(),
+        "x": df["x"].to_numpy(),
+        "y": df["y"].to_numpy(),
+        "label": labels,
+        "status": status,
+        "reason": reason,
+        "index": index,
+        "tissue_frac": tissue,
+        "rgb_mean_r": rgb[:, 0],
+        "rgb_mean_g": rgb[:, 1],
+        "rgb_mean_b": rgb[:, 2],
+    }
+    for m in names[1:]:
+        cols[f"align_psnr_{m}"] = align[m]
+    for m in names:
+        cols[f"src_{m}"] = src[m]
+    cols["tumor_frac"] = tumor_frac
+    cols["split"] = pd.Series([None] * n, dtype="object")
+    table = pd.DataFrame(cols)
+    for c in ("slide", "label", "status", "reason", *[f"src_{m}" for m in names]):
+        table[c] = table[c].astype(str)
+    for c in extra:
+        if c not in table.columns:
+            table[c] = df[c].to_numpy()
+    return table
+
+
+def _labels(
+    df: pd.DataFrame, annotations: str | os.PathLike[str] | None, half_widths: dict[str, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    labels = df["label"].astype(str).to_numpy(dtype=object)
+    tumor = np.full(len(df), np.nan)
+    if annotations is None:
+        return labels, tumor
+    ann_dir = Path(annotations)
+    if not ann_dir.is_dir():
+        raise InputError(f"--annotations {ann_dir} is not a folder; give the folder of ASAP XML files")
+    from mlcamsr.annotations import load_for_slide
+
+    for slide, idx in df.groupby("slide", sort=False).indices.items():
+        hw = half_widths.get(slide)
+        if hw is None:
+            continue
+        try:
+            ann = load_for_slide(ann_dir, slide)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"--annotations: cannot read the XML of slide {slide}: {_first_line(exc)}") from None
+        lab, frac = ann.label_many(df["x"].to_numpy()[idx], df["y"].to_numpy()[idx], hw)
+        labels[idx] = lab
+        tumor[idx] = frac
+    return labels, tumor
+
+
+def _summary(table: pd.DataFrame, specs: Sequence[MemberSpec]) -> dict[str, Any]:
+    kept = table[table.status == "kept"]
+    out: dict[str, Any] = {
+        "rows": len(table),
+        "kept": int((table.status == "kept").sum()),
+        "rejected": int((table.status == "rejected").sum()),
+        "failed": int((table.status == "failed").sum()),
+    }
+    if len(kept):
+        out["tissue_frac_median"] = float(kept.tissue_frac.median())
+        for s in specs[1:]:
+            col = kept[f"align_psnr_{s.name}"].replace(np.inf, np.nan)
+            if col.notna().any():
+                out[f"align_psnr_{s.name}_min"] = float(col.min())
+                out[f"align_psnr_{s.name}_median"] = float(col.median())
+    return out
+
+
+def _progress_bar(total: int, enabled: bool, initial: int = 0):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="patch", desc="extract", disable=not enabled, leave=True)
+
+
+def _run_tasks(
+    tasks: list[dict[str, Any]],
+    *,
+    workers: int,
+    scheduler: str | None,
+) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]] | BaseException]]:
+    """Yield ``(task, records or exception)`` as tasks finish."""
+    if not tasks:
+        return
+    if scheduler is None and workers <= 0:
+        for t in tasks:
+            try:
+                res: list[dict[str, Any]] | BaseException = run_task(t)
+            except Exception as exc:  # noqa: BLE001
+                res = exc
+            yield t, res
+        return
+    import logging
+
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"--scheduler {scheduler}: cannot connect ({_first_line(exc)}); check the address") from None
+    else:
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+        client = Client(cluster)
+    try:
+        futures = {}
+        for t in tasks:
+            f = client.submit(run_task, t, pure=False, key=f"extract-shard-{t['shard']}-{t['token']}")
+            futures[f] = t
+        for fut in as_completed(list(futures)):
+            t = futures[fut]
+            try:
+                res = fut.result()
+            except Exception as exc:  # noqa: BLE001
+                res = exc
+            yield t, res
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def extract(
+    slides_dir: str | os.PathLike[str],
+    coords_csv: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    size: int = 1024,
+    base_mpp: float = 0.243,
+    base_mag: float = 40,
+    scales: Sequence[int] = (1, 2, 4),
+    workers: int = 2,
+    scheduler: str | None = None,
+    backend: str = "auto",
+    mpp: float | None = None,
+    annotations: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    allow_upsample: bool = False,
+    min_tissue: float = 0.5,
+    rgb_mean: Sequence[float] = PAPER_RGB_MEAN,
+    rgb_tol: float = 0.25,
+    min_align_psnr: float = 25.0,
+    shard_rows: int = 16,
+    zstd_level: int = 1,
+    hash_slides: bool = True,
+    progress: bool = True,
+) -> ExtractResult:
+    """Extract aligned multi-scale patches from ``slides_dir`` at the centres in ``coords_csv``.
+
+    Args:
+        slides_dir: folder holding the slides named in the coords file.
+        coords_csv: ``slide,x,y[,label,mpp,...]`` (see :mod:`mlcamsr.coords`).
+        out: store path or fsspec URL (created; resumed when it holds an unfinished run
+            with the same parameters).
+        size: finest member size in px (default 1024).
+        base_mpp: finest member um/px (default 0.243, CAMELYON16 40x).
+        base_mag: finest member magnification, used in names (default 40 -> ``40x``).
+        scales: member scales (default 1,2,4 -> 40x 1024 px, 20x 512 px, 10x 256 px).
+        workers: local dask worker processes; 0 runs serially in this process.
+        scheduler: address of a running dask.distributed scheduler (overrides ``workers``).
+        backend: slide reader, ``auto``, ``openslide`` or ``tiffslide``.
+        mpp: um/px for slides without metadata and no ``mpp`` column value.
+        annotations: folder of ASAP XML lesion files; labels ``tumor``/``normal`` + ``tumor_frac``.
+        overwrite: replace a store made with other parameters.
+        allow_upsample: allow members finer than the slide's finest level.
+        min_tissue, rgb_mean, rgb_tol, min_align_psnr: QC thresholds (:class:`QCThresholds`).
+        shard_rows: patches per shard file and per task.
+        zstd_level: Zstandard level of the member arrays (lossless).
+        hash_slides: record each slide's sha256 in the store attributes.
+        progress: show a progress bar (stderr).
+
+    Returns:
+        :class:`ExtractResult`; ``result.exit_code`` is 1 when rows failed.
+
+    Raises:
+        InputError: bad options, coords file, slide names, slides without mpp.
+        StoreError: the store is locked, foreign, or made with other parameters.
+    """
+    from mlcamsr import __version__
+    from mlcamsr.store import LOCK_NAME, StoreLock, open_store
+
+    t0 = time.perf_counter()
+    specs = member_specs(int(size), float(base_mpp), float(base_mag), scales)
+    if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
+        raise InputError(f"--mpp {mpp}: give a positive um/px, e.g. 0.243")
+    if backend not in ("auto", "openslide", "tiffslide"):
+        raise InputError(f"--backend {backend}: choose auto, openslide or tiffslide")
+    if shard_rows < 1:
+        raise InputError(f"--shard-rows {shard_rows}: give at least 1")
+    th = QCThresholds(
+        min_tissue=float(min_tissue),
+        rgb_mean=tuple(float(v) for v in rgb_mean),  # type: ignore[arg-type]
+        rgb_tol=float(rgb_tol),
+        min_align_psnr=float(min_align_psnr),
+    )
+    if len(th.rgb_mean) != 3:
+        raise InputError(f"--rgb-mean {rgb_mean}: give three values in [0, 1], e.g. 0.7204,0.4298,0.6379")
+
+    df = read_coords(coords_csv)
+    original_cols = list(pd.read_csv(coords_csv, nrows=0).columns.str.strip())
+    extra = [c for c in original_cols if c not in ("slide", "x", "y", "label")]
+    paths = resolve_slides(df, slides_dir)
+    slides, failed_slides = _open_slides(df, paths, backend=backend, mpp=mpp)
+    for name, meta in slides.items():
+        for s in specs:
+            try:
+                choose_level(meta["geometry"], s.mpp, allow_upsample=allow_upsample)
+            except InputError as exc:
+                raise InputError(f"slide {name}: {exc}") from None
+
+    n = len(df)
+    # plan: rows that fail before any read
+    pre_fail: dict[int, str] = {}
+    xs, ys = df["x"].to_numpy(dtype=np.float64), df["y"].to_numpy(dtype=np.float64)
+    for i, slide in enumerate(df["slide"]):
+        if slide in failed_slides:
+            pre_fail[i] = failed_slides[slide]
+            continue
+        geo = slides[slide]["geometry"]
+        try:
+            for s in specs:
+                plan_member(geo, xs[i], ys[i], s, allow_upsample=allow_upsample)
+        except SquareOutside as exc:
+            pre_fail[i] = str(exc)
+    half_widths = {
+        name: specs[0].size * specs[0].mpp / meta["geometry"].mpp[0] / 2.0 for name, meta in slides.items()
+    }
+    labels, tumor = _labels(df, annotations, half_widths)
+
+    params = {
+        "size": int(size),
+        "base_mpp": float(base_mpp),
+        "base_mag": float(base_mag),
+        "scales": [s.scale for s in specs],
+        "backend": backend,
+        "mpp": None if mpp is None else float(mpp),
+        "allow_upsample": bool(allow_upsample),
+        "qc": th.as_dict(),
+        "shard_rows": int(shard_rows),
+        "zstd_level": int(zstd_level),
+        "coords_sha256": df.attrs["sha256"],
+        "n_rows": n,
+        "annotations": None if annotations is None else Path(annotations).name,
+    }
+    phash = _params_hash(params)
+
+    # ---- the store: lock, then create / resume / refuse
+    out_s = str(out)
+    is_url = "://" in out_s
+    lock: Any = None
+    if not is_url:
+        p = Path(out_s)
+        if p.exists() and not p.is_dir():
+            raise StoreError(f"--out {p} exists and is not a folder; choose another path")
+        if p.is_dir() and any(p.iterdir()) and not (p / "zarr.json").is_file():
+            only_lock = [c.name for c in p.iterdir()] == [LOCK_NAME]
+            if not only_lock:
+                raise StoreError(f"--out {p} is a non-empty folder that is not a store; choose another path")
+        p.mkdir(parents=True, exist_ok=True)
+        lock = StoreLock(p / LOCK_NAME).acquire()
+    try:
+        existing = None
+        try:
+            existing = open_store(out_s, mode="r+")
+        except StoreError:
+            existing = None
+        resume = False
+        if existing is not None:
+            old = existing.attrs
+            if old.get("params_hash") == phash:
+                resume = True
+            elif not overwrite:
+                what = _params_diff(old.get("params", {}), params)
+                raise StoreError(
+                    f"{out_s} was made with other parameters ({what}); use the same options, "
+                    "another --out, or --overwrite to replace it"
+                )
+        if resume:
+            store = existing
+            assert store is not None
+            if store.attrs.get("complete") and store.has_table:
+                table = store.table
+                return _result(out_s, table, t0, tasks_run=0, tasks_skipped=-1)
+        else:
+            if not is_url and (Path(out_s) / "zarr.json").is_file() and existing is None and not overwrite:
+                raise StoreError(f"{out_s} is a Zarr store but not an MLCamSR one; choose another --out or --overwrite")
+            store = open_store(out_s, mode="w")
+            store.update_attrs(
+                format_version=1,
+                tool_version=__version__,
+                params=params,
+                params_hash=phash,
+                complete=False,
+            )
+            for s in specs:
+                store.create_member(
+                    s.name,
+                    n=n,
+                    size=s.size,
+                    mpp=s.mpp,
+                    scale=s.scale,
+                    mag=s.mag,
+                    kind="real",
+                    shard_rows=shard_rows,
+                    zstd_level=zstd_level,
+                )
+
+        # ---- tasks
+        done: dict[int, list[dict[str, Any]]] = {}
+        for key in store.list_prefix(TASKS_PREFIX):
+            k = int(key.rsplit("/", 1)[1].split(".")[0])
+            data = store.get_bytes(key)
+            if data is not None:
+                done[k] = json.loads(data)
+        token = phash[:8]
+        tasks: list[dict[str, Any]] = []
+        for k, start in enumerate(range(0, n, shard_rows)):
+            if k in done:
+                continue
+            stop = min(start + shard_rows, n)
+            rows = []
+            for i in range(start, stop):
+                slide = df["slide"].iat[i]
+                row = {"row": i, "x": float(xs[i]), "y": float(ys[i]), "fail": pre_fail.get(i, "")}
+                if not row["fail"]:
+                    row["path"] = str(paths[slide])
+                    row["geometry"] = slides[slide]["geometry"]
+                rows.append(row)
+            tasks.append(
+                {
+                    "store": out_s,
+                    "shard": k,
+                    "start": start,
+                    "stop": stop,
+                    "rows": rows,
+                    "specs": specs,
+                    "thresholds": th,
+                    "backend": backend,
+                    "allow_upsample": bool(allow_upsample),
+                    "token": token,
+                }
+            )
+        n_done_rows = sum(len(v) for v in done.values())
+        bar = _progress_bar(n, progress, initial=n_done_rows)
+        task_errors: dict[int, str] = {}
+        try:
+            for t, res in _run_tasks(tasks, workers=int(workers), scheduler=scheduler):
+                if isinstance(res, BaseException):
+                    # no record was written: a rerun retries exactly this shard
+                    reason = f"task error: {_first_line(res)}"
+                    task_errors[t["shard"]] = reason
+                    res = [{"row": r["row"], "status": "failed", "reason": reason} for r in t["rows"]]
+                done[t["shard"]] = res
+                bar.update(len(res))
+        finally:
+            bar.close()
+
+        records: dict[int, dict[str, Any]] = {}
+        for recs in done.values():
+            for rec in recs:
+                records[int(rec["row"])] = rec
+        table = _make_table(df, records, specs, extra, tumor, labels)
+
+        slide_attrs: dict[str, Any] = {}
+        hashes: dict[str, tuple[str, int]] = {}
+        if hash_slides:
+            for name in slides:
+                hashes[name] = _sha256(str(paths[name]))
+        for name, meta in slides.items():
+            m = {k: v for k, v in meta.items() if k != "geometry"}
+            m["downsamples"] = [list(d) for d in meta["geometry"].downsamples]
+            if name in hashes:
+                m["sha256"] = hashes[name][0]
+            slide_attrs[name] = m
+        for name, reason in failed_slides.items():
+            slide_attrs[name] = {"path": name, "error": reason}
+        members = []
+        for s in specs:
+            col = table.loc[table.status == "kept", f"src_{s.name}"]
+            members.append(
+                {
+                    "name": s.name,
+                    "mpp": s.mpp,
+                    "size": s.size,
+                    "scale": s.scale,
+                    "mag": s.mag,
+                    "kind": "real",
+                    "sources": {str(k): int(v) for k, v in col.value_counts().sort_index().items()},
+                }
+            )
+        store.write_table(table)
+        complete = not task_errors
+        store.update_attrs(
+            slides=slide_attrs,
+            members=members,
+            qc_summary=_summary(table, specs),
+            complete=complete,
+        )
+        return _result(out_s, table, t0, tasks_run=len(tasks), tasks_skipped=len(done) - len(tasks))
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _params_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    diffs = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if not diffs:
+        return "format differs"
+    parts = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diffs[:2] if k != "qc"]
+    if "qc" in diffs[:2]:
+        parts.append("QC thresholds differ")
+    more = f" and {len(diffs) - 2} more" if len(diffs) > 2 else ""
+    return "; ".join(parts) + more
+
+
+def _result(store: str, table: pd.DataFrame, t0: float, *, tasks_run: int, tasks_skipped: int) -> ExtractResult:
+    failed = table[table.status == "failed"]
+    return ExtractResult(
+        store=store,
+        n_rows=len(table),
+        n_kept=int((table.status == "kept").sum()),
+        n_rejected=int((table.status == "rejected").sum()),
+        n_failed=len(failed),
+        failures=[(str(r.slide), int(i), str(r.reason)) for i, r in failed.iterrows()],
+        tasks_run=tasks_run,
+        tasks_skipped=max(0, tasks_skipped),
+        seconds=time.perf_counter() - t0,
+    )
