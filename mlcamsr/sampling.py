@@ -42,7 +42,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlcamsr.annotations import SLIDE_EXTENSIONS, SlideAnnotations, load_for_slide, tumor_mask
+from mlcamsr.annotations import (
+    SLIDE_EXTENSIONS,
+    SlideAnnotations,
+    load_for_slide,
+    slide_stem,
+    tumor_mask,
+)
 from mlcamsr.errors import InputError
 
 #: extensions discovered in --slides (DICOM is left out: every level file would
@@ -554,11 +560,18 @@ def sample_coords(
         odir.mkdir(parents=True, exist_ok=True)
         paths = {}
         for p in plans:
-            target = odir / (p.name.replace("/", "__") + "_overlay.png")
+            target = odir / (overlay_name(p.name))
             write_overlay(p, target)
             paths[p.name] = str(target)
         df.attrs["overlays"] = paths
     return df
+
+
+def overlay_name(slide: str) -> str:
+    """File name of a slide's overlay PNG: ``a/tumor_001.tif`` -> ``a__tumor_001_overlay.png``."""
+    parent = Path(slide).parent.as_posix()
+    prefix = "" if parent in ("", ".") else parent.replace("/", "__") + "__"
+    return f"{prefix}{slide_stem(slide)}_overlay.png"
 
 
 def _round_robin(
