@@ -126,6 +126,16 @@ def _tiff_pyramid_pages(tf: Any) -> list[Any]:
     return [out[k] for k in sorted(out, key=lambda k: -k[0])]
 
 
+def _check_complete(path: Path, pages: list[Any]) -> None:
+    """InputError when a pyramid page's tiles end past the end of the file (truncated copy)."""
+    size = path.stat().st_size
+    for p in pages:
+        offs, counts = p.dataoffsets, p.databytecounts
+        if len(offs) and max(o + c for o, c in zip(offs, counts, strict=False)) > size:
+            raise InputError(f"slide {path} is truncated: the tiles of its {p.shape[1]}x"
+                             f"{p.shape[0]} level end past the end of the file; copy it again")
+
+
 def _tiff_resolution_mpp(page: Any) -> tuple[float, float] | None:
     """Level-0 um/px from XResolution/YResolution when the unit is inch or cm and plausible."""
     tags = page.tags
@@ -241,7 +251,9 @@ class SlideReader:
             self._own_tf = self._tf is not None
         pages = {}
         if self._tf is not None:
-            pages = {(p.shape[1], p.shape[0]): p for p in _tiff_pyramid_pages(self._tf)}
+            found = _tiff_pyramid_pages(self._tf)
+            _check_complete(self.path, found)
+            pages = {(p.shape[1], p.shape[0]): p for p in found}
         sources = []
         for k, (w, h) in enumerate(self.level_dimensions):
             ds = float(osr.level_downsamples[k])
@@ -280,6 +292,7 @@ class SlideReader:
             arr = grp[str(k)] if hasattr(grp, "__getitem__") and str(k) in grp else grp
             by_dims[d] = arr
         pages = _tiff_pyramid_pages(self._tf)
+        _check_complete(self.path, pages)
         dims = list(ts_dims)
         page_by_dims: dict[tuple[int, int], Any] = {}
         for p in pages:
@@ -345,7 +358,12 @@ class SlideReader:
         x1, y1 = min(col + w, lw), min(row + h, lh)
         if x1 <= x0 or y1 <= y0:
             return out
-        px = self._readers[level](x0, y0, x1, y1)
+        try:
+            px = self._readers[level](x0, y0, x1, y1)
+        except Exception as exc:  # noqa: BLE001 - decoder errors of any backend
+            raise InputError(f"slide {self.path.name}: cannot read level {level} at level px "
+                             f"({x0}, {y0})-({x1}, {y1}) with {self.backend}: {_short(exc)}; "
+                             "the file may be truncated or corrupt, copy it again") from exc
         out[y0 - row:y1 - row, x0 - col:x1 - col] = _to_rgb(px)
         return out
 
