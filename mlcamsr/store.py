@@ -50,6 +50,7 @@ __all__ = [
     "StoreLock",
     "member_name",
     "open_store",
+    "store_summary",
 ]
 
 FORMAT_VERSION = 1
@@ -430,3 +431,65 @@ def iter_shards(n: int, shard_rows: int) -> Iterator[tuple[int, int, int]]:
     """``(shard_index, start_row, stop_row)`` for ``n`` rows in shards of ``shard_rows``."""
     for k, start in enumerate(range(0, n, shard_rows)):
         yield k, start, min(start + shard_rows, n)
+
+
+def _du(root: Path) -> int:
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+
+
+def store_summary(path_or_url: str | os.PathLike[str]) -> dict[str, Any]:
+    """A JSON-able summary of a store (what ``mlcamsr info`` prints).
+
+    Keys: ``store``, ``format_version``, ``tool_version``, ``params``, ``complete``,
+    ``counts`` (rows/kept/rejected/failed), ``n_slides``, ``members`` (name, size, mpp,
+    scale, kind, sources, shape), ``qc`` (kept rows: tissue and alignment figures),
+    ``reasons`` (most common reasons of rows not kept), ``split`` (counts, when set),
+    ``size_bytes`` (local stores).
+    """
+    s = open_store(path_or_url, "r")
+    attrs = s.attrs
+    out: dict[str, Any] = {
+        "store": str(path_or_url),
+        "format_version": attrs.get("format_version"),
+        "tool_version": attrs.get("tool_version"),
+        "complete": attrs.get("complete"),
+        "params": attrs.get("params", {}),
+        "n_slides": len(attrs.get("slides", {})),
+    }
+    members = []
+    for name in s.members:
+        info = s.member_info(name)
+        info["shape"] = list(s[name].shape)
+        members.append(info)
+    out["members"] = members
+    counts = {"rows": 0, "kept": 0, "rejected": 0, "failed": 0}
+    if s.has_table:
+        t = s.table
+        counts["rows"] = len(t)
+        for k in ("kept", "rejected", "failed"):
+            counts[k] = int((t["status"] == k).sum())
+        kept = t[t["status"] == "kept"]
+        qc: dict[str, Any] = {}
+        if len(kept) and "tissue_frac" in kept:
+            qc["tissue_frac_min"] = float(kept["tissue_frac"].min())
+            qc["tissue_frac_median"] = float(kept["tissue_frac"].median())
+            for c in ("rgb_mean_r", "rgb_mean_g", "rgb_mean_b"):
+                if c in kept:
+                    qc[f"{c}_mean"] = float(kept[c].mean())
+            for c in [c for c in kept.columns if c.startswith("align_psnr_")]:
+                v = kept[c].replace(np.inf, np.nan).dropna()
+                if len(v):
+                    qc[f"{c}_min"] = float(v.min())
+                    qc[f"{c}_median"] = float(v.median())
+        out["qc"] = qc
+        notkept = t[t["status"] != "kept"]
+        out["reasons"] = {
+            str(k): int(v) for k, v in notkept["reason"].value_counts().head(10).items()
+        }
+        if "split" in t and t["split"].notna().any():
+            sp = t.loc[t["split"].notna() & (t["split"].astype(str) != ""), "split"]
+            out["split"] = {str(k): int(v) for k, v in sp.value_counts().sort_index().items()}
+    out["counts"] = counts
+    root = s.local_root
+    out["size_bytes"] = _du(root) if root is not None else None
+    return out

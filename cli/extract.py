@@ -1,0 +1,109 @@
+"""``mlcamsr extract``: slides + coords.csv -> an aligned, quality-checked Zarr store."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cli.common import DEFAULT_STORE, EXIT_OK, EXIT_PARTIAL, handle_errors
+
+
+def _floats(n: int):
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None):
+        if value is None:
+            return None
+        try:
+            out = tuple(float(v) for v in value.split(","))
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: give {n} comma-separated numbers") from None
+        if n and len(out) != n:
+            raise click.BadParameter(f"{value!r}: give {n} comma-separated numbers")
+        return out
+
+    return parse
+
+
+def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give integers separated by commas, e.g. 1,2,4") from None
+    return out
+
+
+@click.command("extract")
+@click.option("--slides", "slides_dir", required=True, type=click.Path(file_okay=True),
+              help="Folder holding the slides named in the coords file.")
+@click.option("--coords", "coords_csv", required=True, type=click.Path(),
+              help="CSV with slide,x,y (level-0 px of the patch CENTRE) [,label,mpp,...].")
+@click.option("--out", default=DEFAULT_STORE, show_default=True,
+              help="Store to write (path or fsspec URL); rerun the same command to resume.")
+@click.option("--size", default=1024, show_default=True, type=click.IntRange(min=1),
+              help="Finest member side in px.")
+@click.option("--base-mpp", default=0.243, show_default=True, type=float,
+              help="um/px of the finest member (CAMELYON16 40x: 0.243).")
+@click.option("--base-mag", default=40.0, show_default=True, type=float,
+              help="Magnification of the finest member, used in member names (40 -> 40x).")
+@click.option("--scales", default="1,2,4", show_default=True, callback=_scales,
+              help="Member scales: 1,2,4 gives 40x 1024 px, 20x 512 px, 10x 256 px.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
+              help="Local dask worker processes (0: serial, in this process).")
+@click.option("--scheduler", default=None,
+              help="Address of a running dask.distributed scheduler (instead of a local cluster).")
+@click.option("--backend", default="auto", show_default=True,
+              type=click.Choice(["auto", "openslide", "tiffslide"]), help="Slide reader.")
+@click.option("--mpp", default=None, type=float,
+              help="um/px for slides without mpp metadata and no mpp column value.")
+@click.option("--annotations", default=None, type=click.Path(),
+              help="Folder of ASAP XML lesion annotations: label tumor/normal + tumor_frac.")
+@click.option("--overwrite", is_flag=True, help="Replace a store made with other parameters.")
+@click.option("--allow-upsample", is_flag=True,
+              help="Allow members finer than the slide's finest level (upsampled; not real data).")
+@click.option("--min-tissue", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Reject patches with a smaller tissue fraction (blank areas).")
+@click.option("--rgb-mean", default="0.7204,0.4298,0.6379", show_default=True, callback=_floats(3),
+              help="Reference RGB mean in [0,1] (the paper's MLCamSR training mean).")
+@click.option("--rgb-tol", default=0.25, show_default=True, type=click.FloatRange(min=0),
+              help="Reject patches whose channel means differ more from --rgb-mean.")
+@click.option("--min-align-psnr", default=25.0, show_default=True, type=float,
+              help="Reject patches whose coarser members score below this many dB against "
+              "the anti-aliased downsample of the finest member (a shifted or mis-scaled level).")
+@click.option("--shard-rows", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Patches per shard file (and per task).")
+@click.option("--zstd-level", default=1, show_default=True, type=click.IntRange(-7, 22),
+              help="Zstandard level of the (lossless) member arrays.")
+@click.option("--no-hash", is_flag=True, help="Do not record each slide's sha256 (large collections).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@handle_errors
+def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, workers, scheduler,
+            backend, mpp, annotations, overwrite, allow_upsample, min_tissue, rgb_mean, rgb_tol,
+            min_align_psnr, shard_rows, zstd_level, no_hash, quiet) -> None:
+    """Extract aligned multi-scale patches (e.g. 40x/20x/10x) around each centre of --coords.
+
+    Each member is read from a native pyramid level when its mpp is within 2 %, else
+    downsampled from the next finer level with an anti-aliased bicubic; the source is
+    recorded per patch. Patches failing QC are listed as rejected, not written.
+    Exit 0: all rows kept or rejected; 1: some rows or slides failed (listed); 2: bad input.
+    """
+    from mlcamsr.extract import extract as run
+
+    res = run(
+        slides_dir, coords_csv, out, size=size, base_mpp=base_mpp, base_mag=base_mag,
+        scales=scales, workers=workers, scheduler=scheduler, backend=backend, mpp=mpp,
+        annotations=annotations, overwrite=overwrite, allow_upsample=allow_upsample,
+        min_tissue=min_tissue, rgb_mean=rgb_mean, rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
+        shard_rows=shard_rows, zstd_level=zstd_level, hash_slides=not no_hash, progress=not quiet,
+    )
+    resumed = f", {res.tasks_skipped} shard(s) already done" if res.tasks_skipped else ""
+    click.echo(
+        f"{res.store}: {res.n_rows} rows: {res.n_kept} kept, {res.n_rejected} rejected, "
+        f"{res.n_failed} failed ({res.seconds:.1f} s{resumed})"
+    )
+    if res.failures:
+        click.echo("Failed rows (slide, row, reason):", err=True)
+        for slide, row, reason in res.failures[:50]:
+            click.echo(f"  {slide}\trow {row}\t{reason}", err=True)
+        if len(res.failures) > 50:
+            click.echo(f"  ... and {len(res.failures) - 50} more (see `mlcamsr info {res.store}`)", err=True)
+    sys.exit(EXIT_PARTIAL if res.n_failed else EXIT_OK)

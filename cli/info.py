@@ -1,0 +1,44 @@
+"""``mlcamsr info``: members, counts, QC and split summary of a store."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from cli.common import handle_errors, store_argument
+
+
+@click.command("info")
+@store_argument()
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@handle_errors
+def info(store: str, as_json: bool) -> None:
+    """Summarise STORE (default mlcamsr.zarr): members, kept/rejected/failed, QC, split."""
+    from mlcamsr.store import store_summary
+
+    summary = store_summary(store)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    click.echo(f"{summary['store']}  (format {summary['format_version']}, mlcamsr {summary['tool_version']})")
+    c = summary["counts"]
+    click.echo(f"rows: {c['rows']}  kept: {c['kept']}  rejected: {c['rejected']}  failed: {c['failed']}"
+               f"  slides: {summary['n_slides']}")
+    click.echo("members:")
+    for m in summary["members"]:
+        src = ", ".join(f"{k} {v}" for k, v in m.get("sources", {}).items())
+        click.echo(f"  {m['name']:<12} {m['size']:>5} px  {m['mpp']:.3f} um/px  {m['kind']:<8} {src}")
+    qc = summary.get("qc", {})
+    if qc:
+        click.echo("QC (kept rows):")
+        for k, v in qc.items():
+            click.echo(f"  {k}: {v:.3f}" if isinstance(v, float) else f"  {k}: {v}")
+    if summary.get("reasons"):
+        click.echo("reasons (not kept):")
+        for r, n in summary["reasons"].items():
+            click.echo(f"  {n:>6}  {r}")
+    if summary.get("split"):
+        click.echo("split: " + ", ".join(f"{k} {v}" for k, v in summary["split"].items()))
+    if summary.get("size_bytes") is not None:
+        click.echo(f"size on disk: {summary['size_bytes'] / 1e6:.1f} MB")
