@@ -108,6 +108,20 @@ def test_model_config_round_trips_through_json(arch):
     assert set(ARCHS) == {"cwtnet", "edsr", "rcan", "srcnn", "bicubic"}
 
 
+def test_cwtnet_config_round_trips_and_package_exports():
+    import cwtnet
+
+    for name in ("build_model", "psnr", "ssim", "CWTLoss"):
+        assert callable(getattr(cwtnet, name))
+    pytest.importorskip("cwtnet.model.cwtnet_arch")
+    assert callable(cwtnet.haar_hh) and callable(cwtnet.search_transfer)
+    model = build_model("cwtnet", 4, n_cwtb=1, num_feat=8, mean=(0.5, 0.5, 0.5))
+    again = build_from_config(json.loads(json.dumps(model_config(model))))
+    assert again.scale == 4 and again.options == model.options
+    lr = torch.rand(1, 3, 12, 12)
+    assert again(lr).shape == (1, 3, 48, 48) and again(lr, torch.rand(1, 3, 24, 24)).shape == (1, 3, 48, 48)
+
+
 def _real_triplet(shared_data, scale=2, size=48):
     """GT (1, 3, size, size) from a real patch, its bicubic LR, and the x2-coarser reference."""
     img = np.asarray(Image.open(shared_data / "patches" / "kather100k" / "kather1.tif").convert("RGB"))

@@ -49,14 +49,15 @@ def options_for(arch: str) -> type:
 
 
 def make_options(arch: str, **options: Any):
-    """``options_for(arch)(**options)``, rejecting unknown names in one line."""
+    """``options_for(arch)(**options)``, rejecting unknown names in one line; lists become tuples."""
     opt_cls = options_for(arch)
     names = [f.name for f in dataclasses.fields(opt_cls)]
     unknown = sorted(set(options) - set(names))
     if unknown:
         choices = ", ".join(names) if names else "(none)"
         raise ModelConfigError(f"unknown option(s) {', '.join(unknown)} for arch {arch!r}; choose from: {choices}")
-    return opt_cls(**options)
+    # JSON turns tuples (e.g. an RGB mean) into lists: turn them back
+    return opt_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
 
 
 def build_model(arch: str, scale: int, **options: Any) -> nn.Module:
