@@ -1,0 +1,196 @@
+"""Model summary: parameters, FLOPs for one LR input, peak memory of one training step.
+
+    python -m cwtnet.summary --arch cwtnet --scale 2 [--lr-size 64] [--batch 1] [--device cpu]
+                             [--option name=value ...]
+
+FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` for one forward pass of
+batch 1 (its convention: 2 FLOPs per multiply-add; convolutions and matrix products
+only: interpolation, gathers, pooling and activations are not counted). For CWT-Net the
+count includes the relevance products of the 12 searches (run without autograd).
+
+Peak memory of one training step (forward, ``CWTLoss``, backward, Adam step) at
+``--batch``: on CUDA ``torch.cuda.max_memory_allocated`` minus the memory allocated before
+the step; on CPU the process's resident-set high-water mark ``VmHWM`` (reset through
+``/proc/self/clear_refs``) minus ``VmRSS`` before the step, read from ``/proc/self/status``:
+approximate (allocator caching can hide or add pages), and measured first, before any
+other work of this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import gc
+import time
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cwtnet.model import build_model
+
+
+def _proc_status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's VmHWM to its current RSS (Linux ``clear_refs`` 5); False if impossible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class PeakMemory:
+    """Context manager measuring the peak extra memory of its body, in bytes (``.peak``).
+
+    CUDA: ``max_memory_allocated`` above the allocation at entry (exact for torch tensors).
+    CPU: VmHWM after minus VmRSS at entry (approximate; ``.method`` says which was used).
+    """
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self.peak: int | None = None
+        self.method = ""
+
+    def __enter__(self) -> PeakMemory:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            self.method = "cuda max_memory_allocated"
+        else:
+            reset = reset_peak_rss()
+            self._base = (_proc_status_kib("VmRSS") or 0) * 1024
+            self.method = "VmHWM-VmRSS (clear_refs)" if reset else "VmHWM-VmRSS (no reset: upper bound)"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self._base
+        else:
+            hwm = _proc_status_kib("VmHWM")
+            self.peak = None if hwm is None else max(0, hwm * 1024 - self._base)
+
+
+def _inputs(arch: str, scale: int, batch: int, lr_size: int, device, with_ref: bool):
+    g = torch.Generator().manual_seed(0)
+    lr = torch.rand(batch, 3, lr_size, lr_size, generator=g).to(device)
+    ref = torch.rand(batch, 3, 2 * lr_size, 2 * lr_size, generator=g).to(device) if with_ref else None
+    gt = torch.rand(batch, 3, scale * lr_size, scale * lr_size, generator=g).to(device)
+    return lr, ref, gt
+
+
+def train_step(model: torch.nn.Module, lr, ref, gt, optimizer, criterion) -> float:
+    """One training step: forward (``forward_train`` when the model has it), loss, backward, step."""
+    out = model.forward_train(lr, ref) if hasattr(model, "forward_train") else model(lr, ref)
+    loss = criterion(out, gt)
+    loss = loss[0] if isinstance(loss, tuple) else loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def count_flops(model: torch.nn.Module, lr: torch.Tensor, ref: torch.Tensor | None) -> int:
+    """FLOPs of one forward pass (FlopCounterMode convention), without autograd."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(lr, ref)
+    return int(counter.get_total_flops())
+
+
+def summarize(arch: str = "cwtnet", scale: int = 2, *, lr_size: int = 64, batch: int = 1,
+              device: str = "cpu", **options: Any) -> dict[str, Any]:
+    """Parameters, FLOPs (batch 1, ``lr_size`` square LR) and one training step's peak memory."""
+    from cwtnet.losses import CWTLoss
+
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    model = build_model(arch, scale, **options).to(dev)
+    is_cwt = hasattr(model, "forward_train")
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    result: dict[str, Any] = {"arch": arch, "scale": scale, "lr_size": lr_size, "batch": batch,
+                              "device": str(dev), "params": params, "trainable_params": trainable}
+    if is_cwt:
+        parts = {name: sum(p.numel() for p in mod.parameters() if p.requires_grad)
+                 for name, mod in model.named_children()}
+        result["params_by_part"] = {name: n for name, n in parts.items() if n}
+    # memory first: nothing else of this process has touched the allocator yet
+    if trainable:
+        model.train()
+        lr, ref, gt = _inputs(arch, scale, batch, lr_size, dev, is_cwt)
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        crit = CWTLoss().to(dev)
+        with PeakMemory(dev) as mem:
+            t0 = time.perf_counter()
+            train_step(model, lr, ref, gt, opt, crit)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            result["train_step_s"] = time.perf_counter() - t0
+        result["train_step_peak_bytes"] = mem.peak
+        result["memory_method"] = mem.method
+        del opt, lr, ref, gt
+    model.eval()
+    lr1, ref1, _ = _inputs(arch, scale, 1, lr_size, dev, is_cwt)
+    result["flops"] = count_flops(model, lr1, ref1)
+    if is_cwt:
+        result["flops_sisr"] = count_flops(model, lr1, None)
+    return result
+
+
+def format_summary(r: dict[str, Any]) -> str:
+    lines = [f"arch {r['arch']}  scale x{r['scale']}  device {r['device']}",
+             f"parameters        {r['params']:,} ({r['trainable_params']:,} trainable)"]
+    for name, n in r.get("params_by_part", {}).items():
+        lines.append(f"  {name:<15} {n:,}")
+    lines.append(f"FLOPs (1x3x{r['lr_size']}x{r['lr_size']} LR) {r['flops'] / 1e9:,.2f} G"
+                 + (" with ref" if "flops_sisr" in r else ""))
+    if "flops_sisr" in r:
+        lines.append(f"FLOPs SISR mode   {r['flops_sisr'] / 1e9:,.2f} G (WR instead of the DWT)")
+    if r.get("train_step_peak_bytes") is not None:
+        lines.append(f"train step peak   {r['train_step_peak_bytes'] / 2**20:,.1f} MiB extra "
+                     f"(batch {r['batch']}, {r['memory_method']}), {r['train_step_s']:.2f} s")
+    return "\n".join(lines)
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"option {text!r} must be name=value")
+    name, value = text.split("=", 1)
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cwtnet.summary", description=__doc__.split("\n")[0])
+    ap.add_argument("--arch", default="cwtnet", help="cwtnet | edsr | rcan | srcnn | bicubic (default cwtnet)")
+    ap.add_argument("--scale", type=int, default=2, help="upsampling factor (default 2)")
+    ap.add_argument("--lr-size", type=int, default=64, help="LR side for FLOPs and memory (default 64)")
+    ap.add_argument("--batch", type=int, default=1, help="batch of the training step (default 1)")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    ap.add_argument("--option", "-o", action="append", type=_parse_option, default=[],
+                    help="model option name=value, repeatable (e.g. -o n_cwtb=4)")
+    args = ap.parse_args(argv)
+    r = summarize(args.arch, args.scale, lr_size=args.lr_size, batch=args.batch,
+                  device=args.device, **dict(args.option))
+    print(format_summary(r))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
