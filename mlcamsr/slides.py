@@ -195,9 +195,11 @@ class SlideReader:
         mpp_source: ``"openslide.mpp-x"``, ``"tiffslide.mpp-x"``, ``"tiff-resolution"``,
             ``"ome"``, ``"override"`` or ``"none"``.
         level_sources: per level, where its pixels come from: ``"openslide"``,
-            ``"tiffslide"``, or ``"tiff-page"`` (read with tifffile: a level tiffslide
+            ``"tiffslide"``, ``"tiff-page"`` (read with tifffile: a level tiffslide
             dropped, or an openslide level whose downsample would make openslide
-            interpolate).
+            interpolate), or ``"openslide-subpixel"`` (a non-integer openslide downsample
+            and no TIFF page to read instead, e.g. DICOM level 2 at 4.002: openslide
+            starts the window up to half a pixel off and interpolates bilinearly).
     """
 
     path: Path
@@ -258,9 +260,10 @@ class SlideReader:
         for k, (w, h) in enumerate(self.level_dimensions):
             ds = float(osr.level_downsamples[k])
             if ds == round(ds) or (w, h) not in pages:
-                # integer downsample: col * ds is an integer, openslide copies pixels exactly
+                # integer downsample: col * ds is an integer, openslide copies pixels exactly;
+                # otherwise (DICOM 4.002...) openslide's bilinear sub-pixel start is unavoidable
                 self._readers.append(self._openslide_reader(k, ds))
-                sources.append("openslide")
+                sources.append("openslide" if ds == round(ds) else "openslide-subpixel")
             else:
                 self._readers.append(_PageLevel(pages[(w, h)]).read)
                 sources.append("tiff-page")
