@@ -1,0 +1,85 @@
+"""``cwtnet-train``: train CWT-Net (or a baseline) on an MLCamSR store.
+
+Every flag maps onto ``cwtnet.config.TrainConfig``; ``--config FILE`` (YAML or TOML)
+sets any option too, and flags typed on the command line win over the file.
+"""
+
+from __future__ import annotations
+
+import click
+
+from cli.common import handle_errors, store_option
+from cwtnet.config import ARCHS, DEVICES, REF_SOURCES, SCHEDULES, TrainConfig
+
+_D = TrainConfig()
+
+
+def _opt(*decls: str, **kw):  # an option whose default is TrainConfig's, shown in --help
+    return click.option(*decls, show_default=True, **kw)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@store_option()
+@_opt("--scale", type=click.Choice(["2", "4", "8"]), default=str(_D.scale), help="Upsampling factor.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run directory [default: runs/<arch>_x<scale>_<timestamp>].")
+@_opt("--arch", type=click.Choice(ARCHS), default=_D.arch, help="Network to train.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML or TOML file of options (any TrainConfig field); flags override it.")
+@_opt("--steps", type=int, default=_D.steps, help="Optimisation steps (batches).")
+@click.option("--minutes", type=float, default=None, help="Also stop after this many minutes of training.")
+@_opt("--batch-size", type=int, default=_D.batch_size, help="Global batch size (split across torchrun processes).")
+@_opt("--patch", type=int, default=_D.patch, help="LR patch size p (gt s*p, ref 2p).")
+@click.option("--blocks", type=int, default=None, help="Main blocks (CWTBs / EDSR blocks / RCAN groups) [default: paper's, 12 CWTBs].")
+@click.option("--channels", type=int, default=None, help="Feature channels [default: 64].")
+@_opt("--lr", type=float, default=_D.lr, help="Adam learning rate.")
+@_opt("--schedule", type=click.Choice(SCHEDULES), default=_D.schedule, help="Learning-rate schedule.")
+@_opt("--ref-source", type=click.Choice(REF_SOURCES), default=_D.ref_source, help="WT-branch input (Table III).")
+@_opt("--ema-decay", type=float, default=_D.ema_decay, help="EMA decay of the weights (0 = off).")
+@_opt("--val-every", type=int, default=_D.val_every, help="Validate every N steps (0 = at the end only).")
+@_opt("--val-images", type=int, default=_D.val_images, help="Test images used for validation (0 = all).")
+@_opt("--ckpt-every", type=int, default=_D.ckpt_every, help="Write RUN_DIR/last.pt every N steps.")
+@_opt("--log-every", type=int, default=_D.log_every, help="CSV log every N steps.")
+@_opt("--num-workers", type=int, default=_D.num_workers, help="DataLoader worker processes.")
+@_opt("--in-memory/--no-in-memory", default=_D.in_memory, help="Hold the training split in RAM.")
+@_opt("--seed", type=int, default=_D.seed, help="Seed of weights, batches and augmentation.")
+@_opt("--device", type=click.Choice(DEVICES), default=_D.device, help="auto = CUDA when present.")
+@_opt("--amp/--no-amp", default=_D.amp, help="bf16 autocast on CUDA (CPU always fp32).")
+@_opt("--compile/--no-compile", default=_D.compile, help="torch.compile the model.")
+@_opt("--progress/--no-progress", default=_D.progress, help="tqdm progress bar.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly from its last.pt.")
+@handle_errors
+def main(config_file: str | None, resume: bool, **flags) -> None:
+    """Train CWT-Net (or --arch bicubic|srcnn|edsr|rcan) on an MLCamSR store.
+
+    \b
+    Examples:
+      cwtnet-train --zarr mlcamsr.zarr
+      cwtnet-train --zarr mlcamsr.zarr --scale 4 --steps 20000 --out runs/x4
+      cwtnet-train --out runs/x4 --resume
+      torchrun --nproc-per-node 2 -m cli.train --zarr mlcamsr.zarr --out runs/ddp
+    """
+    from cwtnet.config import resolve_config
+    from cwtnet.train import train
+
+    ctx = click.get_current_context()
+    explicit = {
+        k for k in flags if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE
+    }
+    flags["scale"] = int(flags["scale"])
+    overrides = {k: v for k, v in flags.items() if k in explicit or config_file is None}
+    cfg = resolve_config(config_file, overrides)
+    result = train(cfg, resume=resume, explicit=explicit)
+    click.echo(
+        f"done: {result.step} steps ({result.stopped}), {result.wall_s:.0f} s, "
+        f"{result.samples_per_s:.1f} samples/s; checkpoint {result.checkpoint}"
+    )
+    for mode, m in result.val.items():
+        click.echo(
+            f"  val {mode}: PSNR {m['psnr']:.3f} dB, SSIM {m['ssim']:.4f} "
+            f"(bicubic {m['psnr_bicubic']:.3f} / {m['ssim_bicubic']:.4f}, {m['n']} images)"
+        )
+
+
+if __name__ == "__main__":
+    main()

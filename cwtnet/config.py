@@ -1,0 +1,202 @@
+"""``TrainConfig``: the single source of every training option.
+
+CLI flags (``cwtnet-train``) and config files (YAML ``.yaml``/``.yml`` or TOML
+``.toml``) both map onto this dataclass; precedence is defaults < config file <
+flags given on the command line. The resolved config is written to
+``RUN_DIR/config.yaml`` and stored (as plain types) inside every checkpoint.
+
+Defaults are the paper's (CWT-Net IV-B): 12 CWTBs, 64 channels, LR patch 64,
+batch 16, Adam 1e-4, random 90-degree rotations and flips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlcamsr.errors import InputError
+
+ARCHS = ("cwtnet", "bicubic", "srcnn", "edsr", "rcan")
+SCALES = (2, 4, 8)
+DEVICES = ("auto", "cpu", "cuda")
+SCHEDULES = ("constant", "cosine", "step")
+REF_SOURCES = ("real", "bicubic", "gt-updown", "lr")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run.
+
+    Args:
+        store (str): Path or fsspec URL of the MLCamSR Zarr store. Default: ``mlcamsr.zarr``.
+        scale (int): Upsampling factor, 2, 4 or 8. Default: 2.
+        out (str | None): Run directory; ``None`` = ``runs/<arch>_x<scale>_<timestamp>``.
+        arch (str): ``cwtnet | bicubic | srcnn | edsr | rcan``. Default: ``cwtnet``.
+        blocks (int | None): Number of main blocks (CWTBs for CWT-Net, residual blocks for
+            EDSR, residual groups for RCAN); ``None`` = the architecture's default (12 CWTBs).
+        channels (int | None): Feature channels; ``None`` = the architecture's default (64).
+        model_options (dict): Further ``build_model`` keyword options, passed as is.
+        steps (int): Optimisation steps (batches). Default: 1000 (the paper's ablation budget).
+        minutes (float | None): Optional wall-clock budget; training stops (with a checkpoint)
+            at ``steps`` or when the budget is spent, whichever comes first.
+        batch_size (int): Global batch size (split across ``torchrun`` processes). Default: 16.
+        patch (int): LR patch size p (gt is s*p, ref 2p). Default: 64.
+        ref_source (str): WT-branch input (Table III): ``real | bicubic | gt-updown | lr``.
+        in_memory (bool): Hold the training split in RAM. Default: False.
+        num_workers (int): DataLoader worker processes. Default: 2.
+        lr (float): Adam learning rate. Default: 1e-4.
+        betas (tuple[float, float]): Adam betas. Default: (0.9, 0.999).
+        weight_decay (float): Adam weight decay. Default: 0.
+        schedule (str): ``constant | cosine | step`` learning-rate schedule. Default: constant.
+        milestones (list[int]): Steps at which ``step`` halves the rate (gamma). Default: [].
+        gamma (float): Factor for the ``step`` schedule. Default: 0.5.
+        grad_clip (float | None): Clip the gradient norm to this value; ``None`` = off.
+        loss (dict): Keyword options of ``cwtnet.losses.CWTLoss`` (weights, variants).
+        ema_decay (float): EMA decay of the weights; 0 disables EMA. Default: 0.999.
+        val_every (int): Validate every N steps (0 = only at the end). Default: 500.
+        val_images (int): Test images used for validation (0 = all). Default: 8.
+        val_patch (int | None): LR size of the centre crop used for validation (capped at
+            the whole patch); ``None`` = whole patches. Default: 64.
+        ckpt_every (int): Write ``last.pt`` every N steps. Default: 500.
+        log_every (int): Append to the CSV log every N steps. Default: 10.
+        seed (int): Seed of weights, batches and augmentation. Default: 0.
+        device (str): ``auto | cpu | cuda``. Default: auto (CUDA when present).
+        amp (bool): bf16 autocast on CUDA (always fp32 on CPU). Default: True.
+        channels_last (bool): channels_last memory format on CUDA. Default: True.
+        compile (bool): ``torch.compile`` the model. Default: False.
+        progress (bool): Show a tqdm progress bar. Default: True.
+        tensorboard (bool): Write TensorBoard events when tensorboard is installed.
+    """
+
+    store: str = "mlcamsr.zarr"
+    scale: int = 2
+    out: str | None = None
+    arch: str = "cwtnet"
+    blocks: int | None = None
+    channels: int | None = None
+    model_options: dict = field(default_factory=dict)
+    steps: int = 1000
+    minutes: float | None = None
+    batch_size: int = 16
+    patch: int = 64
+    ref_source: str = "real"
+    in_memory: bool = False
+    num_workers: int = 2
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.5
+    grad_clip: float | None = None
+    loss: dict = field(default_factory=dict)
+    ema_decay: float = 0.999
+    val_every: int = 500
+    val_images: int = 8
+    val_patch: int | None = 64
+    ckpt_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    progress: bool = True
+    tensorboard: bool = True
+
+    def validate(self) -> TrainConfig:
+        """Check every value; raise ``InputError`` naming the option and the fix."""
+        if self.arch not in ARCHS:
+            raise InputError(f"--arch {self.arch!r} is unknown; choose one of {', '.join(ARCHS)}")
+        if int(self.scale) not in SCALES:
+            raise InputError(f"--scale {self.scale} is not supported; choose 2, 4 or 8")
+        if self.device not in DEVICES:
+            raise InputError(f"--device {self.device!r} is unknown; choose auto, cpu or cuda")
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"schedule {self.schedule!r} is unknown; choose {', '.join(SCHEDULES)}")
+        if self.ref_source not in REF_SOURCES:
+            raise InputError(
+                f"--ref-source {self.ref_source!r} is unknown; choose {', '.join(REF_SOURCES)}"
+            )
+        for name in ("steps", "batch_size", "patch"):
+            if int(getattr(self, name)) < (0 if name == "steps" else 1):
+                raise InputError(f"--{name.replace('_', '-')} must be positive")
+        if self.minutes is not None and self.minutes <= 0:
+            raise InputError("--minutes must be positive")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise InputError("--ema-decay must be in [0, 1)")
+        if self.lr <= 0:
+            raise InputError("--lr must be positive")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain ``dict`` of builtin types (safe for YAML and ``torch.load(weights_only=True)``)."""
+        d = dataclasses.asdict(self)
+        d["betas"] = [float(b) for b in self.betas]
+        d["milestones"] = [int(m) for m in self.milestones]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        """Build from a mapping; unknown keys are refused with the list of known ones."""
+        known = {f.name for f in fields(cls)}
+        norm = {str(k).replace("-", "_"): v for k, v in data.items()}
+        unknown = sorted(set(norm) - known)
+        if unknown:
+            raise InputError(
+                f"{source}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        if "betas" in norm and norm["betas"] is not None:
+            norm["betas"] = tuple(float(b) for b in norm["betas"])
+        return cls(**norm)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file into a dict of options.
+
+    A TOML file may put the options at top level or under a ``[train]`` table.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"--config {p}: no such file; give a YAML or TOML file of options")
+    try:
+        if p.suffix.lower() == ".toml":
+            data = tomllib.loads(p.read_text())
+            data = data.get("train", data)
+        elif p.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(p.read_text()) or {}
+        else:
+            raise InputError(f"--config {p}: use a .yaml, .yml or .toml file")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"--config {p}: cannot parse ({first})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"--config {p}: expected a mapping of option: value")
+    return data
+
+
+def resolve_config(
+    file: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """Defaults < ``file`` < ``overrides`` (the flags the user actually typed)."""
+    data: dict[str, Any] = {}
+    if file is not None:
+        data.update(load_config_file(file))
+    cfg = TrainConfig.from_dict(data, source=f"--config {file}") if data else TrainConfig()
+    if overrides:
+        cfg = cfg.replace(**{k.replace("-", "_"): v for k, v in overrides.items()})
+    return cfg.validate()
+
+
+def write_config(cfg: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,274 @@
+"""``cwtnet-eval``: PSNR/SSIM of a checkpoint and of bicubic on the same test images.
+
+Images. Whole patches of the split (``TripletDataset(full=True)``): ``gt`` is the
+finest member's whole patch, ``lr = imresize(gt, 1/s)`` rounded to 8 bits (the
+project's one bicubic), ``ref`` by the dataset's rule (s=2: gt; s=4: 20x; s=8: 10x).
+Bicubic is ``imresize(lr, s)`` of the same 8-bit ``lr``.
+
+Figures (``cwtnet.metrics``), every image as 8-bit RGB (rounded, clipped):
+
+- ``psnr`` / ``ssim``: the authors' convention, RGB, no border crop (Table I);
+- ``psnr_rgb_crop`` / ``ssim_rgb_crop``: BasicSR, RGB, ``crop_border = scale``;
+- ``psnr_y_crop`` / ``ssim_y_crop``: BasicSR, BT.601 Y channel, ``crop_border = scale``.
+
+``metrics.json`` holds ``{"model": {...}, "bicubic": {...}, "meta": {...}}`` with the
+means of every figure; ``per_image.csv`` one row per image; ``table.md`` a Table-I
+style table; ``compare/<i>.png`` bicubic | model | ground truth with PSNR captions;
+``images/<i>_{sr,bicubic,gt}.png`` with ``--save-images``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mlcamsr.errors import InputError
+
+MODES = ("reference", "sisr")
+FIGURES = ("psnr", "ssim", "psnr_rgb_crop", "ssim_rgb_crop", "psnr_y_crop", "ssim_y_crop")
+
+
+def _u8(t: torch.Tensor) -> np.ndarray:
+    from cwtnet.metrics import tensor_to_uint8
+
+    return tensor_to_uint8(t)
+
+
+def bicubic_up(lr_u8: np.ndarray, scale: int) -> np.ndarray:
+    """The project's bicubic (``mlcamsr.resize.imresize``) of an 8-bit LR image."""
+    from mlcamsr.resize import imresize
+
+    return imresize(lr_u8, scale=float(scale))
+
+
+def figures(sr: np.ndarray, gt: np.ndarray, scale: int, *, full: bool = True) -> dict[str, float]:
+    """Every figure of one image pair (uint8 HWC); ``full=False`` gives the authors' pair only."""
+    from cwtnet.metrics import psnr, ssim
+
+    out = {"psnr": psnr(sr, gt), "ssim": ssim(sr, gt)}
+    if full:
+        out["psnr_rgb_crop"] = psnr(sr, gt, crop_border=scale)
+        out["ssim_rgb_crop"] = ssim(sr, gt, crop_border=scale)
+        out["psnr_y_crop"] = psnr(sr, gt, crop_border=scale, y_channel=True)
+        out["ssim_y_crop"] = ssim(sr, gt, crop_border=scale, y_channel=True)
+    return out
+
+
+def model_sr(model: nn.Module, lr: torch.Tensor, ref: torch.Tensor | None, *, scale: int, mode: str,
+             tile: int | None = None, overlap: int = 16, amp: bool = False) -> torch.Tensor:
+    """The model's SR of a (1, 3, H, W) batch in ``mode`` (``sisr`` drops ``ref``)."""
+    from cwtnet.infer import tiled_sr
+
+    return tiled_sr(model, lr, scale=scale, ref=ref if mode == "reference" else None,
+                    tile=tile, overlap=overlap, amp=amp)
+
+
+@torch.no_grad()
+def score_dataset(
+    model: nn.Module, dataset: Any, *, scale: int, mode: str = "reference",
+    device: torch.device | str = "cpu", max_images: int | None = None, amp: bool = False,
+    tile: int | None = None, overlap: int = 16,
+) -> dict[str, float]:
+    """Mean PSNR/SSIM (authors' convention) of ``model`` and bicubic over ``dataset``'s items."""
+    model.eval()
+    n = len(dataset) if not max_images else min(len(dataset), max_images)
+    acc = {"psnr": 0.0, "ssim": 0.0, "psnr_bicubic": 0.0, "ssim_bicubic": 0.0}
+    for i in range(n):
+        item = dataset[i]
+        lr = item["lr"][None].to(device)
+        ref = item["ref"][None].to(device)
+        sr = _u8(model_sr(model, lr, ref, scale=scale, mode=mode, tile=tile, overlap=overlap, amp=amp))
+        gt, lr8 = _u8(item["gt"]), _u8(item["lr"])
+        f, b = figures(sr, gt, scale, full=False), figures(bicubic_up(lr8, scale), gt, scale, full=False)
+        acc["psnr"] += f["psnr"]
+        acc["ssim"] += f["ssim"]
+        acc["psnr_bicubic"] += b["psnr"]
+        acc["ssim_bicubic"] += b["ssim"]
+    out = {k: v / max(n, 1) for k, v in acc.items()}
+    out["n"] = n
+    return out
+
+
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def side_by_side(panels: list[tuple[np.ndarray, str]], path: Path, *, crop: int | None = 384) -> None:
+    """Write panels (uint8 HWC, caption) left to right with captions underneath.
+
+    ``crop`` keeps the centre ``crop`` px of each panel (so details stay visible).
+    """
+    from PIL import Image, ImageDraw
+
+    ims = []
+    for img, _ in panels:
+        h, w = img.shape[:2]
+        if crop and (h > crop or w > crop):
+            y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+            img = img[y0 : y0 + crop, x0 : x0 + crop]
+        ims.append(img)
+    h = max(i.shape[0] for i in ims)
+    pad, cap = 6, 26
+    width = sum(i.shape[1] for i in ims) + pad * (len(ims) + 1)
+    canvas = Image.new("RGB", (width, h + cap + 2 * pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = _font(15)
+    x = pad
+    for img, (_, text) in zip(ims, panels):
+        canvas.paste(Image.fromarray(img), (x, pad))
+        draw.text((x + 2, h + pad + 4), text, fill="black", font=font)
+        x += img.shape[1] + pad
+    canvas.save(path)
+
+
+def _label(arch: str, mode: str) -> str:
+    name = {"cwtnet": "CWT-Net", "edsr": "EDSR", "rcan": "RCAN", "srcnn": "SRCNN",
+            "bicubic": "bicubic"}.get(arch, arch)
+    return f"{name} ({mode})" if arch == "cwtnet" else name
+
+
+def evaluate(
+    store: str, checkpoint: str | Path, *, out: str | Path, split: str = "test",
+    scale: int | None = None, mode: str = "reference", save_images: bool = False,
+    use_ema: bool = True, device: str = "auto", tile: int | None = None, overlap: int = 16,
+    max_images: int | None = None, pictures: int = 6, progress: bool = False,
+) -> dict[str, Any]:
+    """Score ``checkpoint`` and bicubic on the whole patches of ``split``; write the outputs.
+
+    ``tile=None``: untiled when the LR patch is at most 256 px, else 128-px tiles
+    (overlap ``overlap``). Returns the ``metrics.json`` dict.
+    """
+    from cwtnet.report import table_i
+    from cwtnet.train import check_store, load_checkpoint, load_model, resolve_device
+
+    if mode not in MODES:
+        raise InputError(f"--mode {mode!r}: choose reference or sisr")
+    ckpt = load_checkpoint(checkpoint)
+    ck_scale = int(ckpt["scale"])
+    if scale is not None and int(scale) != ck_scale:
+        raise InputError(
+            f"{checkpoint}: checkpoint is for x{ck_scale}, not x{scale}; use --scale {ck_scale} "
+            "or a checkpoint trained at this scale"
+        )
+    scale = ck_scale
+    arch = str(ckpt["arch"])
+    ref_source = str((ckpt.get("config") or {}).get("ref_source", "real"))
+    if mode == "reference" and arch != "cwtnet":
+        mode = "sisr"  # other networks ignore the reference
+    dev = resolve_device(device)
+    st = check_store(store, scale, ref_source=ref_source, need_train=False, split=split)
+    from mlcamsr.dataset import TripletDataset
+
+    ds = TripletDataset(st, split=split, scale=scale, ref_source=ref_source, augment=False, full=True)
+    model, _ = load_model(checkpoint, use_ema=use_ema, device=dev)
+    lr_side = ds.patch
+    if tile is None and lr_side > 256:
+        tile = 128
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare").mkdir(exist_ok=True)
+    if save_images:
+        (out / "images").mkdir(exist_ok=True)
+    table = st.table
+    n = len(ds) if not max_images else min(len(ds), max_images)
+    rows: list[dict[str, Any]] = []
+    label = _label(arch, mode)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, desc=f"eval {label} x{scale}", unit="img")
+    t0 = time.perf_counter()
+    amp = dev.type == "cuda"
+    with torch.no_grad():
+        for i in range(n):
+            item = ds[i]
+            lr = item["lr"][None].to(dev)
+            ref = item["ref"][None].to(dev)
+            sr = _u8(model_sr(model, lr, ref, scale=scale, mode=mode, tile=tile, overlap=overlap, amp=amp))
+            gt, lr8 = _u8(item["gt"]), _u8(item["lr"])
+            bic = bicubic_up(lr8, scale)
+            fm, fb = figures(sr, gt, scale), figures(bic, gt, scale)
+            trow = table.loc[int(item["row"])] if int(item["row"]) in table.index else {}
+            row = {"i": i, "row": int(item["row"]), "slide": str(trow.get("slide", "")),
+                   "label": str(trow.get("label", ""))}
+            row.update({k: fm[k] for k in FIGURES})
+            row.update({f"bicubic_{k}": fb[k] for k in FIGURES})
+            rows.append(row)
+            if i < pictures:
+                side_by_side([(bic, f"bicubic {fb['psnr']:.2f} dB"), (sr, f"{label} {fm['psnr']:.2f} dB"),
+                              (gt, "ground truth")], out / "compare" / f"{i}.png")
+            if save_images:
+                from PIL import Image
+
+                Image.fromarray(sr).save(out / "images" / f"{i}_sr.png")
+                Image.fromarray(bic).save(out / "images" / f"{i}_bicubic.png")
+                Image.fromarray(gt).save(out / "images" / f"{i}_gt.png")
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t0
+    with open(out / "per_image.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
+
+    def mean(key: str) -> float:
+        vals = [r[key] for r in rows if math.isfinite(r[key])]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    metrics = {
+        "model": {k: mean(k) for k in FIGURES},
+        "bicubic": {k: mean(f"bicubic_{k}") for k in FIGURES},
+        "meta": {
+            "arch": arch, "label": label, "mode": mode, "scale": scale, "split": split,
+            "n_images": n, "store": str(store), "checkpoint": str(checkpoint),
+            "step": int(ckpt.get("step", 0)), "ema": bool(use_ema and ckpt.get("ema")),
+            "ref_source": ref_source, "gt_px": int(ds.gt_len), "lr_px": int(ds.patch),
+            "tile": tile, "overlap": overlap if tile else None, "device": str(dev),
+            "wall_s": round(wall, 2),
+            "convention": "psnr/ssim: 8-bit RGB, no crop (authors); *_rgb_crop / *_y_crop: "
+                          "BasicSR crop_border=scale, RGB / BT.601 Y",
+        },
+    }
+    # BasicSR figures also under their own keys (``basicsr_rgb``, ``basicsr_y``).
+    metrics["basicsr_rgb"] = {
+        "model": {"psnr": metrics["model"]["psnr_rgb_crop"], "ssim": metrics["model"]["ssim_rgb_crop"]},
+        "bicubic": {"psnr": metrics["bicubic"]["psnr_rgb_crop"], "ssim": metrics["bicubic"]["ssim_rgb_crop"]},
+    }
+    metrics["basicsr_y"] = {
+        "model": {"psnr": metrics["model"]["psnr_y_crop"], "ssim": metrics["model"]["ssim_y_crop"]},
+        "bicubic": {"psnr": metrics["bicubic"]["psnr_y_crop"], "ssim": metrics["bicubic"]["ssim_y_crop"]},
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    name = Path(str(store).rstrip("/")).name
+    results = [
+        {"dataset": name, "method": "bicubic", "scale": scale, **metrics["bicubic"]},
+        {"dataset": name, "method": label, "scale": scale, **metrics["model"]},
+    ]
+    md = [f"# Evaluation: {label} x{scale} on {name} ({split}, {n} whole patches)", "",
+          "Authors' convention (Table I): 8-bit RGB, no border crop.", "",
+          table_i(results), "",
+          "BasicSR convention (crop_border = scale):", "",
+          table_i(results, psnr_key="psnr_rgb_crop", ssim_key="ssim_rgb_crop", title="RGB"), "",
+          table_i(results, psnr_key="psnr_y_crop", ssim_key="ssim_y_crop", title="Y"), ""]
+    (out / "table.md").write_text("\n".join(md))
+    with contextlib.suppress(Exception):
+        st.close()  # type: ignore[attr-defined]
+    return metrics
