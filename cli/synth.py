@@ -28,7 +28,7 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple
               help="Folder to write slide_000.tif ..., slide_000.xml ... and coords.csv into (created).")
 @click.option("--n-slides", default=2, show_default=True, type=click.IntRange(min=1),
               help="Number of slides.")
-@click.option("--size", default="4096x3072", show_default=True, callback=_parse_size,
+@click.option("--size", default="4096x3072", show_default=True, callback=_parse_size, metavar="WxH",
               help="Level-0 size WxH in px (one int for a square). 4096x3072 takes a few "
                    "seconds per slide, 8192x6144 about four times that.")
 @click.option("--mpp", default=0.243, show_default=True, type=click.FloatRange(0.01, 100),
