@@ -221,10 +221,14 @@ class SlideReader:
         self._osr: Any = None
         self._ts: Any = None
         self._readers: list[Any] = []  # per level: callable(x0, y0, x1, y1) -> array
-        if backend == "openslide":
-            self._init_openslide()
-        else:
-            self._init_tiffslide()
+        try:
+            if backend == "openslide":
+                self._init_openslide()
+            else:
+                self._init_tiffslide()
+        except BaseException:
+            self.close()  # a half-opened reader must not leak its file handles
+            raise
         w0, h0 = self.level_dimensions[0]
         self.level_count = len(self.level_dimensions)
         self.level_downsamples = tuple((w0 / w, h0 / h) for w, h in self.level_dimensions)
