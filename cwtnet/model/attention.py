@@ -97,6 +97,7 @@ def search_transfer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         chunk_size = auto_chunk_size(b, n_k, n_q, k_n.element_size())
     chunk_size = max(1, int(chunk_size))
     q_pad = F.pad(q, (1, 1, 1, 1))
+    need_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
     idx_parts, s_parts = [], []
     for p0 in range(0, n_q, chunk_size):
         p1 = min(n_q, p0 + chunk_size)
@@ -105,10 +106,12 @@ def search_transfer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         q_n = band[:, :, p0 - r0 * wq:p1 - r0 * wq]  # (B, 9C, n)
         with torch.no_grad():
             rel = torch.bmm(q_n.transpose(1, 2), k_n)  # (B, n, Lk): Eq. (8) for this chunk
-            idx = rel.argmax(dim=2)  # hard index h (first maximum on ties)
+            s_c, idx = rel.max(dim=2)  # S and hard index h (first maximum on ties)
             del rel
-        k_sel = torch.gather(k_n, 2, idx.unsqueeze(1).expand(-1, k_n.shape[1], -1))
-        s_parts.append((q_n * k_sel).sum(dim=1))  # S = r_{i, h_i}, differentiable
+        if need_grad:  # S = r_{i, h_i} again, differentiable, O(9C x n)
+            k_sel = torch.gather(k_n, 2, idx.unsqueeze(1).expand(-1, k_n.shape[1], -1))
+            s_c = (q_n * k_sel).sum(dim=1)
+        s_parts.append(s_c)
         idx_parts.append(idx)
     h = torch.cat(idx_parts, dim=1)
     s = torch.cat(s_parts, dim=1).view(b, 1, hq, wq)

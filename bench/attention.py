@@ -1,0 +1,238 @@
+"""Benchmark: dense vs chunked search-transfer, and CWT-Net / EDSR training-step speed.
+
+    python bench/attention.py                       # CPU: batch 4, 64 channels, LR 32/48/64/128
+    python bench/attention.py --device cuda --batch 16 --dtypes fp32,bf16
+
+Search-transfer (forward, no autograd, as in inference): ``dense_search_transfer``
+(TTSR formulation, full (HW x HW) relevance matrix) against ``search_transfer`` (query
+chunks, ``--chunk`` positions or ``auto`` = the 32 MiB relevance budget). For each
+configuration: median time of ``--repeat`` calls after one warm-up, the theoretical
+relevance bytes (dense: B*HW*HW*itemsize; chunked: B*chunk*HW*itemsize) and the measured
+peak extra memory: on CUDA ``max_memory_allocated`` above the inputs; on CPU each
+configuration runs in a fresh subprocess and reports VmHWM (reset via clear_refs) minus
+VmRSS after the inputs were made (resident memory, approximate). Dense runs are skipped
+above ``--dense-max-gb`` of relevance matrix; the table then shows what they would need.
+
+Models (``--models``, on by default): one training step (``forward_train`` / forward,
+``CWTLoss``, backward, Adam step) of the paper-config CWT-Net (x2, with reference) and
+EDSR-baseline at ``--model-batch`` x LR ``--model-size``, built with ``build_model``.
+bf16 runs use ``torch.autocast`` (inputs of the search in bf16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from cwtnet.model.attention import auto_chunk_size, dense_search_transfer, search_transfer
+from cwtnet.summary import PeakMemory, train_step
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _autocast(dev: torch.device, dtype: str):
+    if dtype == "fp32":
+        return torch.autocast(dev.type, enabled=False)
+    return torch.autocast(dev.type, dtype=DTYPES[dtype])
+
+
+def run_search(method: str, size: int, batch: int, channels: int, dtype: str, device: str,
+               chunk: str, repeat: int) -> dict:
+    """Time and peak memory of one search-transfer configuration (in this process)."""
+    dev = torch.device(device)
+    g = torch.Generator().manual_seed(size)
+    dt = DTYPES[dtype]
+    q, k, v = (torch.randn(batch, channels, size, size, generator=g).to(dev, dt) for _ in range(3))
+    n = size * size
+    itemsize = torch.tensor([], dtype=dt).element_size()
+    chunk_n = auto_chunk_size(batch, n, n, itemsize) if chunk == "auto" else min(n, int(chunk))
+    if method == "dense":
+        fn = lambda: dense_search_transfer(q, k, v)  # noqa: E731
+        rel_bytes = batch * n * n * itemsize
+    else:
+        fn = lambda: search_transfer(q, k, v, chunk_size=chunk_n)  # noqa: E731
+        rel_bytes = batch * chunk_n * n * itemsize
+    times = []
+    with torch.no_grad(), _autocast(dev, dtype), PeakMemory(dev) as mem:
+        for i in range(repeat + 1):
+            _sync(dev)
+            t0 = time.perf_counter()
+            out = fn()
+            _sync(dev)
+            if i:
+                times.append(time.perf_counter() - t0)
+            del out
+    return {"kind": "search", "method": method, "size": size, "batch": batch, "channels": channels,
+            "dtype": dtype, "device": device, "chunk": chunk_n if method == "chunked" else None,
+            "time_s": statistics.median(times), "relevance_bytes": rel_bytes,
+            "peak_bytes": mem.peak, "memory_method": mem.method}
+
+
+def run_model(arch: str, batch: int, size: int, dtype: str, device: str, repeat: int, warmup: int) -> dict:
+    """Time and peak memory of one training step of ``arch`` (x2, paper / literature defaults)."""
+    from cwtnet.losses import CWTLoss
+    from cwtnet.model import build_model
+
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    model = build_model(arch, 2).to(dev).train()
+    g = torch.Generator().manual_seed(0)
+    lr = torch.rand(batch, 3, size, size, generator=g).to(dev)
+    ref = torch.rand(batch, 3, 2 * size, 2 * size, generator=g).to(dev) if arch == "cwtnet" else None
+    gt = torch.rand(batch, 3, 2 * size, 2 * size, generator=g).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    crit = CWTLoss().to(dev)
+    times = []
+    with PeakMemory(dev) as mem:
+        for i in range(warmup + repeat):
+            _sync(dev)
+            t0 = time.perf_counter()
+            with _autocast(dev, dtype):
+                train_step(model, lr, ref, gt, opt, crit)
+            _sync(dev)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return {"kind": "model", "arch": arch, "batch": batch, "size": size, "dtype": dtype,
+            "device": device, "time_s": statistics.median(times), "repeat": repeat,
+            "warmup": warmup, "peak_bytes": mem.peak, "memory_method": mem.method}
+
+
+def _in_subprocess(job: dict) -> dict:
+    """Run one job in a fresh interpreter (CPU: so VmHWM belongs to this job alone)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.getcwd()] + env.get("PYTHONPATH", "").split(os.pathsep))
+    proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(job)],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        return {**job, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _run(job: dict, isolate: bool) -> dict:
+    if isolate:
+        return _in_subprocess(job)
+    fn = run_search if job.pop("kind") == "search" else run_model
+    try:
+        return fn(**job)
+    except torch.OutOfMemoryError as exc:  # a dense config that does not fit
+        return {**job, "error": f"out of memory: {str(exc).splitlines()[0]}"}
+
+
+def _mib(x) -> str:
+    return "-" if x is None else f"{x / 2**20:,.0f}"
+
+
+def search_table(rows: list[dict]) -> str:
+    out = ["| dtype | LR | method | chunk | time (s) | relevance matrix (MiB) | peak extra (MiB) | vs dense: time, peak |",
+           "|---|---|---|---|---|---|---|---|"]
+    dense = {(r["dtype"], r["size"]): r for r in rows if r["method"] == "dense" and "time_s" in r}
+    for r in rows:
+        if "time_s" not in r:
+            out.append(f"| {r['dtype']} | {r['size']} | {r['method']} | - | not run | "
+                       f"{_mib(r.get('relevance_bytes'))} | - | {r.get('error', 'skipped')} |")
+            continue
+        d = dense.get((r["dtype"], r["size"]))
+        rel = (f"{r['time_s'] / d['time_s']:.2f}x, {r['peak_bytes'] / d['peak_bytes']:.2f}x"
+               if d and r["method"] == "chunked" and d["peak_bytes"] else "")
+        out.append(f"| {r['dtype']} | {r['size']} | {r['method']} | {r['chunk'] or '-'} | {r['time_s']:.3f} | "
+                   f"{_mib(r['relevance_bytes'])} | {_mib(r['peak_bytes'])} | {rel} |")
+    return "\n".join(out)
+
+
+def model_table(rows: list[dict]) -> str:
+    out = ["| arch | dtype | batch x LR | train step (s) | peak extra (MiB) |", "|---|---|---|---|---|"]
+    for r in rows:
+        if "time_s" not in r:
+            out.append(f"| {r['arch']} | {r['dtype']} | {r['batch']} x {r['size']} | {r.get('error')} | - |")
+            continue
+        out.append(f"| {r['arch']} | {r['dtype']} | {r['batch']} x {r['size']} | {r['time_s']:.2f} | "
+                   f"{_mib(r['peak_bytes'])} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="dense vs chunked search-transfer; model step speed")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    ap.add_argument("--batch", type=int, default=4, help="batch of the search benchmark (default 4)")
+    ap.add_argument("--channels", type=int, default=64, help="feature channels (default 64)")
+    ap.add_argument("--sizes", default="32,48,64,128", help="LR sides (default 32,48,64,128)")
+    ap.add_argument("--dtypes", default="fp32", help="fp32 and/or bf16, comma separated (default fp32)")
+    ap.add_argument("--chunk", default="auto", help="query chunk, positions or 'auto' (default auto)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed calls per config (default 3)")
+    ap.add_argument("--dense-max-gb", type=float, default=None,
+                    help="skip dense above this relevance size (default 2 on CPU, 24 on CUDA)")
+    ap.add_argument("--models", default="cwtnet,edsr", help="archs for the training-step timing ('' = none)")
+    ap.add_argument("--model-batch", type=int, default=None, help="default: --batch")
+    ap.add_argument("--model-size", type=int, default=64, help="LR side of the model step (default 64)")
+    ap.add_argument("--model-repeat", type=int, default=1, help="timed training steps (default 1)")
+    ap.add_argument("--model-warmup", type=int, default=None, help="untimed steps first (default 0 CPU, 1 CUDA)")
+    ap.add_argument("--json", default=None, help="also write all rows to this JSON file")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:  # child process of a CPU run
+        job = json.loads(args.one)
+        print(json.dumps(_run(job, isolate=False)))
+        return 0
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        print("CUDA is not available", file=sys.stderr)
+        return 2
+    isolate = dev.type == "cpu"
+    dense_max = args.dense_max_gb if args.dense_max_gb is not None else (2.0 if isolate else 24.0)
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    for d in dtypes:
+        if d not in DTYPES:
+            ap.error(f"unknown dtype {d!r}; choose from {', '.join(DTYPES)}")
+    print(f"# device {args.device} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else os.cpu_count()} "
+          f"{'GPU' if dev.type == 'cuda' else 'CPUs'}), torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"load {os.getloadavg()[0]:.1f}", flush=True)
+    rows = []
+    for dtype in dtypes:
+        itemsize = DTYPES[dtype].itemsize
+        for size in [int(s) for s in args.sizes.split(",") if s]:
+            for method in ("dense", "chunked"):
+                job = {"kind": "search", "method": method, "size": size, "batch": args.batch,
+                       "channels": args.channels, "dtype": dtype, "device": args.device,
+                       "chunk": args.chunk, "repeat": args.repeat}
+                rel = args.batch * (size * size) ** 2 * itemsize
+                if method == "dense" and rel > dense_max * 2**30:
+                    row = {**job, "relevance_bytes": rel,
+                           "error": f"skipped: needs {rel / 2**30:.1f} GiB for the relevance matrix alone"}
+                else:
+                    row = _run(job, isolate)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print("\n" + search_table(rows), flush=True)
+    mrows = []
+    warmup = args.model_warmup if args.model_warmup is not None else (0 if isolate else 1)
+    for dtype in dtypes:
+        for arch in [a for a in args.models.split(",") if a]:
+            job = {"kind": "model", "arch": arch, "batch": args.model_batch or args.batch,
+                   "size": args.model_size, "dtype": dtype, "device": args.device,
+                   "repeat": args.model_repeat, "warmup": warmup}
+            row = _run(job, isolate)
+            mrows.append(row)
+            print(json.dumps(row), flush=True)
+    if mrows:
+        print("\n" + model_table(mrows))
+    print(f"# load at end {os.getloadavg()[0]:.1f}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows + mrows, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
