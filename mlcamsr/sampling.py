@@ -85,12 +85,11 @@ def tissue_mask(
     Returns:
         ``(mask, threshold)``: ``(H, W)`` bool and the saturation threshold used.
     """
-    from skimage.color import rgb2hsv
     from skimage.filters import threshold_otsu
     from skimage.morphology import remove_small_holes, remove_small_objects
 
-    hsv = rgb2hsv(np.asarray(rgb)[..., :3])
-    hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    rgb = np.asarray(rgb)[..., :3]
+    sat, val = _sat_val(rgb)
     try:
         thr = float(threshold_otsu(sat))
     except ValueError:  # constant image
@@ -98,13 +97,34 @@ def tissue_mask(
     thr = float(np.clip(thr, 0.04, 0.25))
     mask = (sat > thr) & (val >= 0.2)
     if remove_pen:
-        mask &= ~((hue >= 0.2) & (hue <= 0.66) & (sat > 0.3))
+        inky = mask & (sat > 0.3)
+        hue = _hue(rgb[inky])
+        inky[inky] = (hue >= 0.2) & (hue <= 0.66)
+        mask &= ~inky
     if mpp and mask.any():
         min_obj = max(1, int(round((min_object_um / mpp) ** 2)))
         max_hole = max(1, int(round((max_hole_um / mpp) ** 2)))
         mask = remove_small_objects(mask, max_size=min_obj) if min_obj > 1 else mask
         mask = remove_small_holes(mask, max_size=max_hole) if max_hole > 1 else mask
     return mask.astype(bool), thr
+
+
+def _sat_val(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """HSV saturation and value in [0, 1] (float32; as skimage.color.rgb2hsv, less memory)."""
+    mx = rgb.max(axis=-1).astype(np.float32)
+    mn = rgb.min(axis=-1).astype(np.float32)
+    sat = np.divide(mx - mn, mx, out=np.zeros_like(mx), where=mx > 0)
+    return sat, mx / 255.0
+
+
+def _hue(rgb: np.ndarray) -> np.ndarray:
+    """HSV hue in [0, 1) of (..., 3) RGB (as skimage.color.rgb2hsv)."""
+    c = rgb.astype(np.float32)
+    r, g, b = c[..., 0], c[..., 1], c[..., 2]
+    mx, mn = c.max(axis=-1), c.min(axis=-1)
+    d = np.where(mx > mn, mx - mn, 1.0)
+    h = np.where(mx == r, ((g - b) / d) % 6.0, np.where(mx == g, (b - r) / d + 2.0, (r - g) / d + 4.0))
+    return np.where(mx > mn, h / 6.0, 0.0).astype(np.float32)
 
 
 @dataclass
@@ -267,17 +287,29 @@ def _candidates(
     min_tissue: float,
     tumor_min_frac: float,
     with_classes: bool,
+    max_candidates: int = 400_000,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Candidate centres (level-0 int px) per class, in a seeded random order."""
+    """Candidate centres (level-0 int px) per class, in a seeded random order.
+
+    One jittered candidate per tissue pixel of the mask; on a large slide a random
+    ``max_candidates`` of them (every pixel inside tumour is kept, so small
+    lesions are never lost to the subsampling).
+    """
     sm = plan.mask
     dx, dy = sm.downsample
     W0, H0 = sm.dimensions
     sx, sy = plan.side0
     hx, hy = sx / 2, sy / 2
-    # one jittered candidate per mask pixel centre
+    ann = plan.annotations
+    tm = tumor_mask(ann, sm.mask.shape, sm.downsample) if with_classes and ann.has_tumor else None
     ii, jj = np.nonzero(sm.mask)
     if ii.size == 0:
         return {}
+    if ii.size > max_candidates:
+        keep = rng.random(ii.size) < max_candidates / ii.size
+        if tm is not None:
+            keep |= tm[ii, jj]
+        ii, jj = ii[keep], jj[keep]
     cx = np.round((jj + rng.uniform(0, 1, jj.size)) * dx).astype(np.int64)
     cy = np.round((ii + rng.uniform(0, 1, ii.size)) * dy).astype(np.int64)
     inside = (cx - hx >= 0) & (cy - hy >= 0) & (cx + hx <= W0) & (cy + hy <= H0)
@@ -293,10 +325,8 @@ def _candidates(
     bx0, by0, bx1, by1 = bx0[order], by0[order], bx1[order], by1[order]
     if not with_classes:
         return {"any": (cx, cy)}
-    ann = plan.annotations
-    if not ann.has_tumor:
+    if tm is None:
         return {"normal": (cx, cy), "tumor": (cx[:0], cy[:0])}
-    tm = tumor_mask(ann, sm.mask.shape, sm.downsample)
     st = integral_image(tm)
     # raster pre-filter (one mask pixel of margin for "normal"), exact check later
     tfrac = box_fraction(st, bx0, by0, bx1, by1)
