@@ -158,10 +158,10 @@ def _caption(row: pd.Series, k: int, members: Sequence[str]) -> list[tuple[str, 
     split = "" if split is None or (isinstance(split, float) and np.isnan(split)) else str(split)
     x, y = row.get("x"), row.get("y")
     l1 = f"#{k}  {row.get('slide', '?')}  ({_fmt(x, '.0f')}, {_fmt(y, '.0f')})"
+    tumor = _fmt(row.get("tumor_frac"), ".2f")
+    if tumor != "-":
+        label = f"{label or 'tumour'} ({tumor} tumour)"
     tags = [t for t in (label, split) if t]
-    tumor = row.get("tumor_frac")
-    if _fmt(tumor, ".2f") != "-":
-        tags.append(f"tumour {_fmt(tumor, '.2f')}")
     if tags:
         l1 += "  " + " / ".join(tags)
     rgb = ", ".join(_fmt(row.get(f"rgb_mean_{c}"), ".2f") for c in "rgb")
