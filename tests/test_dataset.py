@@ -297,3 +297,72 @@ def test_lazy_top_level_export() -> None:
     import mlcamsr
 
     assert mlcamsr.TripletDataset.__name__ == "TripletDataset"
+
+
+# -- real slide, end to end ---------------------------------------------------------------
+
+CMU_TISSUE = [(1200, 900), (1500, 900), (1200, 1200), (1500, 1200), (1200, 1500),
+              (1200, 1800), (900, 2100), (1200, 2100), (1500, 2400), (1200, 2400)]
+CMU_BACKGROUND = [(300, 300), (1800, 300)]
+
+
+@pytest.fixture(scope="module")
+def cmu_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CMU-1-Small-Region.svs (0.499 um/px, 20x) extracted at 512 px: 20x, 10x, 5x members."""
+    from mlcamsr.extract import extract
+
+    d = tmp_path_factory.mktemp("cmu")
+    pts = CMU_TISSUE + CMU_BACKGROUND
+    pd.DataFrame(
+        {"slide": ["CMU-1-Small-Region.svs"] * len(pts), "x": [p[0] for p in pts],
+         "y": [p[1] for p in pts]}
+    ).to_csv(d / "coords.csv", index=False)
+    out = d / "cmu.zarr"
+    extract(shared_data / "wsi", d / "coords.csv", out, size=512, base_mpp=0.499, base_mag=20,
+            scales=(1, 2, 4), workers=0, progress=False)
+    return out
+
+
+def test_real_slide_goes_through_pyramid_split_and_dataset(cmu_store: Path) -> None:
+    from click.testing import CliRunner
+
+    from cli.mlcamsr import main
+    from mlcamsr.dataset import TripletDataset
+    from mlcamsr.store import open_store
+
+    runner = CliRunner()
+    r = runner.invoke(main, ["pyramid", str(cmu_store), "--workers", "0", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "10x_bicubic (256 px)" in r.output and "2.5x_bicubic (64 px)" in r.output
+    r = runner.invoke(main, ["split", str(cmu_store)])  # one slide: --by slide cannot split
+    assert r.exit_code == 2 and "--by patch" in r.output
+    r = runner.invoke(main, ["split", str(cmu_store), "--by", "patch", "--ratio", "4:1"])
+    assert r.exit_code == 0 and "train 8 / test 2" in r.output, r.output
+    st = open_store(cmu_store)
+    assert st.members[:3] == ["20x", "10x", "5x"]
+    table = st.table
+    assert (table.loc[table.status != "kept", "split"] == "").all()
+
+    for scale, patch in ((2, 64), (4, 32), (8, 16)):
+        f = scale // 2
+        for source in ("real", "bicubic"):
+            ds = TripletDataset(cmu_store, scale=scale, patch=patch, ref_source=source,
+                                augment=False)
+            assert len(ds) == 8
+            errs = []
+            for i in range(len(ds)):
+                y0, x0 = ds.origin(i)
+                lr, ref, gt = ds.triplet(i)
+                _, ref_s, _ = ds.triplet(i, origin=(y0 + f, x0 + f))
+                errs.append((_mad(_down(ref, patch), lr), _mad(_down(ref_s, patch), lr)))
+            err, err_s = np.mean(errs, axis=0)
+            assert err < 1.5 and err_s > 4 * err, (scale, source, err, err_s)
+        if scale > 2:  # the real member (resampled from level 0 by extract) vs the FTMS one
+            real = TripletDataset(cmu_store, scale=scale, patch=patch, augment=False)
+            bic = TripletDataset(cmu_store, scale=scale, patch=patch, ref_source="bicubic",
+                                 augment=False)
+            assert _mad(real.triplet(0)[1], bic.triplet(0)[1]) < 3.0
+    test = TripletDataset(cmu_store, split="test", scale=4, augment=False, full=True)
+    item = test[1]
+    assert item["gt"].shape == (3, 512, 512) and item["ref"].shape == (3, 256, 256)
+    assert item["lr"].shape == (3, 128, 128)
