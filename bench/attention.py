@@ -5,7 +5,7 @@
 
 Search-transfer (forward, no autograd, as in inference): ``dense_search_transfer``
 (TTSR formulation, full (HW x HW) relevance matrix) against ``search_transfer`` (query
-chunks, ``--chunk`` positions or ``auto`` = the 32 MiB relevance budget). For each
+chunks, ``--chunk`` positions or ``auto`` = the relevance budget, 32 MiB CPU / 512 MiB CUDA). For each
 configuration: median time of ``--repeat`` calls after one warm-up, the theoretical
 relevance bytes (dense: B*HW*HW*itemsize; chunked: B*chunk*HW*itemsize) and the measured
 peak extra memory: on CUDA ``max_memory_allocated`` above the inputs; on CPU each
@@ -31,7 +31,13 @@ import time
 
 import torch
 
-from cwtnet.model.attention import auto_chunk_size, dense_search_transfer, search_transfer
+from cwtnet.model.attention import (
+    CUDA_RELEVANCE_BUDGET_BYTES,
+    RELEVANCE_BUDGET_BYTES,
+    auto_chunk_size,
+    dense_search_transfer,
+    search_transfer,
+)
 from cwtnet.summary import PeakMemory, train_step
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -57,7 +63,8 @@ def run_search(method: str, size: int, batch: int, channels: int, dtype: str, de
     q, k, v = (torch.randn(batch, channels, size, size, generator=g).to(dev, dt) for _ in range(3))
     n = size * size
     itemsize = torch.tensor([], dtype=dt).element_size()
-    chunk_n = auto_chunk_size(batch, n, n, itemsize) if chunk == "auto" else min(n, int(chunk))
+    budget = CUDA_RELEVANCE_BUDGET_BYTES if dev.type == "cuda" else RELEVANCE_BUDGET_BYTES
+    chunk_n = auto_chunk_size(batch, n, n, itemsize, budget) if chunk == "auto" else min(n, int(chunk))
     if method == "dense":
         fn = lambda: dense_search_transfer(q, k, v)  # noqa: E731
         rel_bytes = batch * n * n * itemsize

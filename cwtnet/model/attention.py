@@ -28,7 +28,10 @@ from torch import nn
 from cwtnet.model.blocks import default_conv
 
 RELEVANCE_BUDGET_BYTES = 32 * 2**20
-"""``chunk_size=None``: the query chunk is chosen so one relevance block stays under this."""
+"""``chunk_size=None`` on CPU: the query chunk is chosen so one relevance block stays under this."""
+
+CUDA_RELEVANCE_BUDGET_BYTES = 512 * 2**20
+"""The same on CUDA, where larger blocks keep the GPU busy (still far below the dense matrix)."""
 
 
 def _normalised_patches(x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +79,8 @@ def search_transfer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         k (Tensor): Key features (B, C, Hk, Wk); Hk, Wk may differ from Hq, Wq.
         v (Tensor): Value features (B, Cv, Hk, Wk), aligned with K.
         chunk_size (int | None): Query positions per chunk; ``None`` picks the largest chunk
-            whose relevance block fits ``RELEVANCE_BUDGET_BYTES``. Default: None.
+            whose relevance block fits ``RELEVANCE_BUDGET_BYTES`` (CUDA:
+            ``CUDA_RELEVANCE_BUDGET_BYTES``). Default: None.
         return_index (bool): Also return the hard index h (B, Hq*Wq), flat K positions.
             Default: False.
 
@@ -94,7 +98,8 @@ def search_transfer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     n_q, n_k = hq * wq, hk * wk
     k_n = _normalised_patches(F.pad(k, (1, 1, 1, 1)))  # (B, 9C, Lk)
     if chunk_size is None:
-        chunk_size = auto_chunk_size(b, n_k, n_q, k_n.element_size())
+        budget = CUDA_RELEVANCE_BUDGET_BYTES if q.is_cuda else RELEVANCE_BUDGET_BYTES
+        chunk_size = auto_chunk_size(b, n_k, n_q, k_n.element_size(), budget)
     chunk_size = max(1, int(chunk_size))
     q_pad = F.pad(q, (1, 1, 1, 1))
     need_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
