@@ -3,8 +3,12 @@
 The paper (section IV-A) removed samples "with significant blank areas" and kept
 samples whose RGB mean was near the training-set mean [0.7204, 0.4298, 0.6379].
 MLCamSR adds a third figure: the *alignment score* of each coarser member, the PSNR
-(8-bit) between the member and the anti-aliased bicubic downsample
-(:func:`mlcamsr.resize.imresize`) of the finest member to the member's size. Real
+(8-bit scale, on luma Y = 0.299 R + 0.587 G + 0.114 B) between the member and the
+anti-aliased bicubic downsample (the weights of :func:`mlcamsr.resize.imresize`) of the
+finest member to the member's size. Luma keeps the score a third of the cost of RGB;
+a misaligned level moves every channel alike. Integer factors (/2, /4) run as strided
+sums with the very same weights (:func:`shrink_luma`, equal to ``imresize`` to float
+precision). Real
 pyramid levels of a well-built slide score high (they are the same tissue, only a
 different scanner/codec blur); a level shifted or scaled by a few pixels scores low.
 
@@ -19,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from mlcamsr.resize import imresize
+from mlcamsr.resize import imresize, resize_weights
 
 __all__ = [
     "PAPER_RGB_MEAN",
@@ -97,10 +101,65 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
 
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def luma(img: np.ndarray) -> np.ndarray:
+    """BT.601 luma of an ``(H, W, 3)`` uint8 image, float32 on the 0-255 scale."""
+    return img @ _LUMA
+
+
+def _psnr_f(a: np.ndarray, b: np.ndarray) -> float:
+    d = a - b
+    mse = float(np.mean(d * d))
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+_TAPS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _int_taps(n: int, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets ``d`` and weights ``w``: out[j] = sum_k w[k] * in[s*j + d[k]] (mirrored)."""
+    key = (n, s)
+    if key not in _TAPS:
+        W = resize_weights(n, n // s)  # MATLAB imresize weights (antialiased, symmetric edges)
+        j = (n // s) // 2  # an interior output pixel: its taps are the periodic ones
+        cols = np.flatnonzero(W[j])
+        _TAPS[key] = (cols - s * j, W[j, cols].astype(np.float32))
+    return _TAPS[key]
+
+
+def _shrink_axis(x: np.ndarray, s: int, axis: int) -> np.ndarray:
+    n = x.shape[axis]
+    d, w = _int_taps(n, s)
+    pad = int(max(-d.min(), d.max() + s, 0)) + 1
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (pad, pad)
+    xp = np.pad(x, widths, mode="symmetric")
+    m = n // s
+    out = None
+    for dk, wk in zip(d, w):
+        sl = [slice(None)] * x.ndim
+        sl[axis] = slice(pad + dk, pad + dk + s * m, s)
+        term = xp[tuple(sl)] * wk
+        out = term if out is None else out + term
+    assert out is not None
+    return out
+
+
+def shrink_luma(y: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``imresize(y, output_shape=size)`` of a float32 luma image (fast path for integer factors)."""
+    h, w = y.shape
+    if h % size[0] == 0 and w % size[1] == 0 and h // size[0] == w // size[1] and h // size[0] > 1:
+        s = h // size[0]
+        return _shrink_axis(_shrink_axis(y, s, 0), s, 1)
+    return imresize(y, output_shape=size)
+
+
 def align_psnr(finest: np.ndarray, member: np.ndarray) -> float:
-    """PSNR of ``member`` against ``imresize(finest)`` to the member's size (anti-aliased bicubic)."""
-    ref = imresize(finest, output_shape=member.shape[:2])
-    return psnr(ref, member)
+    """Alignment score: PSNR (dB) of ``member``'s luma against the anti-aliased bicubic
+    downsample of ``finest``'s luma to the member's size."""
+    return _psnr_f(shrink_luma(luma(finest), member.shape[:2]), luma(member))
 
 
 def evaluate(
@@ -115,20 +174,18 @@ def evaluate(
 
     Returns:
         :class:`QCResult` with the tissue fraction (on the coarsest member), the RGB mean
-        (of the finest member, from its downsample to the coarsest size: weights sum to 1),
+        (of the coarsest member: the same square, so the same mean up to rounding),
         the alignment PSNR of every coarser member and the first failed check as ``reason``.
     """
     finest = images[order[0]]
     coarsest = images[order[-1]]
     align: dict[str, float] = {}
-    small = None
+    y0 = luma(finest) if len(order) > 1 else None
     for name in order[1:]:
-        ref = imresize(finest, output_shape=images[name].shape[:2])
-        align[name] = psnr(ref, images[name])
-        small = ref
-    if small is None:
-        small = finest
-    mean = small.reshape(-1, 3).astype(np.float32).mean(axis=0) / 255.0
+        ref = shrink_luma(y0, images[name].shape[:2])
+        align[name] = _psnr_f(ref, luma(images[name]))
+    # the coarsest member covers the same square: its mean is the patch mean (to rounding)
+    mean = coarsest.reshape(-1, 3).mean(axis=0, dtype=np.float64) / 255.0
     rgb = (float(mean[0]), float(mean[1]), float(mean[2]))
     tissue = tissue_fraction(coarsest, bg_saturation=th.bg_saturation, bg_value=th.bg_value)
 
