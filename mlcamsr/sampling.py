@@ -10,7 +10,10 @@ slide (about ``mask_mpp`` um/px, 8 by default, CAMELYON level 5):
    < 0.2: slide borders, dust, black ink) and minus green/blue pen ink (hue in
    ``[0.2, 0.66]`` with saturation > 0.3; H&E hues are pink to purple);
 3. cleaned: objects smaller than ``(min_object_um)^2`` removed, holes smaller
-   than ``(max_hole_um)^2`` filled.
+   than ``(max_hole_um)^2`` filled;
+4. a check: if the "tissue" so found is not darker than the rest, the colours are
+   not bright-field H&E (a false-colour file): tissue is then what lies farther
+   than Otsu's threshold from the modal (glass) colour.
 
 Centres (:func:`sample_coords`): a centre is a candidate when the whole finest
 member square (``size`` px at ``base_mpp``, i.e. ``size * base_mpp / slide_mpp``
@@ -51,8 +54,8 @@ from mlcamsr.annotations import (
 )
 from mlcamsr.errors import InputError
 
-#: extensions discovered in --slides (DICOM is left out: every level file would
-#: count as a slide; pass it with ``include``)
+#: file extensions discovered in --slides (DICOM files are not slides one by one:
+#: a folder of them is one slide)
 DISCOVER_EXTENSIONS = tuple(e for e in SLIDE_EXTENSIONS if e != ".dcm")
 
 MASK_COLOR = (0, 200, 80)
@@ -83,7 +86,11 @@ def tissue_mask(
         remove_pen: drop green/blue ink.
 
     Returns:
-        ``(mask, threshold)``: ``(H, W)`` bool and the saturation threshold used.
+        ``(mask, threshold, method)``: ``(H, W)`` bool, the threshold used and
+        ``"saturation"``, or ``"background-distance"`` when the saturated class
+        is not darker than the rest (false-colour files, e.g. a DICOM WSI whose
+        YCbCr frames are read as RGB): then tissue is what lies farther than
+        Otsu's threshold from the modal (glass) colour, in RGB grey levels.
     """
     from skimage.filters import threshold_otsu
     from skimage.morphology import remove_small_holes, remove_small_objects
@@ -95,8 +102,18 @@ def tissue_mask(
     except ValueError:  # constant image
         thr = 0.0
     thr = float(np.clip(thr, 0.04, 0.25))
+    method = "saturation"
     mask = (sat > thr) & (val >= 0.2)
-    if remove_pen:
+    if 0 < mask.sum() < mask.size:
+        grey = rgb.astype(np.float32).mean(axis=-1) / 255.0
+        if grey[mask].mean() >= grey[~mask].mean() - 0.02:
+            # "tissue" as bright as "background": colours are not bright-field H&E;
+            # tissue is what is far from the glass colour (the modal colour)
+            method = "background-distance"
+            dist = np.linalg.norm(rgb.astype(np.float32) - _modal_colour(rgb), axis=-1)
+            thr = float(threshold_otsu(dist))
+            mask = (dist > thr) & (val >= 0.2)
+    if remove_pen and method == "saturation":
         inky = mask & (sat > 0.3)
         hue = _hue(rgb[inky])
         inky[inky] = (hue >= 0.2) & (hue <= 0.66)
@@ -106,7 +123,16 @@ def tissue_mask(
         max_hole = max(1, int(round((max_hole_um / mpp) ** 2)))
         mask = remove_small_objects(mask, max_size=min_obj) if min_obj > 1 else mask
         mask = remove_small_holes(mask, max_size=max_hole) if max_hole > 1 else mask
-    return mask.astype(bool), thr
+    return mask.astype(bool), thr, method
+
+
+def _modal_colour(rgb: np.ndarray, bins: int = 16) -> np.ndarray:
+    """Centre of the most populated cell of a ``bins``^3 RGB histogram (the glass, usually)."""
+    q = (rgb.reshape(-1, 3) // (256 // bins)).astype(np.int64)
+    code = (q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]
+    top = int(np.bincount(code, minlength=bins**3).argmax())
+    sel = code == top
+    return rgb.reshape(-1, 3)[sel].astype(np.float32).mean(axis=0)
 
 
 def _sat_val(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,6 +167,7 @@ class SlideMask:
     downsample: tuple[float, float]
     mpp: tuple[float, float]
     threshold: float
+    method: str  # "saturation" | "background-distance"
     dimensions: tuple[int, int]  # level-0 (width, height)
 
     @property
@@ -199,7 +226,7 @@ def slide_tissue_mask(
     thumb = _read_level_reduced(reader, level, factor)
     ds = reader.level_downsamples[level]
     downsample = (float(ds[0]) * factor, float(ds[1]) * factor)
-    m, thr = tissue_mask(thumb, mpp=mpp[0] * downsample[0], **mask_options)
+    m, thr, method = tissue_mask(thumb, mpp=mpp[0] * downsample[0], **mask_options)
     return SlideMask(
         mask=m,
         thumb=thumb,
@@ -208,6 +235,7 @@ def slide_tissue_mask(
         downsample=downsample,
         mpp=(float(mpp[0]), float(mpp[1])),
         threshold=thr,
+        method=method,
         dimensions=tuple(int(v) for v in reader.level_dimensions[0]),  # type: ignore[arg-type]
     )
 
@@ -375,20 +403,25 @@ def _exact_frac(ann: SlideAnnotations, x: float, y: float, side: tuple[float, fl
 def discover_slides(slides_dir: Path, include: Sequence[str] | None = None) -> list[str]:
     """Slide names relative to ``slides_dir`` (POSIX), sorted.
 
-    ``include``: glob patterns relative to the folder (e.g. ``"*.svs"``,
-    ``"dicom/level-0*.dcm"``); default: every file with a known slide extension,
-    recursively (DICOM left out).
+    ``include``: glob patterns relative to the folder (e.g. ``"*.svs"``); default:
+    every file with a known slide extension, recursively, and every folder of
+    ``.dcm`` files as one DICOM WSI (named by the folder, as coords.csv allows).
     """
     if include:
-        paths = {p for pat in include for p in slides_dir.glob(pat) if p.is_file()}
+        paths = {p for pat in include for p in slides_dir.glob(pat) if p.is_file() or _is_dicom_dir(p)}
     else:
-        paths = {
-            p
-            for p in slides_dir.rglob("*")
-            if p.is_file() and p.name.lower().endswith(DISCOVER_EXTENSIONS)
-        }
-    names = sorted(p.relative_to(slides_dir).as_posix() for p in paths)
+        paths = set()
+        for p in slides_dir.rglob("*"):
+            if p.is_file() and p.name.lower().endswith(DISCOVER_EXTENSIONS):
+                paths.add(p)
+            elif p.is_file() and p.suffix.lower() == ".dcm":
+                paths.add(p.parent)
+    names = sorted(p.relative_to(slides_dir).as_posix() for p in paths if p != slides_dir)
     return [n for n in names if ".." not in Path(n).parts]
+
+
+def _is_dicom_dir(p: Path) -> bool:
+    return p.is_dir() and any(q.suffix.lower() == ".dcm" for q in p.iterdir())
 
 
 def _slide_mpp(reader: Any, override: float | None, name: str, slides_dir: Path) -> tuple[float, float]:
@@ -565,7 +598,8 @@ def sample_coords(
             "mask_level": p.mask.level,
             "mask_factor": p.mask.factor,
             "mask_mpp": round(p.mask.mask_mpp, 4),
-            "saturation_threshold": round(p.mask.threshold, 4),
+            "mask_method": p.mask.method,
+            "mask_threshold": round(p.mask.threshold, 4),
             "tissue_frac": round(float(p.mask.mask.mean()), 4),
             "square_level0_px": [round(v, 3) for v in p.side0],
             "spacing_level0_px": round(p.spacing, 3),
@@ -676,7 +710,8 @@ def write_overlay(plan: _SlidePlan, path: Path, max_side: int = 1600) -> Path:
     lines = [
         f"{plan.name}   sampled {len(plan.accepted)}"
         + (f" (tumor {n_t}, normal {n_n})" if plan.annotations.has_tumor or n_t else ""),
-        f"mask {sm.mask_mpp:.1f} um/px (level {sm.level}, /{sm.factor}), tissue {sm.mask.mean():.0%}",
+        f"mask {sm.mask_mpp:.1f} um/px (level {sm.level}, /{sm.factor}), {sm.method} "
+        f"> {sm.threshold:.2f}, tissue {sm.mask.mean():.0%}",
         "green: tissue mask  red: tumour  boxes: orange tumor, blue normal",
     ]
     bar_h = 14 * len(lines) + 6

@@ -64,14 +64,26 @@ def test_tissue_mask_drops_background_black_and_pen() -> None:
     img[10:30, 150:190] = (10, 10, 10)  # black border / dust
     img[150:190, 150:190] = (40, 160, 60)  # green ink
     img[5:8, 5:8] = (200, 110, 170)  # a speck (9 px at 8 um/px: removed)
-    mask, thr = tissue_mask(img, mpp=8.0)
-    assert 0.04 <= thr <= 0.25
+    mask, thr, method = tissue_mask(img, mpp=8.0)
+    assert 0.04 <= thr <= 0.25 and method == "saturation"
     assert mask[100, 70] and mask[100, 30]
     assert not mask[20, 170] and not mask[170, 170] and not mask[6, 6] and not mask[190, 10]
 
 
+def test_false_colour_falls_back_to_background_distance() -> None:
+    # a DICOM WSI read with the wrong photometric interpretation: salmon glass, grey-teal tissue
+    img = np.full((120, 120, 3), (240, 150, 150), np.uint8)  # saturation 0.38
+    img[30:90, 30:90] = (110, 130, 135)  # saturation 0.19, darker
+    mask, _, method = tissue_mask(img)
+    assert method == "background-distance"
+    assert mask[30:90, 30:90].all() and mask.sum() == 60 * 60
+
+
 def test_discover_and_overlay_names(synth_dir: Path) -> None:
     assert discover_slides(synth_dir) == ["slide_000.tif", "slide_001.tif"]
+    wsi = REPO.parent / "shared" / "data" / "wsi"
+    if wsi.is_dir():
+        assert discover_slides(wsi)[-1] == "dicom-CMU-1-Small-Region"
     assert discover_slides(synth_dir, ["*001.tif"]) == ["slide_001.tif"]
     assert overlay_name("slide_000.tif") == "slide_000_overlay.png"
     assert overlay_name("center_0/p_004.tif") == "center_0__p_004_overlay.png"
@@ -88,7 +100,8 @@ def test_every_square_lies_in_tissue(sampled: tuple[pd.DataFrame, Path], synth_d
     df, _ = sampled
     assert len(df) == 16
     for slide, group in df.groupby("slide"):
-        thr = df.attrs["summary"][slide]["saturation_threshold"]
+        assert df.attrs["summary"][slide]["mask_method"] == "saturation"
+        thr = df.attrs["summary"][slide]["mask_threshold"]
         with open_slide(synth_dir / slide) as r:
             W, H = r.level_dimensions[0]
             for x, y in zip(group["x"], group["y"]):
@@ -188,8 +201,14 @@ def test_slide_without_mpp_fails_alone_and_mpp_override_works(
     shared_data: Path, tmp_path: Path
 ) -> None:
     wsi = shared_data / "wsi"
-    df = sample_coords(wsi, 6, None, size=512, base_mpp=0.499)
-    assert set(df["slide"]) == {"CMU-1-Small-Region.svs"}
+    df = sample_coords(wsi, 8, None, size=512, base_mpp=0.499)
+    # the DICOM folder is one slide; its false colours (SOURCES.md) need the fallback mask
+    assert set(df["slide"]) == {"CMU-1-Small-Region.svs", "dicom-CMU-1-Small-Region"}
+    summary = df.attrs["summary"]
+    assert summary["CMU-1-Small-Region.svs"]["mask_method"] == "saturation"
+    assert summary["dicom-CMU-1-Small-Region"]["mask_method"] == "background-distance"
+    # same tissue, same geometry: the two masks agree on most of the slide
+    assert abs(summary["dicom-CMU-1-Small-Region"]["tissue_frac"] - 0.32) < 0.08
     (reason,) = df.attrs["failed"].values()
     assert "TCGA-CR-7395-01A-01-TS1.svs" in reason and "--mpp" in reason
     df = sample_coords(wsi, 6, None, include=["TCGA*.svs"], size=256, mpp=1.0)
