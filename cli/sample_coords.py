@@ -79,7 +79,7 @@ from cli.common import EXIT_PARTIAL, handle_errors
     "--include",
     multiple=True,
     help="Glob pattern (relative to --slides) selecting slides; repeatable "
-    "[default: every .tif/.tiff/.svs/.ndpi/... file, recursively].",
+    "[default: every .tif/.tiff/.svs/.ndpi/... file and DICOM folder, recursively].",
 )
 @click.option(
     "--overlay-dir",
