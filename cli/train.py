@@ -70,6 +70,8 @@ def main(config_file: str | None, resume: bool, **flags) -> None:
     overrides = {k: v for k, v in flags.items() if k in explicit or config_file is None}
     cfg = resolve_config(config_file, overrides)
     result = train(cfg, resume=resume, explicit=explicit)
+    if result.rank != 0:
+        return
     click.echo(
         f"done: {result.step} steps ({result.stopped}), {result.wall_s:.0f} s, "
         f"{result.samples_per_s:.1f} samples/s; checkpoint {result.checkpoint}"

@@ -126,6 +126,11 @@ class TrainConfig:
         for name in ("steps", "batch_size", "patch"):
             if int(getattr(self, name)) < (0 if name == "steps" else 1):
                 raise InputError(f"--{name.replace('_', '-')} must be positive")
+        if self.arch == "cwtnet" and int(self.patch) < 11:
+            raise InputError(
+                f"--patch {self.patch}: CWT-Net's WT output is patch-sized and the SSIM loss "
+                "needs at least the 11-px window; use --patch 11 or more"
+            )
         if self.minutes is not None and self.minutes <= 0:
             raise InputError("--minutes must be positive")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -512,6 +512,7 @@ class TrainResult:
     wall_s: float
     samples_per_s: float
     val: dict[str, Any] = field(default_factory=dict)
+    rank: int = 0
 
 
 def prepare_run(cfg: TrainConfig, *, resume: bool, explicit: set[str] | None = None) -> TrainConfig:
@@ -569,6 +570,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, explicit: set[str] | None =
     if use_cuda and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     trainable = has_params(model)
+    if dist.world > 1:  # same initial weights everywhere (DDP broadcasts them), per-rank randomness after
+        torch.manual_seed(cfg.seed * 1000 + dist.rank)
     criterion = CWTLoss(**(cfg.loss or {}))
     opt = torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad] or [nn.Parameter(torch.zeros(1))],
@@ -595,8 +598,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, explicit: set[str] | None =
     if dist.world > 1 and trainable:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        step_module = DDP(step_module, device_ids=[device.index] if use_cuda else None,
-                          find_unused_parameters=True)
+        step_module = DDP(step_module, device_ids=[device.index] if use_cuda else None)
     if cfg.compile:
         step_module = torch.compile(step_module)
 
@@ -751,6 +753,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, explicit: set[str] | None =
     return TrainResult(
         run_dir=run_dir, step=step, checkpoint=run_dir / LAST, stopped=stopped, wall_s=wall,
         samples_per_s=done * int(cfg.batch_size) / wall if wall > 0 else 0.0, val=val_res,
+        rank=dist.rank,
     )
 
 

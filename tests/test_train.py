@@ -1,0 +1,257 @@
+"""cwtnet-train: config, exact resume after kill -9, NaN stop, DDP (gloo), bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cwtnet.config import TrainConfig, resolve_config
+from cwtnet.train import (
+    LAST,
+    StepBatchSampler,
+    TrainingDiverged,
+    load_checkpoint,
+    train,
+)
+from mlcamsr.errors import InputError, MLCamSRError
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_PNG = REPO.parent / "shared" / "data" / "patches" / "tiatoolbox" / "TCGA-HE-7130-01Z-00-DX1.png"
+
+TINY = ["--steps", "20", "--batch-size", "4", "--patch", "16", "--blocks", "1", "--channels", "8",
+        "--val-every", "0", "--val-images", "1", "--ckpt-every", "10", "--num-workers", "0",
+        "--no-progress"]
+
+
+def make_store(path: Path, *, n: int = 8, size: int = 128, test: int = 2,
+               members: tuple[int, ...] = (1, 2, 4), split: bool = True) -> Path:
+    """A small store written with the store API: crops of a real H&E image (40x, 20x, 10x)."""
+    import pandas as pd
+    from PIL import Image
+
+    from mlcamsr.resize import imresize
+    from mlcamsr.store import open_store
+
+    if REAL_PNG.exists():
+        img = np.asarray(Image.open(REAL_PNG).convert("RGB"))
+    else:  # pragma: no cover - real data missing: smooth random texture
+        rng = np.random.default_rng(1)
+        img = (rng.random((600, 600, 3)) * 255).astype(np.uint8)
+    st = open_store(path, "w")
+    rng = np.random.default_rng(0)
+    arrs = {f: st.create_member(f"{40 / f:g}x", n=n, size=size // f, mpp=0.243 * f, scale=f, mag=40 / f)
+            for f in members}
+    rows = []
+    for i in range(n):
+        y, x = rng.integers(0, min(img.shape[:2]) - size, 2)
+        p = img[y : y + size, x : x + size]
+        for f in members:
+            arrs[f][i] = p if f == 1 else imresize(p, scale=1 / f)
+        rows.append(dict(slide=f"s{i % 3}", x=int(x), y=int(y), label="normal", status="kept",
+                         reason="", index=i, split=(("test" if i < test else "train") if split else None)))
+    st.write_table(pd.DataFrame(rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_store(tmp_path_factory.mktemp("st") / "s.zarr")
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cli.train", *args]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _weights(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    c = torch.load(path, map_location="cpu", weights_only=True)
+    return {"model": c["model"], "ema": c["ema"], "step": c["step"]}
+
+
+def test_resume_after_kill_equals_clean_run(store: Path, tmp_path: Path) -> None:
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    r = subprocess.run(_cli("--zarr", str(store), "--out", str(straight), *TINY), env=_env(),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    proc = subprocess.Popen(_cli("--zarr", str(store), "--out", str(killed), *TINY), env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if line.startswith("checkpoint step 10"):
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert load_checkpoint(killed / LAST)["step"] == 10
+    r = subprocess.run(_cli("--zarr", str(store), "--out", str(killed), "--resume", *TINY), env=_env(),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    a, b = _weights(straight / LAST), _weights(killed / LAST)
+    assert a["step"] == b["step"] == 20
+    for part in ("model", "ema"):
+        assert a[part].keys() == b[part].keys()
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    # the log of the resumed run continues the killed one without duplicate steps
+    steps = [line.split(",")[0] for line in (killed / "log.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps), key=int)
+
+
+def test_sampler_is_a_function_of_seed_and_step() -> None:
+    full = StepBatchSampler(10, 4, seed=3, start_step=0, steps=8)
+    late = StepBatchSampler(10, 4, seed=3, start_step=5, steps=8)
+    assert list(full)[5:] == list(late)
+    # ranks of a 2-process run take disjoint halves of the same global batch
+    r0 = StepBatchSampler(10, 4, seed=3, start_step=0, steps=8, rank=0, world=2)
+    r1 = StepBatchSampler(10, 4, seed=3, start_step=0, steps=8, rank=1, world=2)
+    for g, a, b in zip(full, r0, r1):
+        assert g == a + b
+    # every epoch is a permutation
+    idx = [i for b in StepBatchSampler(10, 5, seed=0, start_step=0, steps=2) for i, _ in b]
+    assert sorted(idx) == list(range(10))
+
+
+def test_config_file_flags_and_resolved_copy(store: Path, tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('[train]\nsteps = 2\nbatch_size = 2\npatch = 8\nblocks = 1\nchannels = 8\n'
+                    'arch = "edsr"\nval_images = 1\nnum_workers = 0\nprogress = false\nlr = 0.0003\n')
+    yml = tmp_path / "c.yaml"
+    yml.write_text("steps: 3\nbatch-size: 2\n")
+    assert resolve_config(yml).batch_size == 2
+    assert resolve_config(yml, {"steps": 7}).steps == 7
+    with pytest.raises(InputError, match="unknown option"):
+        (tmp_path / "bad.yaml").write_text("stepz: 3\n")
+        resolve_config(tmp_path / "bad.yaml")
+    out = tmp_path / "run"
+    res = CliRunner().invoke(__import__("cli.train", fromlist=["main"]).main,
+                             ["--zarr", str(store), "--config", str(toml), "--steps", "3", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    import yaml
+
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["steps"] == 3 and saved["arch"] == "edsr" and saved["lr"] == 0.0003
+    ck = load_checkpoint(out / LAST)
+    assert ck["config"] == saved and ck["step"] == 3
+    for f in ("log.csv", "val.csv", "curve.png", "best.pt"):
+        assert (out / f).exists(), f
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(store: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from cwtnet import losses
+
+    orig = losses.CWTLoss.forward
+    calls = {"n": 0}
+
+    def bad(self, out, gt):  # noqa: ANN001
+        calls["n"] += 1
+        total, parts = orig(self, out, gt)
+        return (total * float("nan") if calls["n"] == 5 else total), parts
+
+    monkeypatch.setattr(losses.CWTLoss, "forward", bad)
+    cfg = TrainConfig(store=str(store), out=str(tmp_path / "r"), arch="edsr", steps=10, batch_size=2,
+                      patch=8, blocks=1, channels=8, ckpt_every=2, val_every=0, num_workers=0,
+                      progress=False, val_images=1)
+    with pytest.raises(TrainingDiverged, match="loss became nan at step 5.*step 4"):
+        train(cfg)
+    assert load_checkpoint(tmp_path / "r" / LAST)["step"] == 4
+
+
+@pytest.mark.parametrize("arch", ["edsr", "cwtnet"])
+def test_ddp_two_processes_gloo(arch: str, store: Path, tmp_path: Path) -> None:
+    """torchrun, 2 CPU processes (gloo): runs; for EDSR (no randomness in the model) the
+    weights equal a 1-process run with the same global batch."""
+    args = ["--zarr", str(store), "--steps", "3", "--batch-size", "4", "--patch", "12", "--blocks", "1",
+            "--channels", "8", "--val-every", "0", "--val-images", "1", "--num-workers", "0",
+            "--no-progress", "--arch", arch]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                "--master-port", str(29400 + (os.getpid() + len(arch)) % 500)]
+    r = subprocess.run([*torchrun, "-m", "cli.train", *args, "--out", str(tmp_path / "ddp")],
+                       env=_env(), capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("done:") == 1  # rank 0 reports
+    assert load_checkpoint(tmp_path / "ddp" / LAST)["step"] == 3
+    if arch == "cwtnet":  # reference dropout draws differ per rank: no equality to check
+        return
+    r = subprocess.run(_cli(*args, "--out", str(tmp_path / "one")), env=_env(), capture_output=True,
+                       text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    a, b = _weights(tmp_path / "ddp" / LAST), _weights(tmp_path / "one" / LAST)
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], atol=1e-5, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _run(args: list[str]) -> tuple[int, str]:
+    from cli.train import main
+
+    res = CliRunner().invoke(main, args)
+    return res.exit_code, res.output
+
+
+@pytest.mark.parametrize("kind", ["no_split", "empty_test", "no_20x"])
+def test_bad_store_one_line(kind: str, tmp_path: Path) -> None:
+    st = tmp_path / "b.zarr"
+    if kind == "no_split":
+        make_store(st, split=False)
+        args, want = ["--scale", "2"], "no train/test split"
+    elif kind == "empty_test":
+        make_store(st, test=0)
+        args, want = ["--scale", "2"], "test split is empty"
+    else:
+        make_store(st, members=(1,))
+        args, want = ["--scale", "4"], "needs the member '20x'"
+    out = tmp_path / "run"
+    code, text = _run(["--zarr", str(st), "--out", str(out), *args, *TINY])
+    assert code == 2
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert len(lines) == 1 and want in lines[0], text
+    assert not (out / LAST).exists()
+
+
+def test_resume_in_empty_dir_and_cuda_absent(store: Path, tmp_path: Path) -> None:
+    code, text = _run(["--zarr", str(store), "--out", str(tmp_path), "--resume"])
+    assert code == 2 and "no checkpoint" in text and len(text.strip().splitlines()) == 1
+    if not torch.cuda.is_available():
+        code, text = _run(["--zarr", str(store), "--out", str(tmp_path / "c"), "--device", "cuda", *TINY])
+        assert code == 2 and "no CUDA device" in text and len(text.strip().splitlines()) == 1
+
+
+def test_existing_run_is_not_overwritten(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LAST).write_bytes(b"precious")
+    code, text = _run(["--zarr", str(store), "--out", str(out), *TINY])
+    assert code == 2 and "already holds a run" in text
+    assert (out / LAST).read_bytes() == b"precious"
+    # and a file that is not ours is refused in one line when resuming
+    code, text = _run(["--zarr", str(store), "--out", str(out), "--resume"])
+    assert code == 2 and "not a CWT-Net checkpoint" in text and len(text.strip().splitlines()) == 1
+
+
+def test_checkpoint_holds_everything_and_loads_weights_only(store: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(store=str(store), out=str(tmp_path / "r"), arch="cwtnet", steps=2, batch_size=2,
+                      patch=12, blocks=1, channels=8, val_every=0, num_workers=0, progress=False,
+                      val_images=1)
+    res = train(cfg)
+    ck = torch.load(res.checkpoint, map_location="cpu", weights_only=True)
+    for key in ("model", "ema", "optimizer", "scheduler", "step", "rng", "config", "arch", "scale"):
+        assert key in ck
+    assert set(ck["rng"]) >= {"torch", "numpy", "python"}
+    with pytest.raises(MLCamSRError):
+        load_checkpoint(tmp_path / "missing.pt")
