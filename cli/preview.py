@@ -43,6 +43,9 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
               help="Display size of each panel, px.")
 @click.option("--cols", type=click.IntRange(min=1), default=2, show_default=True,
               help="Patches per row of the sheet.")
+@click.option("--slides", "slides_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Slides folder of the extraction: rows without stored pixels (rejected) "
+              "are read again from their slide so you can see why.")
 @click.option("--zoom/--no-zoom", default=True, show_default=True,
               help="Add centre crops at the finest member's native resolution.")
 @handle_errors
@@ -57,6 +60,7 @@ def preview(
     cell: int,
     cols: int,
     zoom: bool,
+    slides_dir: str | None,
 ) -> None:
     """Write a contact sheet of triplets from STORE (default mlcamsr.zarr).
 
@@ -65,6 +69,10 @@ def preview(
     under them, the centre at the finest member's native resolution shows the
     detail each scale keeps. Captions give the table row, slide, centre,
     label, split and the QC figures (tissue fraction, RGB mean, alignment PSNR).
+
+    \b
+    Example: why were patches rejected?
+      mlcamsr preview mlcamsr.zarr --status rejected --slides slides/ --out rejected.png
     """
     from mlcamsr.preview import preview as run
 
@@ -79,6 +87,7 @@ def preview(
         cell=cell,
         cols=cols,
         zoom=zoom,
+        slides=slides_dir,
     )
     w, h = result["size"]
     click.echo(

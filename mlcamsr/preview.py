@@ -195,6 +195,47 @@ def _panel_label(draw: Any, xy: tuple[int, int], text: str, font: Any) -> None:
     draw.text((x + 4, y + 3), text, fill=(255, 255, 255), font=font)
 
 
+class _Rereader:
+    """Reads a row's members again from its slide, as extract did (for rejected rows)."""
+
+    def __init__(self, slides: Path, attrs: dict[str, Any]) -> None:
+        if not slides.is_dir():
+            raise InputError(f"--slides {slides}: not a folder; give the slides folder of the extraction")
+        self.slides = slides
+        self.params = attrs.get("params", {})
+        self.info = attrs.get("slides", {})
+        self.readers: dict[str, Any] = {}
+
+    def read(self, row: pd.Series) -> tuple[dict[str, np.ndarray], str]:
+        from mlcamsr.coords import check_slide_name
+        from mlcamsr.patches import Geometry, member_specs, read_patch
+        from mlcamsr.slides import open_slide
+
+        name = str(row["slide"])
+        try:
+            check_slide_name(name, "store table")
+            info = self.info.get(name, {})
+            if name not in self.readers:
+                path = self.slides / str(info.get("path", name))
+                self.readers[name] = open_slide(path, backend=self.params.get("backend", "auto"))
+            reader = self.readers[name]
+            mpp = info.get("mpp")
+            geo = Geometry.of(reader, tuple(mpp) if mpp else None)
+            p = self.params
+            specs = member_specs(int(p["size"]), float(p["base_mpp"]), float(p["base_mag"]), p["scales"])
+            images, _ = read_patch(
+                reader, geo, float(row["x"]), float(row["y"]), specs,
+                allow_upsample=bool(p.get("allow_upsample", False)),
+            )
+            return images, ""
+        except Exception as exc:  # noqa: BLE001 - shown in the panel, the sheet goes on
+            return {}, f"cannot re-read: {exc}"
+
+    def close(self) -> None:
+        for r in self.readers.values():
+            r.close()
+
+
 def preview(
     store: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -207,6 +248,7 @@ def preview(
     cell: int = 192,
     cols: int = 2,
     zoom: bool = True,
+    slides: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Write a contact sheet PNG of stored triplets.
 
@@ -221,6 +263,10 @@ def preview(
         cell: display size of each panel, px.
         cols: blocks per row of the sheet.
         zoom: add the native-resolution centre crops under each block.
+        slides: the slides folder of the extraction; rows without pixels in the
+            store (rejected) are then read again from their slide with the
+            store's own parameters and reading policy, so you can see why
+            they were rejected.
 
     Returns:
         ``dict(path, rows, members, size)``: what was drawn and the picture size.
@@ -269,13 +315,20 @@ def preview(
     # zoom: the centre `cell` finest-member px (all of it when the square is smaller)
     zfrac = min(1.0, cell / finest)
     arrays = {m: st[m] for m in members}
+    rereader = _Rereader(Path(slides), st.attrs) if slides is not None else None
     for k, (row_id, row) in enumerate(sel.iterrows()):
         ox, oy = layout.origin(k)
         idx = int(row["index"]) if "index" in row and pd.notna(row["index"]) else -1
+        images: dict[str, np.ndarray] = {}
+        note = ""
+        if idx >= 0:
+            images = {m: np.asarray(arrays[m][idx]) for m in members}
+        elif rereader is not None:
+            images, note = rereader.read(row)
         for j, m in enumerate(members):
             px = ox + j * (cell + GAP)
-            if idx >= 0:
-                img = np.asarray(arrays[m][idx])
+            img = images.get(m)
+            if img is not None:
                 sheet.paste(_fit(img, cell), (px, oy))
                 if zoom and zfrac < 1:  # where the zoom comes from
                     a = (cell - cell * zfrac) / 2
@@ -290,10 +343,12 @@ def preview(
                 for r in range(2 if zoom else 1):
                     y0 = oy + r * (cell + GAP)
                     draw.rectangle([px, y0, px + cell - 1, y0 + cell - 1], fill=(236, 236, 236))
-                    msg = f"not stored ({row.get('status', '?')})"
+                    msg = note or f"not stored ({row.get('status', '?')})"
+                    msg = _clip(draw, msg, f_text, cell - 8)
                     tw = draw.textlength(msg, font=f_text)
                     draw.text((px + (cell - tw) / 2, y0 + cell // 2 - 6), msg, fill=MUTED, font=f_text)
-            _panel_label(draw, (px, oy), f"{m}  {sizes[m]} px", f_small)
+            reread = " (from slide)" if idx < 0 and img is not None else ""
+            _panel_label(draw, (px, oy), f"{m}  {sizes[m]} px{reread}", f_small)
             if zoom:
                 zpx = max(1, int(round(sizes[m] * zfrac)))
                 _panel_label(draw, (px, oy + cell + GAP), f"{m} centre {zpx} px", f_small)
@@ -303,6 +358,8 @@ def preview(
                 font = f_head if i == 0 else f_text
                 draw.text((ox, cy + i * LINE_H), _clip(draw, line, font, layout.block_w), fill=color, font=font)
 
+    if rereader is not None:
+        rereader.close()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.png")

@@ -64,6 +64,25 @@ def test_preview_rows_status_and_members(small_store: Path, tmp_path: Path) -> N
         assert all(table.loc[r, "status"] == "rejected" for r in res["rows"])
 
 
+def test_rejected_rows_are_read_again_from_the_slide(
+    small_store: Path, synth_dir: Path, tmp_path: Path
+) -> None:
+    table = open_store(small_store).table
+    rejected = [int(i) for i in table.index[table["status"] == "rejected"]]
+    if not rejected:
+        pytest.skip("the small store has no rejected row")
+    row = rejected[:1]
+    blank = preview(small_store, tmp_path / "a.png", rows=row, cell=64, zoom=False)
+    again = preview(small_store, tmp_path / "b.png", rows=row, cell=64, zoom=False, slides=synth_dir)
+    assert blank["size"] == again["size"]
+    a = np.asarray(Image.open(tmp_path / "a.png")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "b.png")).astype(int)
+    y0, x0 = MARGIN + TITLE_H + 20, MARGIN  # below the panel label
+    pa, pb = a[y0 : y0 + 40, x0 : x0 + 64], b[y0 : y0 + 40, x0 : x0 + 64]
+    assert (pa[:4] == 236).all()  # the grey "not stored" card
+    assert np.abs(pa - pb).mean() > 10 and not (pb[:4] == 236).all()  # pixels from the slide
+
+
 def test_preview_bad_inputs(small_store: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--rows 9999"):
         preview(small_store, tmp_path / "x.png", rows=[9999])
@@ -89,6 +108,7 @@ def test_cli_preview(small_store: Path, tmp_path: Path) -> None:
 def test_cli_preview_help() -> None:
     r = CliRunner().invoke(main, ["preview", "--help"])
     assert r.exit_code == 0
-    for opt in ("[STORE]", "--out", "--n", "--status", "--seed", "kept|rejected|failed|all"):
+    for opt in ("[STORE]", "--out", "--n", "--status", "--seed", "--slides",
+                "kept|rejected|failed|all"):
         assert opt in r.output
     assert "40x | 20x | 10x" in r.output
