@@ -187,7 +187,7 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
                 blocks[name][i] = img
     store = open_store(task["store"], mode="r+")
     for name, block in blocks.items():
-        store[name][start:stop] = block
+        store.write_shard(name, start, block)
     store.put_bytes(f"{TASKS_PREFIX}{task['shard']:06d}.json", json.dumps(records).encode())
     return records
 

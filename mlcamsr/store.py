@@ -268,6 +268,50 @@ class Store:
             raise StoreError(f"{self.path}: no member {name!r}")
         self.update_attrs(members=members)
 
+    def write_shard(self, name: str, start: int, block: np.ndarray) -> None:
+        """Write rows ``start : start + len(block)`` of member ``name``, one whole shard.
+
+        ``start`` must be a shard boundary and the block must cover the shard (or the
+        array's end). Rows that are all zero are left empty (read as fill 0), as zarr does
+        with ``write_empty_chunks=False``. For the layout :meth:`create_member` makes, the
+        shard is encoded here (the same standard codecs: bytes + zstd per chunk, a
+        little-endian uint64 index + crc32c at the end) and stored in one atomic put,
+        about 3x faster than zarr's generic write path; any other layout goes through zarr.
+        """
+        self._writable()
+        arr = self[name]
+        rows = int(arr.shards[0]) if arr.shards else int(arr.chunks[0])
+        n = int(block.shape[0])
+        if start % rows or (n != rows and start + n != arr.shape[0]):
+            raise ValueError(f"{name}: rows {start}:{start + n} are not one whole shard of {rows}")
+        level = _fast_layout(arr)
+        if level is None:
+            arr[start : start + n] = block
+            return
+        from numcodecs import Zstd
+
+        codec = Zstd(level=level)
+        index = np.full((rows, 2), np.iinfo(np.uint64).max, dtype="<u8")
+        parts: list[bytes] = []
+        offset = 0
+        for i in range(n):
+            patch = np.ascontiguousarray(block[i], dtype=np.uint8)
+            if not patch.any():
+                continue
+            data = codec.encode(patch)
+            index[i] = (offset, len(data))
+            parts.append(bytes(data))
+            offset += len(data)
+        key = f"{name}/" + arr.metadata.encode_chunk_key((start // rows, 0, 0, 0))
+        if not parts:
+            sync(self.group.store.delete(key))
+            return
+        import google_crc32c
+
+        idx = index.reshape(rows, 1, 1, 1, 2).tobytes()
+        crc = np.array([google_crc32c.value(idx)], dtype="<u4").tobytes()
+        self.put_bytes(key, b"".join(parts) + idx + crc)
+
     # -- raw keys ------------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes) -> None:
         """Write ``data`` at ``key`` (atomic on local stores: temp file + rename)."""
@@ -357,6 +401,29 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not np.isfinite(obj):
         return None
     return obj
+
+
+def _fast_layout(arr: zarr.Array) -> int | None:
+    """The zstd level when ``arr`` has exactly the layout of :meth:`Store.create_member`."""
+    try:
+        codecs = [c.to_dict() for c in arr.metadata.codecs]
+        if len(codecs) != 1 or codecs[0]["name"] != "sharding_indexed" or arr.dtype != np.uint8:
+            return None
+        conf = codecs[0]["configuration"]
+        inner = conf["codecs"]
+        if (
+            list(conf["chunk_shape"]) != [1, *arr.shape[1:]]
+            or conf.get("index_location", "end") != "end"
+            or [c["name"] for c in inner] != ["bytes", "zstd"]
+            or inner[1]["configuration"].get("checksum")
+            or [c["name"] for c in conf["index_codecs"]] != ["bytes", "crc32c"]
+            or conf["index_codecs"][0].get("configuration", {}).get("endian", "little") != "little"
+            or arr.metadata.fill_value != 0
+        ):
+            return None
+        return int(inner[1]["configuration"]["level"])
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return None
 
 
 def _clear_local(root: Path) -> None:

@@ -56,3 +56,22 @@ def test_missing_or_foreign_store_is_a_clear_error(tmp_path):
     open_store(tmp_path / "s.zarr", "w")
     with pytest.raises(StoreError, match="read-only"):
         open_store(tmp_path / "s.zarr", "r").write_table(pd.DataFrame())
+
+
+def test_write_shard_is_byte_identical_to_zarr(tmp_path):
+    s = open_store(tmp_path / "s.zarr", "w")
+    block = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    block[1] = 0
+    for name in ("a", "b"):
+        s.create_member(name, n=10, size=16, mpp=1, scale=1, mag=1, shard_rows=4)
+    s.write_shard("a", 4, block)
+    s["b"][4:8] = block
+    s.write_shard("a", 8, block[:2])  # the last, partial shard
+    s["b"][8:10] = block[:2]
+    for key in ("c/1/0/0/0", "c/2/0/0/0"):
+        assert s.get_bytes(f"a/{key}") == s.get_bytes(f"b/{key}")
+    np.testing.assert_array_equal(open_store(tmp_path / "s.zarr")["a"][4:8], block)
+    s.write_shard("a", 4, np.zeros_like(block))  # all empty: the shard is removed
+    assert s.get_bytes("a/c/1/0/0/0") is None and not s["a"][4:8].any()
+    with pytest.raises(ValueError, match="whole shard"):
+        s.write_shard("a", 2, block)

@@ -1,0 +1,188 @@
+"""Extraction speed: MLCamSR extract vs a read-only loop and a naive extractor, one run.
+
+On one synthetic 40x slide (``mlcamsr.synth``, JPEG 512-px tiles, levels by 2) and the
+same N patch centres (default 240, tissue-picked by synth), measures:
+
+(a) a single-process tiffslide read-only loop over the same triplets (40x 1024 px from
+    level 0, 20x 512 px from level 1, 10x 256 px from level 2; no QC, no write);
+(b) a naive extractor: openslide ``read_region`` per member, one PNG file per patch;
+(c) ``mlcamsr.extract.extract(..., workers=W)`` (local dask cluster, cluster start
+    included), the real job: exact centring, QC, Zarr v3 write;
+(s) the same extract serially (``workers=0``), and a per-stage profile of the serial
+    path (read, resample, QC, encode) in ms per triplet, to say what bounds (c).
+
+Prints triplets/s, the ratios (c)/(a) and (c)/(b), the store size and codec, and the
+machine load (the 2 cores here are shared). Usage::
+
+    python bench/extract.py [--n 240] [--slide-size 8192] [--workers 2] [--backend tiffslide]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def _du(p: Path) -> int:
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def read_only_loop(slide: Path, centres: list[tuple[int, int]], size: int) -> float:
+    """(a) tiffslide, one process, the three members at their native levels; returns seconds."""
+    import tiffslide
+
+    ts = tiffslide.TiffSlide(slide)
+    t0 = time.perf_counter()
+    for x, y in centres:
+        for level, n in ((0, size), (1, size // 2), (2, size // 4)):
+            np.asarray(ts.read_region((x - size // 2, y - size // 2), level, (n, n), as_array=True))
+    dt = time.perf_counter() - t0
+    ts.close()
+    return dt
+
+
+def naive_loop(slide: Path, centres: list[tuple[int, int]], size: int, out: Path) -> float:
+    """(b) openslide read_region per member + one PNG per patch; returns seconds."""
+    import openslide
+
+    out.mkdir(parents=True, exist_ok=True)
+    osr = openslide.OpenSlide(str(slide))
+    t0 = time.perf_counter()
+    for i, (x, y) in enumerate(centres):
+        for level, n, name in ((0, size, "40x"), (1, size // 2, "20x"), (2, size // 4, "10x")):
+            img = osr.read_region((x - size // 2, y - size // 2), level, (n, n)).convert("RGB")
+            img.save(out / f"{i:05d}_{name}.png")
+    dt = time.perf_counter() - t0
+    osr.close()
+    return dt
+
+
+def stage_profile(slide: Path, centres: list[tuple[int, int]], size: int, backend: str) -> dict[str, float]:
+    """ms per triplet of each stage of the serial extract path."""
+    from numcodecs import Zstd
+
+    from mlcamsr.patches import Geometry, member_specs, plan_member, read_level
+    from mlcamsr.qc import QCThresholds, evaluate
+    from mlcamsr.resize import resample_box
+    from mlcamsr.slides import open_slide
+
+    specs = member_specs(size, 0.243, 40, (1, 2, 4))
+    r = open_slide(slide, backend=backend)
+    geo = Geometry.of(r)
+    zstd = Zstd(level=1)
+    t = {"read": 0.0, "resample": 0.0, "qc": 0.0, "encode_zstd1": 0.0}
+    for x, y in centres:
+        images = {}
+        for s in specs:
+            plan = plan_member(geo, x, y, s)
+            t0 = time.perf_counter()
+            img = read_level(r, geo, plan.level, plan.window)
+            t1 = time.perf_counter()
+            if not plan.crop:
+                img = resample_box(img, plan.box, (s.size, s.size))
+            t2 = time.perf_counter()
+            t["read"] += t1 - t0
+            t["resample"] += t2 - t1
+            images[s.name] = img
+        t0 = time.perf_counter()
+        evaluate(images, [s.name for s in specs], QCThresholds())
+        t1 = time.perf_counter()
+        for img in images.values():
+            zstd.encode(np.ascontiguousarray(img))
+        t2 = time.perf_counter()
+        t["qc"] += t1 - t0
+        t["encode_zstd1"] += t2 - t1
+    r.close()
+    return {k: 1000 * v / len(centres) for k, v in t.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=240, help="patch centres (>= 200)")
+    ap.add_argument("--size", type=int, default=1024, help="finest member px")
+    ap.add_argument("--slide-size", type=int, default=8192, help="synthetic slide side, level-0 px")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--backend", default="tiffslide", help="slide reader for (c) and (s)")
+    ap.add_argument("--work-dir", default=None, help="keep inputs/outputs here (default: a temp dir)")
+    ap.add_argument("--skip-serial", action="store_true", help="skip (s) and the stage profile")
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = ap.parse_args()
+
+    from mlcamsr.extract import extract
+    from mlcamsr.store import open_store
+    from mlcamsr.synth import synth_slides
+
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_extract_"))
+    work.mkdir(parents=True, exist_ok=True)
+    slides = work / "slides"
+    slide = slides / "slide_000.tif"
+    if not slide.exists():
+        synth_slides(slides, n_slides=1, size=(args.slide_size, args.slide_size), seed=0,
+                     n_coords=args.n, lesions=False)
+    with open(slides / "coords.csv") as fh:
+        centres = [(int(r["x"]), int(r["y"])) for r in csv.DictReader(fh)][: args.n]
+    n = len(centres)
+    res: dict[str, object] = {"n": n, "size": args.size, "slide": f"{args.slide_size}^2 px",
+                              "cpus": os.cpu_count(), "load_before": _load()}
+    print(f"{n} triplets ({args.size}/{args.size // 2}/{args.size // 4} px) from {slide} "
+          f"({slide.stat().st_size / 1e6:.1f} MB); load average {res['load_before']}")
+
+    ta = read_only_loop(slide, centres, args.size)
+    print(f"(a) tiffslide read-only loop, 1 process : {n / ta:7.1f} triplets/s ({ta:.1f} s)")
+
+    tb = naive_loop(slide, centres, args.size, work / "naive")
+    png = _du(work / "naive")
+    print(f"(b) naive openslide + PNG per patch     : {n / tb:7.1f} triplets/s ({tb:.1f} s, {png / 1e6:.0f} MB PNG)")
+
+    out = work / "store.zarr"
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    r = extract(slides, slides / "coords.csv", out, size=args.size, workers=args.workers,
+                backend=args.backend, progress=False, hash_slides=False)
+    tc = time.perf_counter() - t0
+    s = open_store(out)
+    nbytes = _du(out)
+    raw = sum(np.prod(s[m].shape) for m in s.members) * r.n_kept / max(1, r.n_rows)
+    codec = [c.to_dict() for c in s[s.members[0]].metadata.codecs]
+    print(f"(c) mlcamsr extract --workers {args.workers}       : {n / tc:7.1f} triplets/s ({tc:.1f} s incl. "
+          f"cluster start; kept {r.n_kept}, rejected {r.n_rejected}, failed {r.n_failed})")
+    print(f"    store {nbytes / 1e6:.1f} MB on disk for {raw / 1e6:.0f} MB of kept pixels "
+          f"(ratio {raw / max(nbytes, 1):.2f}); codecs {json.dumps(codec)}")
+    res.update(a_tps=n / ta, b_tps=n / tb, c_tps=n / tc, c_over_a=ta / tc, c_over_b=tb / tc,
+               store_bytes=nbytes, png_bytes=png, codecs=codec, workers=args.workers,
+               backend=args.backend)
+    print(f"ratios: (c)/(a) = {ta / tc:.2f}x (target 1.5x), (c)/(b) = {tb / tc:.2f}x (target 5x)")
+
+    if not args.skip_serial:
+        out0 = work / "store_serial.zarr"
+        shutil.rmtree(out0, ignore_errors=True)
+        t0 = time.perf_counter()
+        extract(slides, slides / "coords.csv", out0, size=args.size, workers=0,
+                backend=args.backend, progress=False, hash_slides=False)
+        ts_ = time.perf_counter() - t0
+        print(f"(s) mlcamsr extract --workers 0         : {n / ts_:7.1f} triplets/s ({ts_:.1f} s)")
+        prof = stage_profile(slide, centres, args.size, args.backend)
+        total = sum(prof.values())
+        print("    serial stages, ms/triplet: " + ", ".join(f"{k} {v:.1f}" for k, v in prof.items())
+              + f" (sum {total:.1f}; the rest of (s) is Zarr write + scheduling)")
+        res.update(s_tps=n / ts_, stages_ms=prof)
+    res["load_after"] = _load()
+    print(f"load average after: {res['load_after']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
