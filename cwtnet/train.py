@@ -365,6 +365,19 @@ def save_atomic(obj: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def save_model(model: nn.Module, path: str | Path, *, arch: str, scale: int,
+               options: dict[str, Any] | None = None) -> Path:
+    """Write weights alone as a checkpoint that ``cwtnet-eval``/``cwtnet-sr`` accept
+    (e.g. imported or untrained weights); it cannot be resumed."""
+    p = Path(path)
+    save_atomic({
+        "format": CKPT_FORMAT, "format_version": CKPT_VERSION, "arch": arch, "scale": int(scale),
+        "model_options": dict(options or {}), "step": 0, "model": model.state_dict(), "ema": None,
+        "config": TrainConfig(arch=arch, scale=int(scale)).to_dict(), "tool_version": _tool_version(),
+    }, p)
+    return p
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; anything not ours -> ``InputError``."""
     p = Path(path)
