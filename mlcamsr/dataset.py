@@ -50,7 +50,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mlcamsr.errors import InputError, StoreError
-from mlcamsr.resize import imresize, resize_weights
+from mlcamsr.resize import resize_weights
 
 __all__ = ["TripletDataset", "REF_SOURCES", "SCALES"]
 
@@ -59,23 +59,21 @@ SCALES = (2, 4, 8)
 
 
 class _Resizer:
-    """Separable bicubic as two matmuls with precomputed float32 weights (uint8 out).
+    """Separable bicubic as two small torch matmuls with precomputed float32 weights.
 
-    Same weights as :func:`mlcamsr.resize.imresize`; results agree with it to within one
-    grey level (float summation order), exactly on almost every pixel.
+    Input and output are ``(C, H, W)`` float32 tensors holding 8-bit values; the output is
+    rounded and clamped to 0..255 (an 8-bit image). Same weights as
+    :func:`mlcamsr.resize.imresize`; agrees with it within one grey level (float summation
+    order), exactly on almost every pixel. Torch rather than numpy: DataLoader workers run
+    torch single-threaded, while numpy's BLAS would start threads in every worker.
     """
 
     def __init__(self, in_len: int, out_len: int) -> None:
-        self.w = resize_weights(in_len, out_len).astype(np.float32)
-        self.wt = np.ascontiguousarray(self.w.T)
+        self.w = torch.from_numpy(resize_weights(in_len, out_len).astype(np.float32))
+        self.wt = self.w.t().contiguous()
 
-    def __call__(self, img: np.ndarray) -> np.ndarray:
-        h, w, c = img.shape
-        x = img.astype(np.float32)
-        # rows: (out, H) @ (H, W*C) -> (out, W, C); columns: (out, W, C) -> (out, C, W) @ (W, out)
-        t = (self.w @ x.reshape(h, w * c)).reshape(-1, w, c)
-        y = np.matmul(t.transpose(0, 2, 1), self.wt).transpose(0, 2, 1)
-        return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(torch.matmul(self.w, x), self.wt).round_().clamp_(0.0, 255.0)
 
 
 class TripletDataset(Dataset):
@@ -179,10 +177,13 @@ class TripletDataset(Dataset):
         if (self.indices < 0).any():
             raise StoreError(f"{name}: kept rows with index -1 in the table; the store is damaged")
 
-        self._resize_lr = _Resizer(self.gt_len, self.patch)
-        self._resize_ref = (
-            _Resizer(self.gt_len, self.ref_len) if self.gt_len != self.ref_len else None
-        )
+        p = self.patch
+        self._resize_lr = _Resizer(self.gt_len, p)
+        self._resize_ref = _Resizer(self.gt_len, 2 * p) if self.gt_len != 2 * p else None
+        if ref_source == "gt-updown":
+            self._up, self._down = _Resizer(2 * p, 4 * p), _Resizer(4 * p, 2 * p)
+        elif ref_source == "lr":
+            self._up = _Resizer(p, 2 * p)
         self._arrays: dict[str, Any] | None = None
         self._pid: int | None = None
         self._rng: np.random.Generator | None = None
@@ -278,47 +279,56 @@ class TripletDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices) * self.repeat
 
-    def triplet(
+    def _sample(
         self, i: int, origin: tuple[int, int] | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(lr, ref, gt)`` as HWC uint8 arrays for item ``i`` (no augmentation).
-
-        ``origin`` overrides the gt crop's top-left (y, x) (tests use it for shifted crops).
-        """
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(lr, ref, gt)``: float32 CHW tensors of 8-bit values (0..255), not augmented."""
         k = i % len(self.indices)
         if origin is None:
             origin = self.origin(k, self._generator() if self.augment else None)
         y0, x0 = origin
-        gt = self._crop(self.gt_member, k, y0, x0, self.gt_len)
+        gt = _chw(self._crop(self.gt_member, k, y0, x0, self.gt_len))
         lr = self._resize_lr(gt)
-        if self.ref_source == "real" or self.ref_source == "bicubic":
+        if self.ref_source in ("real", "bicubic"):
             if self.ref_member is None:  # s = 2: the finest member itself
                 ref = gt
             else:
                 f = self.ref_factor
-                ref = self._crop(self.ref_member, k, y0 // f, x0 // f, self.ref_len)
+                ref = _chw(self._crop(self.ref_member, k, y0 // f, x0 // f, self.ref_len))
         elif self.ref_source == "gt-updown":
             g = gt if self._resize_ref is None else self._resize_ref(gt)
-            ref = imresize(imresize(g, scale=2.0), scale=0.5)
+            ref = self._down(self._up(g))
         else:  # "lr"
-            ref = imresize(lr, scale=2.0)
+            ref = self._up(lr)
         return lr, ref, gt
+
+    def triplet(
+        self, i: int, origin: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(lr, ref, gt)`` of item ``i`` as HWC uint8 arrays, without augmentation.
+
+        ``origin`` overrides the gt crop's top-left (y, x) in finest px (tests use it to
+        build shifted crops); by default it is what ``__getitem__`` would use.
+        """
+        return tuple(  # type: ignore[return-value]
+            t.permute(1, 2, 0).to(torch.uint8).numpy() for t in self._sample(i, origin)
+        )
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         if i < 0:
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(i)
-        lr, ref, gt = self.triplet(i)
+        lr, ref, gt = self._sample(i)
         if self.augment:
             rng = self._generator()
             rot, flip = int(rng.integers(4)), bool(rng.integers(2))
-            lr, ref, gt = (_augment(a, rot, flip) for a in (lr, ref, gt))
+            lr, ref, gt = (_augment(t, rot, flip) for t in (lr, ref, gt))
         k = i % len(self.indices)
         return {
-            "lr": _to_tensor(lr),
-            "ref": _to_tensor(ref),
-            "gt": _to_tensor(gt),
+            "lr": lr.div(255.0),
+            "ref": ref.div(255.0),
+            "gt": gt.div(255.0),
             "row": int(self.rows[k]),
             "index": int(self.indices[k]),
         }
@@ -331,14 +341,15 @@ class TripletDataset(Dataset):
         )
 
 
-def _augment(a: np.ndarray, rot: int, flip: bool) -> np.ndarray:
+def _augment(t: torch.Tensor, rot: int, flip: bool) -> torch.Tensor:
+    """Rotate a CHW tensor by ``rot`` * 90 degrees, then mirror it left-right if ``flip``."""
     if rot:
-        a = np.rot90(a, rot, axes=(0, 1))
+        t = torch.rot90(t, rot, dims=(1, 2))
     if flip:
-        a = a[:, ::-1]
-    return a
+        t = torch.flip(t, dims=(2,))
+    return t
 
 
-def _to_tensor(a: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
-    return t.to(torch.float32).div_(255.0)
+def _chw(a: np.ndarray) -> torch.Tensor:
+    """HWC uint8 crop -> CHW float32 tensor of 8-bit values (a copy, never a view)."""
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).to(torch.float32)

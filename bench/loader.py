@@ -1,0 +1,239 @@
+"""Data-loading benchmark: TripletDataset samples/s against the BasicSR/CARN PNG way.
+
+Side by side in one run, same crops (x2, LR patch 64 -> gt 128, ref = gt), same
+augmentation, same DataLoader (batch 16, 2 workers, fork, persistent workers):
+
+(a) ``TripletDataset`` reading the store on disk (the extract layout: one chunk per
+    patch, 16-patch shards, zstd 1);
+(b) ``TripletDataset(in_memory=True)``;
+(c) BasicSR's ``PairedImageDataset`` way: each sample reads a whole HR PNG (``HR/``) and
+    its LR PNG (``LR_bic/``, made with the same bicubic) with Pillow, then crops;
+(a') optional (``--inner-chunk 256``): the same store with 256-px inner chunks inside
+    the same shards, to show what the chunk layout costs.
+
+The patches are real H&E: 1024-px mosaics of 512-px squares of the real images in
+``../shared/data/patches`` (rotated/flipped), so compression behaves like real tissue.
+
+Run: ``python bench/loader.py [--patches 48] [--samples 2048] [--out /tmp/bench_loader]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data" / "patches"
+SOURCES = (
+    "tiatoolbox/TCGA-HE-7130-01Z-00-DX1.png",
+    "openslide-crops/OS-1-detail.ome.tif",
+    "histolab/tissue-level0-7352-11762-7864-12274.png",
+    "histolab/tissue-level0-4302-10273-4814-10785.png",
+    "histolab/high-nuclei-score-level0.png",
+    "histolab/tcga-lung-rgb.png",
+)
+
+
+def real_squares(n: int, size: int = 512, seed: int = 0) -> list[np.ndarray]:
+    """``n`` real H&E ``size``-px squares (random position, rotation, flip) from SHARED."""
+    rng = np.random.default_rng(seed)
+    images = [_read(SHARED / s) for s in SOURCES]
+    out = []
+    for _ in range(n):
+        im = images[int(rng.integers(len(images)))]
+        y = int(rng.integers(0, im.shape[0] - size + 1))
+        x = int(rng.integers(0, im.shape[1] - size + 1))
+        sq = np.rot90(im[y : y + size, x : x + size], int(rng.integers(4)))
+        out.append(np.ascontiguousarray(sq[:, ::-1] if rng.integers(2) else sq))
+    return out
+
+
+def _read(path: Path) -> np.ndarray:
+    if path.suffix == ".tif":  # OME-TIFF with JPEG tiles: tifffile + imagecodecs
+        import tifffile
+
+        return np.asarray(tifffile.imread(path))[..., :3]
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def make_patches(n: int, size: int) -> np.ndarray:
+    sq = real_squares(4 * n, size // 2)
+    half = size // 2
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        for k, (y, x) in enumerate(((0, 0), (0, half), (half, 0), (half, half))):
+            out[i, y : y + half, x : x + half] = sq[4 * i + k]
+    return out
+
+
+def build_store(path: Path, patches: np.ndarray, inner: int | None = None) -> None:
+    """A store in the extract layout (40x, 20x members, table with a split)."""
+    import pandas as pd
+    import zarr
+    from zarr.codecs import BytesCodec, ZstdCodec
+
+    from mlcamsr.resize import imresize
+    from mlcamsr.store import open_store
+
+    n, size = patches.shape[:2]
+    st = open_store(path, mode="w")
+    for f, name in ((1, "40x"), (2, "20x")):
+        data = patches if f == 1 else np.stack([imresize(p, scale=1 / f) for p in patches])
+        sz = size // f
+        if inner and f == 1:  # layout experiment: inner chunks inside the same shards
+            arr = st.group.create_array(
+                name, shape=(n, sz, sz, 3), dtype="uint8", chunks=(1, inner, inner, 3),
+                shards=(16, sz, sz, 3), serializer=BytesCodec(),
+                compressors=ZstdCodec(level=1), fill_value=0,
+            )
+            members = st.attrs.get("members", []) + [
+                {"name": name, "mpp": 0.243, "size": sz, "scale": 1, "mag": 40.0, "kind": "real"}
+            ]
+            st.update_attrs(members=members)
+        else:
+            arr = st.create_member(
+                name, n=n, size=sz, mpp=0.243 * f, scale=f, mag=40.0 / f, kind="real"
+            )
+        assert isinstance(arr, zarr.Array)
+        arr[:] = data
+    st.write_table(
+        pd.DataFrame(
+            {
+                "slide": [f"s{i % 4}" for i in range(n)],
+                "x": 0,
+                "y": 0,
+                "status": "kept",
+                "reason": "",
+                "index": np.arange(n),
+                "split": "train",
+            }
+        )
+    )
+
+
+def build_pngs(root: Path, patches: np.ndarray) -> None:
+    """BasicSR folders: HR/ (gt) and LR_bic/ (the same bicubic /2), PNG (Pillow defaults)."""
+    from PIL import Image
+
+    from mlcamsr.resize import imresize
+
+    (root / "HR").mkdir(parents=True, exist_ok=True)
+    (root / "LR_bic").mkdir(parents=True, exist_ok=True)
+    for i, p in enumerate(patches):
+        Image.fromarray(p).save(root / "HR" / f"{i:04d}.png")
+        Image.fromarray(imresize(p, scale=0.5)).save(root / "LR_bic" / f"{i:04d}.png")
+
+
+class PngPairs:
+    """BasicSR ``PairedImageDataset`` (disk backend): read whole HR and LR files, crop."""
+
+    def __init__(self, root: Path, scale: int = 2, patch: int = 64, repeat: int = 1) -> None:
+        self.hr = sorted((root / "HR").glob("*.png"))
+        self.lr = sorted((root / "LR_bic").glob("*.png"))
+        self.scale, self.patch, self.repeat = scale, patch, repeat
+
+    def __len__(self) -> int:
+        return len(self.hr) * self.repeat
+
+    def __getitem__(self, i: int) -> dict:
+        import torch
+        from PIL import Image
+
+        k = i % len(self.hr)
+        gt = np.asarray(Image.open(self.hr[k]).convert("RGB"))
+        lr = np.asarray(Image.open(self.lr[k]).convert("RGB"))
+        p, s = self.patch, self.scale
+        rng = np.random.default_rng()
+        y, x = rng.integers(0, lr.shape[0] - p + 1, size=2)
+        lr = lr[y : y + p, x : x + p]
+        gt = gt[y * s : (y + p) * s, x * s : (x + p) * s]
+        rot, flip = int(rng.integers(4)), bool(rng.integers(2))
+        out = {}
+        for key, a in (("lr", lr), ("gt", gt)):
+            a = np.rot90(a, rot)
+            a = a[:, ::-1] if flip else a
+            out[key] = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float() / 255
+        out["ref"] = out["gt"]
+        return out
+
+
+def measure(ds, samples: int, batch: int, workers: int) -> float:
+    """Samples/s over ``samples`` items after the first batch (worker start excluded)."""
+    from torch.utils.data import DataLoader
+
+    dl = DataLoader(
+        ds, batch_size=batch, shuffle=True, num_workers=workers,
+        persistent_workers=workers > 0, drop_last=True,
+    )
+    it = iter(dl)
+    next(it)
+    n, t0 = 0, time.perf_counter()
+    while n < samples:
+        try:
+            b = next(it)
+        except StopIteration:
+            it = iter(dl)
+            continue
+        n += len(b["lr"])
+    dt = time.perf_counter() - t0
+    del it, dl
+    return n / dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--patches", type=int, default=48, help="1024-px patches in the store")
+    ap.add_argument("--samples", type=int, default=2048, help="samples timed per loader")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--inner-chunk", type=int, default=0, help="also time inner chunks (a')")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/bench_loader"))
+    ap.add_argument("--keep", action="store_true", help="reuse data built by a previous run")
+    args = ap.parse_args()
+
+    from mlcamsr.dataset import TripletDataset
+
+    out = args.out
+    if not (args.keep and (out / "store.zarr").exists()):
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        patches = make_patches(args.patches, args.size)
+        build_store(out / "store.zarr", patches)
+        build_pngs(out / "png", patches)
+        if args.inner_chunk:
+            build_store(out / "store_inner.zarr", patches, inner=args.inner_chunk)
+    repeat = max(1, -(-2 * args.samples // args.patches))
+    kw = dict(split="train", scale=2, patch=64, repeat=repeat)
+    runs = {
+        "(a) store on disk": lambda: TripletDataset(out / "store.zarr", **kw),
+        "(b) store in RAM": lambda: TripletDataset(out / "store.zarr", in_memory=True, **kw),
+        "(c) PNG folders (BasicSR way)": lambda: PngPairs(out / "png", repeat=repeat),
+    }
+    if args.inner_chunk:
+        runs[f"(a') disk, {args.inner_chunk}-px inner chunks"] = lambda: TripletDataset(
+            out / "store_inner.zarr", **kw
+        )
+    load0 = os.getloadavg()
+    results = {}
+    for name, make in runs.items():
+        results[name] = measure(make(), args.samples, args.batch, args.workers)
+        print(f"{name:40s} {results[name]:8.0f} samples/s", flush=True)
+    load1 = os.getloadavg()
+    a, c = results["(a) store on disk"], results["(c) PNG folders (BasicSR way)"]
+    print(f"(a)/(c) = {a / c:.1f}x; load average before {load0[0]:.2f}, after {load1[0]:.2f} "
+          f"on {os.cpu_count()} CPUs")
+    print(json.dumps({"samples_per_s": results, "loadavg_before": load0, "loadavg_after": load1,
+                      "args": {k: str(v) for k, v in vars(args).items()}}))
+
+
+if __name__ == "__main__":
+    main()
