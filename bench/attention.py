@@ -6,7 +6,8 @@
 Search-transfer (forward, no autograd, as in inference): ``dense_search_transfer``
 (TTSR formulation, full (HW x HW) relevance matrix) against ``search_transfer`` (query
 chunks, ``--chunk`` positions or ``auto`` = the relevance budget, 32 MiB CPU / 512 MiB CUDA). For each
-configuration: median time of ``--repeat`` calls after one warm-up, the theoretical
+configuration: median and minimum time of ``--repeat`` calls after one warm-up (the
+minimum is the steadier figure on a shared, loaded machine), the theoretical
 relevance bytes (dense: B*HW*HW*itemsize; chunked: B*chunk*HW*itemsize) and the measured
 peak extra memory: on CUDA ``max_memory_allocated`` above the inputs; on CPU each
 configuration runs in a fresh subprocess and reports VmHWM (reset via clear_refs) minus
@@ -83,7 +84,7 @@ def run_search(method: str, size: int, batch: int, channels: int, dtype: str, de
             del out
     return {"kind": "search", "method": method, "size": size, "batch": batch, "channels": channels,
             "dtype": dtype, "device": device, "chunk": chunk_n if method == "chunked" else None,
-            "time_s": statistics.median(times), "relevance_bytes": rel_bytes,
+            "time_s": statistics.median(times), "time_min_s": min(times), "relevance_bytes": rel_bytes,
             "peak_bytes": mem.peak, "memory_method": mem.method}
 
 
@@ -112,7 +113,7 @@ def run_model(arch: str, batch: int, size: int, dtype: str, device: str, repeat:
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
     return {"kind": "model", "arch": arch, "batch": batch, "size": size, "dtype": dtype,
-            "device": device, "time_s": statistics.median(times), "repeat": repeat,
+            "device": device, "time_s": statistics.median(times), "time_min_s": min(times), "repeat": repeat,
             "warmup": warmup, "peak_bytes": mem.peak, "memory_method": mem.method}
 
 
@@ -142,7 +143,8 @@ def _mib(x) -> str:
 
 
 def search_table(rows: list[dict]) -> str:
-    out = ["| dtype | LR | method | chunk | time (s) | relevance matrix (MiB) | peak extra (MiB) | vs dense: time, peak |",
+    out = ["| dtype | LR | method | chunk | time median / min (s) | relevance matrix (MiB) | peak extra (MiB) "
+           "| vs dense: time (median, min), peak |",
            "|---|---|---|---|---|---|---|---|"]
     dense = {(r["dtype"], r["size"]): r for r in rows if r["method"] == "dense" and "time_s" in r}
     for r in rows:
@@ -151,20 +153,24 @@ def search_table(rows: list[dict]) -> str:
                        f"{_mib(r.get('relevance_bytes'))} | - | {r.get('error', 'skipped')} |")
             continue
         d = dense.get((r["dtype"], r["size"]))
-        rel = (f"{r['time_s'] / d['time_s']:.2f}x, {r['peak_bytes'] / d['peak_bytes']:.2f}x"
+        rel = (f"{r['time_s'] / d['time_s']:.2f}x, {r['time_min_s'] / d['time_min_s']:.2f}x, "
+               f"{r['peak_bytes'] / d['peak_bytes']:.2f}x"
                if d and r["method"] == "chunked" and d["peak_bytes"] else "")
-        out.append(f"| {r['dtype']} | {r['size']} | {r['method']} | {r['chunk'] or '-'} | {r['time_s']:.3f} | "
+        out.append(f"| {r['dtype']} | {r['size']} | {r['method']} | {r['chunk'] or '-'} | "
+                   f"{r['time_s']:.3f} / {r['time_min_s']:.3f} | "
                    f"{_mib(r['relevance_bytes'])} | {_mib(r['peak_bytes'])} | {rel} |")
     return "\n".join(out)
 
 
 def model_table(rows: list[dict]) -> str:
-    out = ["| arch | dtype | batch x LR | train step (s) | peak extra (MiB) |", "|---|---|---|---|---|"]
+    out = ["| arch | dtype | batch x LR | train step median / min (s) | peak extra (MiB) |",
+           "|---|---|---|---|---|"]
     for r in rows:
         if "time_s" not in r:
             out.append(f"| {r['arch']} | {r['dtype']} | {r['batch']} x {r['size']} | {r.get('error')} | - |")
             continue
-        out.append(f"| {r['arch']} | {r['dtype']} | {r['batch']} x {r['size']} | {r['time_s']:.2f} | "
+        out.append(f"| {r['arch']} | {r['dtype']} | {r['batch']} x {r['size']} | "
+                   f"{r['time_s']:.2f} / {r['time_min_s']:.2f} | "
                    f"{_mib(r['peak_bytes'])} |")
     return "\n".join(out)
 
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-batch", type=int, default=None, help="default: --batch")
     ap.add_argument("--model-size", type=int, default=64, help="LR side of the model step (default 64)")
     ap.add_argument("--model-repeat", type=int, default=1, help="timed training steps (default 1)")
-    ap.add_argument("--model-warmup", type=int, default=None, help="untimed steps first (default 0 CPU, 1 CUDA)")
+    ap.add_argument("--model-warmup", type=int, default=1, help="untimed steps first (default 1)")
     ap.add_argument("--json", default=None, help="also write all rows to this JSON file")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -223,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(row), flush=True)
     print("\n" + search_table(rows), flush=True)
     mrows = []
-    warmup = args.model_warmup if args.model_warmup is not None else (0 if isolate else 1)
+    warmup = args.model_warmup
     for dtype in dtypes:
         for arch in [a for a in args.models.split(",") if a]:
             job = {"kind": "model", "arch": arch, "batch": args.model_batch or args.batch,

@@ -38,9 +38,13 @@ def _normalised_patches(x: torch.Tensor) -> torch.Tensor:
     """3x3 patches of an already padded (B, C, H+2, W+2) map -> (B, 9C, H*W), L2-normalised.
 
     The norm is taken in float32 (bf16 norms lose precision), the result is cast back to
-    ``x.dtype`` (which is the autocast dtype when running under autocast).
+    ``x.dtype`` (which is the autocast dtype when running under autocast). Without
+    autograd, float32 patches are divided in place (same values as ``F.normalize``, one
+    9C x H*W buffer instead of two).
     """
     p = F.unfold(x, kernel_size=3)
+    if p.dtype == torch.float32 and not (torch.is_grad_enabled() and p.requires_grad):
+        return p.div_(p.norm(dim=1, keepdim=True).clamp_min(1e-12))
     return F.normalize(p.float(), dim=1).to(p.dtype)
 
 
