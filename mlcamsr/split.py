@@ -45,7 +45,7 @@ class SplitResult:
 
     def summary(self) -> str:
         """One line for the CLI."""
-        verb = "wrote" if self.changed else "unchanged (same arguments),"
+        verb = "wrote" if self.changed else "unchanged,"
         return (
             f"split {verb} train {self.n_train} / test {self.n_test} patches "
             f"({self.slides_train} / {self.slides_test} slides); "
