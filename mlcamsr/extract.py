@@ -45,6 +45,7 @@ import pandas as pd
 from mlcamsr.coords import read_coords, resolve_slides
 from mlcamsr.errors import InputError, StoreError
 from mlcamsr.patches import (
+    BLOCK_CACHE,
     Geometry,
     MemberSpec,
     SquareOutside,
@@ -148,6 +149,9 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
     blocks = {s.name: np.zeros((n, s.size, s.size, 3), dtype=np.uint8) for s in specs}
     order = [s.name for s in specs]
     records: list[dict[str, Any]] = []
+    cache_bytes = int(task.get("cache_mb", 0) * 2**20)
+    if BLOCK_CACHE.max_bytes != cache_bytes:
+        BLOCK_CACHE.resize(cache_bytes)
     for row in task["rows"]:
         rec: dict[str, Any] = {"row": row["row"], "status": "failed", "reason": row.get("fail", "")}
         records.append(rec)
@@ -164,7 +168,7 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
             sources: dict[str, str] = {}
             for s in specs:
                 plan = plan_member(geo, row["x"], row["y"], s, allow_upsample=task["allow_upsample"])
-                images[s.name] = read_member(reader, geo, plan)
+                images[s.name] = read_member(reader, geo, plan, cache=BLOCK_CACHE)
                 sources[s.name] = plan.source
         except SquareOutside as exc:
             rec["reason"] = str(exc)
@@ -453,6 +457,7 @@ def extract(
     shard_rows: int = 16,
     zstd_level: int = 1,
     hash_slides: bool = True,
+    cache_mb: float = 256,
     progress: bool = True,
 ) -> ExtractResult:
     """Extract aligned multi-scale patches from ``slides_dir`` at the centres in ``coords_csv``.
@@ -477,6 +482,8 @@ def extract(
         shard_rows: patches per shard file and per task.
         zstd_level: Zstandard level of the member arrays (lossless).
         hash_slides: record each slide's sha256 in the store attributes.
+        cache_mb: per-process cache of decoded slide blocks (MiB; 0 disables). Patches
+            sharing pyramid tiles decode them once per worker; the pixels do not change.
         progress: show a progress bar (stderr).
 
     Returns:
@@ -648,6 +655,7 @@ def extract(
                     "backend": backend,
                     "allow_upsample": bool(allow_upsample),
                     "token": token,
+                    "cache_mb": float(cache_mb),
                 }
             )
         n_done_rows = sum(len(v) for v in done.values())
@@ -664,6 +672,7 @@ def extract(
                 bar.update(len(res))
         finally:
             bar.close()
+            BLOCK_CACHE.clear()  # serial runs filled this process's cache
 
         records: dict[int, dict[str, Any]] = {}
         for recs in done.values():

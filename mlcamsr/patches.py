@@ -25,6 +25,7 @@ from level 0), ``upsampled:L0:bicubic`` (only with ``allow_upsample``).
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,8 @@ from mlcamsr.resize import resample_box
 
 __all__ = [
     "NATIVE_TOL",
+    "BLOCK_CACHE",
+    "BlockCache",
     "MemberSpec",
     "ReadPlan",
     "SquareOutside",
@@ -205,20 +208,105 @@ def plan_member(
     return ReadPlan(spec, level, (ix0, iy0, ix1 - ix0, iy1 - iy0), box, False, f"{kind}:L{level}:{filt}")
 
 
-def read_level(reader: Any, geo: Geometry, level: int, window: tuple[int, int, int, int]) -> np.ndarray:
-    """Read ``window`` = (x, y, w, h) in level-``level`` px as ``(h, w, 3)`` uint8 RGB."""
+class BlockCache:
+    """A per-process LRU of decoded level blocks (``BLOCK`` px squares on the level grid).
+
+    Neighbouring or overlapping patch squares share pyramid tiles; with a cache each
+    block is decoded once per worker process instead of once per square that touches it.
+    The pixels are the same either way (the blocks are the slide layer's own reads).
+    """
+
+    def __init__(self, max_bytes: int = 0) -> None:
+        self.max_bytes = int(max_bytes)
+        self.nbytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._d: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...]) -> np.ndarray | None:
+        v = self._d.get(key)
+        if v is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._d.move_to_end(key)
+        return v
+
+    def put(self, key: tuple[Any, ...], value: np.ndarray) -> None:
+        if value.nbytes > self.max_bytes:
+            return
+        self._d[key] = value
+        self.nbytes += value.nbytes
+        while self.nbytes > self.max_bytes and self._d:
+            _, old = self._d.popitem(last=False)
+            self.nbytes -= old.nbytes
+
+    def resize(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        while self.nbytes > self.max_bytes and self._d:
+            _, old = self._d.popitem(last=False)
+            self.nbytes -= old.nbytes
+
+    def clear(self) -> None:
+        self._d.clear()
+        self.nbytes = 0
+
+
+#: block side in level px (CAMELYON and synth tiles are 512; Aperio 240/256 divide into it closely)
+BLOCK = 512
+#: the cache of this process (sized by ``extract(cache_mb=...)``; 0 disables it)
+BLOCK_CACHE = BlockCache(0)
+
+
+def read_level(
+    reader: Any,
+    geo: Geometry,
+    level: int,
+    window: tuple[int, int, int, int],
+    *,
+    cache: BlockCache | None = None,
+) -> np.ndarray:
+    """Read ``window`` = (x, y, w, h) in level-``level`` px as ``(h, w, 3)`` uint8 RGB.
+
+    With a ``cache`` of non-zero budget the window is assembled from cached
+    ``BLOCK``-px blocks of the level (white outside the level, like the reader).
+    """
     ix, iy, w, h = window
-    fn = getattr(reader, "read_level", None)
-    if fn is not None:  # mlcamsr.slides.SlideReader: level px, pixel-exact
-        return np.asarray(fn(level, (ix, iy), (w, h)))
-    dx, dy = geo.downsamples[level]
-    loc = (int(round(ix * dx)), int(round(iy * dy)))
-    return np.asarray(reader.read_region(loc, level, (w, h)))
+    if cache is None or cache.max_bytes <= 0:
+        fn = getattr(reader, "read_level", None)
+        if fn is not None:  # mlcamsr.slides.SlideReader: level px, pixel-exact
+            return np.asarray(fn(level, (ix, iy), (w, h)))
+        dx, dy = geo.downsamples[level]
+        loc = (int(round(ix * dx)), int(round(iy * dy)))
+        return np.asarray(reader.read_region(loc, level, (w, h)))
+    lw, lh = geo.dims[level]
+    out = np.full((h, w, 3), 255, np.uint8)
+    x0, y0, x1, y1 = max(ix, 0), max(iy, 0), min(ix + w, lw), min(iy + h, lh)
+    if x1 <= x0 or y1 <= y0:
+        return out
+    src = str(getattr(reader, "path", id(reader)))
+    for by in range(y0 // BLOCK, (y1 - 1) // BLOCK + 1):
+        for bx in range(x0 // BLOCK, (x1 - 1) // BLOCK + 1):
+            key = (src, level, bx, by)
+            blk = cache.get(key)
+            if blk is None:
+                bw, bh = min(BLOCK, lw - bx * BLOCK), min(BLOCK, lh - by * BLOCK)
+                blk = read_level(reader, geo, level, (bx * BLOCK, by * BLOCK, bw, bh))[..., :3]
+                cache.put(key, blk)
+            # intersection of this block with the window, in level px
+            gx0, gy0 = max(x0, bx * BLOCK), max(y0, by * BLOCK)
+            gx1, gy1 = min(x1, bx * BLOCK + blk.shape[1]), min(y1, by * BLOCK + blk.shape[0])
+            out[gy0 - iy : gy1 - iy, gx0 - ix : gx1 - ix] = blk[
+                gy0 - by * BLOCK : gy1 - by * BLOCK, gx0 - bx * BLOCK : gx1 - bx * BLOCK
+            ]
+    return out
 
 
-def read_member(reader: Any, geo: Geometry, plan: ReadPlan) -> np.ndarray:
+def read_member(
+    reader: Any, geo: Geometry, plan: ReadPlan, *, cache: BlockCache | None = None
+) -> np.ndarray:
     """Read one member as ``(size, size, 3)`` uint8 RGB following ``plan``."""
-    img = read_level(reader, geo, plan.level, plan.window)
+    img = read_level(reader, geo, plan.level, plan.window, cache=cache)
     if img.ndim != 3 or img.shape[2] < 3:
         raise ValueError(f"reader returned shape {img.shape}, expected (h, w, 3)")
     img = img[..., :3]
