@@ -73,12 +73,14 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
               help="Patches per shard file (and per task).")
 @click.option("--zstd-level", default=1, show_default=True, type=click.IntRange(-7, 22),
               help="Zstandard level of the (lossless) member arrays.")
+@click.option("--cache-mb", default=256, show_default=True, type=click.FloatRange(min=0),
+              help="Per-worker cache of decoded slide blocks in MiB (0: off); pixels unchanged.")
 @click.option("--no-hash", is_flag=True, help="Do not record each slide's sha256 (large collections).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
 def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, workers, scheduler,
             backend, mpp, annotations, overwrite, allow_upsample, min_tissue, rgb_mean, rgb_tol,
-            min_align_psnr, shard_rows, zstd_level, no_hash, quiet) -> None:
+            min_align_psnr, shard_rows, zstd_level, cache_mb, no_hash, quiet) -> None:
     """Extract aligned multi-scale patches (e.g. 40x/20x/10x) around each centre of --coords.
 
     Each member is read from a native pyramid level when its mpp is within 2 %, else
@@ -93,7 +95,8 @@ def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, worke
         scales=scales, workers=workers, scheduler=scheduler, backend=backend, mpp=mpp,
         annotations=annotations, overwrite=overwrite, allow_upsample=allow_upsample,
         min_tissue=min_tissue, rgb_mean=rgb_mean, rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
-        shard_rows=shard_rows, zstd_level=zstd_level, hash_slides=not no_hash, progress=not quiet,
+        shard_rows=shard_rows, zstd_level=zstd_level, cache_mb=cache_mb, hash_slides=not no_hash,
+        progress=not quiet,
     )
     resumed = f", {res.tasks_skipped} shard(s) already done" if res.tasks_skipped else ""
     click.echo(
