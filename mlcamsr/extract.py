@@ -494,7 +494,7 @@ def extract(
         StoreError: the store is locked, foreign, or made with other parameters.
     """
     from mlcamsr import __version__
-    from mlcamsr.store import LOCK_NAME, StoreLock, open_store
+    from mlcamsr.store import LOCK_NAME, StoreLock, local_path, open_store
 
     t0 = time.perf_counter()
     specs = member_specs(int(size), float(base_mpp), float(base_mag), scales)
@@ -562,7 +562,7 @@ def extract(
     phash = _params_hash(params)
 
     # ---- the store: lock, then create / resume / refuse
-    out_s = str(out)
+    out_s = local_path(out)
     is_url = "://" in out_s
     lock: Any = None
     if not is_url:
@@ -658,6 +658,18 @@ def extract(
                     "cache_mb": float(cache_mb),
                 }
             )
+        # slide hashes in a background thread while the tasks run (hashlib releases the GIL)
+        hashes: dict[str, tuple[str, int]] = {}
+        hasher = None
+        if hash_slides:
+            import threading
+
+            def _hash_all() -> None:
+                for name in slides:
+                    hashes[name] = _sha256(str(paths[name]))
+
+            hasher = threading.Thread(target=_hash_all, name="mlcamsr-sha256", daemon=True)
+            hasher.start()
         n_done_rows = sum(len(v) for v in done.values())
         bar = _progress_bar(n, progress, initial=n_done_rows)
         task_errors: dict[int, str] = {}
@@ -681,10 +693,8 @@ def extract(
         table = _make_table(df, records, specs, extra, tumor, labels)
 
         slide_attrs: dict[str, Any] = {}
-        hashes: dict[str, tuple[str, int]] = {}
-        if hash_slides:
-            for name in slides:
-                hashes[name] = _sha256(str(paths[name]))
+        if hasher is not None:
+            hasher.join()
         for name, meta in slides.items():
             m = {k: v for k, v in meta.items() if k != "geometry"}
             m["downsamples"] = [list(d) for d in meta["geometry"].downsamples]

@@ -70,6 +70,16 @@ def _is_url(path: str | os.PathLike[str]) -> bool:
     return "://" in str(path)
 
 
+def local_path(path_or_url: str | os.PathLike[str]) -> str:
+    """``file://`` URLs as plain paths (local stores get the lock and atomic writes); others as is."""
+    s = str(path_or_url)
+    if s.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(s).path)
+    return s
+
+
 class StoreLock:
     """An exclusive writer lock: a file with pid and host created with O_EXCL.
 
@@ -456,6 +466,7 @@ def open_store(
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    path_or_url = local_path(path_or_url)
     url = _is_url(path_or_url)
     if not url:
         p = Path(path_or_url)

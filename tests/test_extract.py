@@ -366,3 +366,17 @@ def test_store_errors_are_store_errors(tmp_path, slides_copy):
     with pytest.raises(StoreError, match="not a store"):
         extract(slides_copy, c, tmp_path / "junk", size=64, workers=0, progress=False)
     assert (tmp_path / "junk" / "x.txt").read_text() == "mine"
+
+
+def test_existing_dask_scheduler_and_file_url(small_store, synth_dir, tmp_path):
+    import logging
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster:
+        out = tmp_path / "sched.zarr"
+        res = extract(synth_dir, synth_dir / "coords.csv", f"file://{out}", size=256,
+                      scheduler=cluster.scheduler_address, progress=False)
+    assert res.store == str(out)
+    _assert_same_store(small_store, out)

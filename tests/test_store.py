@@ -75,3 +75,14 @@ def test_write_shard_is_byte_identical_to_zarr(tmp_path):
     assert s.get_bytes("a/c/1/0/0/0") is None and not s["a"][4:8].any()
     with pytest.raises(ValueError, match="whole shard"):
         s.write_shard("a", 2, block)
+
+
+def test_fsspec_url_round_trip():
+    s = open_store("memory://mlcamsr-test/s.zarr", "w")
+    s.create_member("40x", n=4, size=8, mpp=0.243, scale=1, mag=40, shard_rows=2)
+    block = np.full((2, 8, 8, 3), 7, np.uint8)
+    s.write_shard("40x", 2, block)
+    s.write_table(pd.DataFrame({"slide": ["a"] * 4}))
+    r = open_store("memory://mlcamsr-test/s.zarr")
+    np.testing.assert_array_equal(r["40x"][2:4], block)
+    assert len(r.table) == 4 and r.local_root is None
