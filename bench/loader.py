@@ -8,7 +8,7 @@ augmentation, same DataLoader (batch 16, 2 workers, fork, persistent workers):
 (b) ``TripletDataset(in_memory=True)``;
 (c) BasicSR's ``PairedImageDataset`` way: each sample reads a whole HR PNG (``HR/``) and
     its LR PNG (``LR_bic/``, made with the same bicubic) with Pillow, then crops;
-(a') optional (``--inner-chunk 256``): the same store with 256-px inner chunks inside
+(a') optional (``--inner-chunk 256,128``): the same store with 256-px inner chunks inside
     the same shards, to show what the chunk layout costs.
 
 The patches are real H&E: 1024-px mosaics of 512-px squares of the real images in
@@ -195,7 +195,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", type=int, default=1024)
-    ap.add_argument("--inner-chunk", type=int, default=0, help="also time inner chunks (a')")
+    ap.add_argument(
+        "--inner-chunk", default="", help="also time inner chunk sizes (a'), e.g. 256,128"
+    )
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_loader"))
     ap.add_argument("--keep", action="store_true", help="reuse data built by a previous run")
     args = ap.parse_args()
@@ -203,14 +205,15 @@ def main() -> None:
     from mlcamsr.dataset import TripletDataset
 
     out = args.out
+    inner = [int(c) for c in args.inner_chunk.split(",") if c]
     if not (args.keep and (out / "store.zarr").exists()):
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         patches = make_patches(args.patches, args.size)
         build_store(out / "store.zarr", patches)
         build_pngs(out / "png", patches)
-        if args.inner_chunk:
-            build_store(out / "store_inner.zarr", patches, inner=args.inner_chunk)
+        for c in inner:
+            build_store(out / f"store_inner{c}.zarr", patches, inner=c)
     repeat = max(1, -(-2 * args.samples // args.patches))
     kw = dict(split="train", scale=2, patch=64, repeat=repeat)
     runs = {
@@ -218,9 +221,9 @@ def main() -> None:
         "(b) store in RAM": lambda: TripletDataset(out / "store.zarr", in_memory=True, **kw),
         "(c) PNG folders (BasicSR way)": lambda: PngPairs(out / "png", repeat=repeat),
     }
-    if args.inner_chunk:
-        runs[f"(a') disk, {args.inner_chunk}-px inner chunks"] = lambda: TripletDataset(
-            out / "store_inner.zarr", **kw
+    for c in inner:
+        runs[f"(a') disk, {c}-px inner chunks"] = lambda c=c: TripletDataset(
+            out / f"store_inner{c}.zarr", **kw
         )
     load0 = os.getloadavg()
     results = {}
