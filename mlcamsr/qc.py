@@ -86,11 +86,12 @@ def tissue_fraction(img: np.ndarray, *, bg_saturation: float = 0.10, bg_value: f
     Args:
         img: ``(H, W, 3)`` uint8 RGB.
     """
-    mx = img.max(axis=2)
-    mn = img.min(axis=2)
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    mx = np.maximum(np.maximum(r, g), b)
+    mn = np.minimum(np.minimum(r, g), b)
     # saturation = (max - min) / max; background: max > bg_value*255 and sat < bg_saturation
     bright = mx > bg_value * 255.0
-    flat = (mx.astype(np.int16) - mn) < bg_saturation * np.maximum(mx, 1)
+    flat = (mx - mn).astype(np.float32) < np.float32(bg_saturation) * np.maximum(mx, 1)
     return float(1.0 - np.count_nonzero(bright & flat) / mx.size)
 
 
