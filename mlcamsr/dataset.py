@@ -140,6 +140,14 @@ class TripletDataset(Dataset):
         self.size = int(info["size"])
         self.ref_factor = self.scale // 2  # finest px per ref-member px
         self.ref_member = self._ref_member_name(handle, info, name)
+        if self.ref_member is not None:
+            ref_size = int(handle.member_info(self.ref_member)["size"])
+            if ref_size * self.ref_factor != self.size:
+                raise StoreError(
+                    f"{name}: member {self.ref_member} is {ref_size} px, expected "
+                    f"{self.size // self.ref_factor} (1/{self.ref_factor} of {self.gt_member}); "
+                    "the store's members do not cover the same square"
+                )
 
         s = self.scale
         if full:
@@ -217,6 +225,11 @@ class TripletDataset(Dataset):
             raise InputError(
                 f"scale {self.scale} with ref_source bicubic needs the {target or 'bicubic'} "
                 f"member, which {name} lacks; run `mlcamsr pyramid {name}` first"
+            )
+        if not handle.member_info(target).get("complete", True):
+            raise InputError(
+                f"{name}: {target} is unfinished (an interrupted pyramid); rerun "
+                f"`mlcamsr pyramid {name}` to finish it"
             )
         return target
 

@@ -119,6 +119,11 @@ def test_resume_after_a_crash_equals_a_clean_run(store: Path, tmp_path: Path, mo
     with pytest.raises(KeyboardInterrupt):
         pm.pyramid(store, workers=0, progress=False)
     monkeypatch.setattr(pm, "_do_shard", real)
+    from mlcamsr.dataset import TripletDataset
+    from mlcamsr.errors import InputError
+
+    with pytest.raises(InputError, match="unfinished"):
+        TripletDataset(store, split="all", scale=4, patch=16, ref_source="bicubic")
     res = pm.pyramid(store, workers=0, progress=False)
     assert res.shards_skipped == 1 and res.shards_done == 2
     a, b = open_store(store), open_store(clean)
