@@ -59,7 +59,8 @@ def naive_loop(slide: Path, centres: list[tuple[int, int]], size: int, out: Path
     """(b) openslide read_region per member + one PNG per patch; returns seconds."""
     import openslide
 
-    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     osr = openslide.OpenSlide(str(slide))
     t0 = time.perf_counter()
     for i, (x, y) in enumerate(centres):
@@ -136,6 +137,8 @@ def main() -> None:
     with open(slides / "coords.csv") as fh:
         centres = [(int(r["x"]), int(r["y"])) for r in csv.DictReader(fh)][: args.n]
     n = len(centres)
+    coords = work / f"coords_{n}.csv"
+    coords.write_text("slide,x,y\n" + "".join(f"slide_000.tif,{x},{y}\n" for x, y in centres))
     res: dict[str, object] = {"n": n, "size": args.size, "slide": f"{args.slide_size}^2 px",
                               "cpus": os.cpu_count(), "load_before": _load()}
     print(f"{n} triplets ({args.size}/{args.size // 2}/{args.size // 4} px) from {slide} "
@@ -151,13 +154,13 @@ def main() -> None:
     out = work / "store.zarr"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    extract(slides, slides / "coords.csv", out, size=args.size, workers=args.workers,
+    extract(slides, coords, out, size=args.size, workers=args.workers,
             backend=args.backend, progress=False, hash_slides=False, cache_mb=0)
     tc0 = time.perf_counter() - t0
     print(f"(c0) mlcamsr extract --workers {args.workers} --cache-mb 0: {n / tc0:6.1f} triplets/s ({tc0:.1f} s)")
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    r = extract(slides, slides / "coords.csv", out, size=args.size, workers=args.workers,
+    r = extract(slides, coords, out, size=args.size, workers=args.workers,
                 backend=args.backend, progress=False, hash_slides=False, cache_mb=args.cache_mb)
     tc = time.perf_counter() - t0
     s = open_store(out)
@@ -179,13 +182,13 @@ def main() -> None:
         out0 = work / "store_serial.zarr"
         shutil.rmtree(out0, ignore_errors=True)
         t0 = time.perf_counter()
-        extract(slides, slides / "coords.csv", out0, size=args.size, workers=0,
+        extract(slides, coords, out0, size=args.size, workers=0,
                 backend=args.backend, progress=False, hash_slides=False, cache_mb=0)
         ts_ = time.perf_counter() - t0
         print(f"(s) extract --workers 0 --cache-mb 0     : {n / ts_:7.1f} triplets/s ({ts_:.1f} s)")
         prof = stage_profile(slide, centres, args.size, args.backend)
         total = sum(prof.values())
-        print("    serial stages, ms/triplet: " + ", ".join(f"{k} {v:.1f}" for k, v in prof.items())
+        print("    serial stages, CPU ms/triplet: " + ", ".join(f"{k} {v:.1f}" for k, v in prof.items())
               + f" (sum {total:.1f}; the rest of (s) is Zarr write + scheduling)")
         res.update(s_tps=n / ts_, stages_ms=prof)
     res["load_after"] = _load()
