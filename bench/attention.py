@@ -55,15 +55,14 @@ def _autocast(dev: torch.device, dtype: str):
     return torch.autocast(dev.type, dtype=DTYPES[dtype])
 
 
-def run_search(method: str, size: int, batch: int, channels: int, dtype: str, device: str,
-               chunk: str, repeat: int) -> dict:
-    """Time and peak memory of one search-transfer configuration (in this process)."""
+def _search_case(method: str, size: int, batch: int, channels: int, dtype: str, device: str, chunk: str):
+    """Inputs (B, C, size, size) and the call of one search-transfer configuration."""
     dev = torch.device(device)
     g = torch.Generator().manual_seed(size)
     dt = DTYPES[dtype]
     q, k, v = (torch.randn(batch, channels, size, size, generator=g).to(dev, dt) for _ in range(3))
     n = size * size
-    itemsize = torch.tensor([], dtype=dt).element_size()
+    itemsize = dt.itemsize
     budget = CUDA_RELEVANCE_BUDGET_BYTES if dev.type == "cuda" else RELEVANCE_BUDGET_BYTES
     chunk_n = auto_chunk_size(batch, n, n, itemsize, budget) if chunk == "auto" else min(n, int(chunk))
     if method == "dense":
@@ -72,20 +71,44 @@ def run_search(method: str, size: int, batch: int, channels: int, dtype: str, de
     else:
         fn = lambda: search_transfer(q, k, v, chunk_size=chunk_n)  # noqa: E731
         rel_bytes = batch * chunk_n * n * itemsize
-    times = []
-    with torch.no_grad(), _autocast(dev, dtype), PeakMemory(dev) as mem:
-        for i in range(repeat + 1):
-            _sync(dev)
-            t0 = time.perf_counter()
+    info = {"kind": "search", "method": method, "size": size, "batch": batch, "channels": channels,
+            "dtype": dtype, "device": device, "chunk": chunk_n if method == "chunked" else None,
+            "relevance_bytes": rel_bytes}
+    return fn, info
+
+
+def run_search_memory(method: str, size: int, batch: int, channels: int, dtype: str, device: str,
+                      chunk: str) -> dict:
+    """Peak extra memory of one call (after one warm-up call), in this process."""
+    dev = torch.device(device)
+    fn, info = _search_case(method, size, batch, channels, dtype, device, chunk)
+    with torch.no_grad(), _autocast(dev, dtype):
+        fn()
+        with PeakMemory(dev) as mem:
             out = fn()
             _sync(dev)
-            if i:
-                times.append(time.perf_counter() - t0)
             del out
-    return {"kind": "search", "method": method, "size": size, "batch": batch, "channels": channels,
-            "dtype": dtype, "device": device, "chunk": chunk_n if method == "chunked" else None,
-            "time_s": statistics.median(times), "time_min_s": min(times), "relevance_bytes": rel_bytes,
-            "peak_bytes": mem.peak, "memory_method": mem.method}
+    return {**info, "peak_bytes": mem.peak, "memory_method": mem.method}
+
+
+def time_searches(methods: list[str], size: int, batch: int, channels: int, dtype: str, device: str,
+                  chunk: str, repeat: int) -> dict[str, list[float]]:
+    """Times of ``repeat`` rounds, the methods interleaved in each round (after one warm-up
+    round), so that load changes on a shared machine hit every method alike."""
+    dev = torch.device(device)
+    cases = {m: _search_case(m, size, batch, channels, dtype, device, chunk)[0] for m in methods}
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    with torch.no_grad(), _autocast(dev, dtype):
+        for i in range(repeat + 1):
+            for m, fn in cases.items():
+                _sync(dev)
+                t0 = time.perf_counter()
+                out = fn()
+                _sync(dev)
+                if i:
+                    times[m].append(time.perf_counter() - t0)
+                del out
+    return times
 
 
 def run_model(arch: str, batch: int, size: int, dtype: str, device: str, repeat: int, warmup: int) -> dict:
@@ -121,6 +144,9 @@ def _in_subprocess(job: dict) -> dict:
     """Run one job in a fresh interpreter (CPU: so VmHWM belongs to this job alone)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([os.getcwd()] + env.get("PYTHONPATH", "").split(os.pathsep))
+    # a fixed mmap threshold: large blocks go back to the OS when freed, so the resident
+    # high-water mark follows the live tensors instead of glibc's grown heap
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", "131072")
     proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(job)],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -131,7 +157,7 @@ def _in_subprocess(job: dict) -> dict:
 def _run(job: dict, isolate: bool) -> dict:
     if isolate:
         return _in_subprocess(job)
-    fn = run_search if job.pop("kind") == "search" else run_model
+    fn = run_search_memory if job.pop("kind") == "search" else run_model
     try:
         return fn(**job)
     except torch.OutOfMemoryError as exc:  # a dense config that does not fit
@@ -191,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-size", type=int, default=64, help="LR side of the model step (default 64)")
     ap.add_argument("--model-repeat", type=int, default=1, help="timed training steps (default 1)")
     ap.add_argument("--model-warmup", type=int, default=1, help="untimed steps first (default 1)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default torch's own)")
     ap.add_argument("--json", default=None, help="also write all rows to this JSON file")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -199,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_run(job, isolate=False)))
         return 0
     dev = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # children (memory, models) too
     if dev.type == "cuda" and not torch.cuda.is_available():
         print("CUDA is not available", file=sys.stderr)
         return 2
@@ -215,16 +245,22 @@ def main(argv: list[str] | None = None) -> int:
     for dtype in dtypes:
         itemsize = DTYPES[dtype].itemsize
         for size in [int(s) for s in args.sizes.split(",") if s]:
-            for method in ("dense", "chunked"):
-                job = {"kind": "search", "method": method, "size": size, "batch": args.batch,
-                       "channels": args.channels, "dtype": dtype, "device": args.device,
-                       "chunk": args.chunk, "repeat": args.repeat}
-                rel = args.batch * (size * size) ** 2 * itemsize
-                if method == "dense" and rel > dense_max * 2**30:
-                    row = {**job, "relevance_bytes": rel,
-                           "error": f"skipped: needs {rel / 2**30:.1f} GiB for the relevance matrix alone"}
-                else:
-                    row = _run(job, isolate)
+            rel = args.batch * (size * size) ** 2 * itemsize
+            base = {"method": "dense", "size": size, "batch": args.batch, "channels": args.channels,
+                    "dtype": dtype, "device": args.device, "chunk": args.chunk}
+            methods = ["chunked"]
+            if rel > dense_max * 2**30:
+                rows.append({**base, "relevance_bytes": rel,
+                             "error": f"skipped: needs {rel / 2**30:.2f} GiB for the relevance matrix alone"})
+            else:
+                methods.insert(0, "dense")
+            times = time_searches(methods, size, args.batch, args.channels, dtype, args.device,
+                                  args.chunk, args.repeat)
+            for method in methods:
+                row = _run({"kind": "search", **base, "method": method}, isolate)
+                if "error" not in row:
+                    row.update(time_s=statistics.median(times[method]), time_min_s=min(times[method]),
+                               repeat=args.repeat, threads=torch.get_num_threads())
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print("\n" + search_table(rows), flush=True)
