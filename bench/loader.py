@@ -8,6 +8,8 @@ augmentation, same DataLoader (batch 16, 2 workers, fork, persistent workers):
 (b) ``TripletDataset(in_memory=True)``;
 (c) BasicSR's ``PairedImageDataset`` way: each sample reads a whole HR PNG (``HR/``) and
     its LR PNG (``LR_bic/``, made with the same bicubic) with Pillow, then crops;
+(a4) as (a) with ``PatchGroupedSampler(crops_per_patch=4)``: 4 patches per batch of 16,
+    each decoded once for its 4 random crops;
 (a') optional (``--inner-chunk 256,128``): the same store with 256-px inner chunks inside
     the same shards, to show what the chunk layout costs.
 
@@ -165,12 +167,15 @@ class PngPairs:
         return out
 
 
-def measure(ds, samples: int, batch: int, workers: int) -> float:
+def measure(ds, samples: int, batch: int, workers: int, crops_per_patch: int = 0) -> float:
     """Samples/s over ``samples`` items after the first batch (worker start excluded)."""
     from torch.utils.data import DataLoader
 
+    from mlcamsr.dataset import PatchGroupedSampler
+
+    sampler = PatchGroupedSampler(ds, crops_per_patch) if crops_per_patch else None
     dl = DataLoader(
-        ds, batch_size=batch, shuffle=True, num_workers=workers,
+        ds, batch_size=batch, shuffle=sampler is None, sampler=sampler, num_workers=workers,
         persistent_workers=workers > 0, drop_last=True,
     )
     it = iter(dl)
@@ -218,6 +223,7 @@ def main() -> None:
     kw = dict(split="train", scale=2, patch=64, repeat=repeat)
     runs = {
         "(a) store on disk": lambda: TripletDataset(out / "store.zarr", **kw),
+        "(a4) disk, PatchGroupedSampler(4)": lambda: TripletDataset(out / "store.zarr", **kw),
         "(b) store in RAM": lambda: TripletDataset(out / "store.zarr", in_memory=True, **kw),
         "(c) PNG folders (BasicSR way)": lambda: PngPairs(out / "png", repeat=repeat),
     }
@@ -228,7 +234,8 @@ def main() -> None:
     load0 = os.getloadavg()
     results = {}
     for name, make in runs.items():
-        results[name] = measure(make(), args.samples, args.batch, args.workers)
+        k = 4 if name.startswith("(a4)") else 0
+        results[name] = measure(make(), args.samples, args.batch, args.workers, k)
         print(f"{name:40s} {results[name]:8.0f} samples/s", flush=True)
     load1 = os.getloadavg()
     a, c = results["(a) store on disk"], results["(c) PNG folders (BasicSR way)"]

@@ -47,12 +47,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from mlcamsr.errors import InputError, StoreError
 from mlcamsr.resize import resize_weights
 
-__all__ = ["TripletDataset", "REF_SOURCES", "SCALES"]
+__all__ = ["TripletDataset", "PatchGroupedSampler", "REF_SOURCES", "SCALES"]
 
 REF_SOURCES = ("real", "bicubic", "gt-updown", "lr")
 SCALES = (2, 4, 8)
@@ -197,6 +197,7 @@ class TripletDataset(Dataset):
         self._rng: np.random.Generator | None = None
         self._rng_pid: int | None = None
         self._mem: dict[str, np.ndarray] | None = None
+        self._batch_cache: dict[tuple[str, int], np.ndarray] | None = None
         if in_memory:
             self._mem = self._load_memory(handle)
 
@@ -251,6 +252,7 @@ class TripletDataset(Dataset):
         state["_pid"] = None
         state["_rng"] = None
         state["_rng_pid"] = None
+        state["_batch_cache"] = None
         return state
 
     def _open(self) -> dict[str, Any]:
@@ -275,6 +277,9 @@ class TripletDataset(Dataset):
     def _crop(self, member: str, k: int, y: int, x: int, n: int) -> np.ndarray:
         if self._mem is not None:
             return self._mem[member][k, y : y + n, x : x + n]
+        cached = self._batch_cache.get((member, k)) if self._batch_cache else None
+        if cached is not None:
+            return cached[y : y + n, x : x + n]
         arr = self._open()[member]
         return np.asarray(arr[int(self.indices[k]), y : y + n, x : x + n, :])
 
@@ -346,12 +351,76 @@ class TripletDataset(Dataset):
             "index": int(self.indices[k]),
         }
 
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        """A whole batch (DataLoader calls this in the worker): a patch that several items
+        of the batch crop from is read and decoded once (see :class:`PatchGroupedSampler`).
+        """
+        ks = [i % len(self.indices) for i in indices]
+        if self._mem is None:
+            counts: dict[int, int] = {}
+            for k in ks:
+                counts[k] = counts.get(k, 0) + 1
+            arrays = self._open()
+            members = [m for m in (self.gt_member, self.ref_member) if m is not None]
+            self._batch_cache = {
+                (m, k): np.asarray(arrays[m][int(self.indices[k])])
+                for k, c in counts.items()
+                if c > 1
+                for m in members
+            }
+        try:
+            return [self[i] for i in indices]
+        finally:
+            self._batch_cache = None
+
     def __repr__(self) -> str:
         return (
             f"TripletDataset({Path(str(self.path)).name!s}, split={self.split!r}, "
             f"scale={self.scale}, patch={self.patch}, ref_source={self.ref_source!r}, "
             f"n={len(self)}, gt={self.gt_member}, ref={self.ref_member or 'computed/gt'})"
         )
+
+
+class PatchGroupedSampler(Sampler[int]):
+    """Shuffled indices in runs of ``crops_per_patch`` items from the same patch.
+
+    With ``batch_size`` a multiple of ``crops_per_patch``, each batch holds
+    ``batch_size / crops_per_patch`` patches and :meth:`TripletDataset.__getitems__`
+    decodes each once for all its (independently random) crops: on a store with one
+    chunk per 1024-px patch this divides the decoding work by ``crops_per_patch``. The
+    price is fewer distinct patches per batch; every patch is still visited equally
+    often (a fresh permutation per pass). ``crops_per_patch=1`` is plain shuffling.
+
+    Args:
+        dataset: the :class:`TripletDataset`.
+        crops_per_patch: items in a row from one patch. Default 4.
+        seed: base seed; the epoch (:meth:`set_epoch`) is added. Default: random.
+    """
+
+    def __init__(self, dataset: TripletDataset, crops_per_patch: int = 4, seed: int | None = None):
+        if int(crops_per_patch) < 1:
+            raise InputError(f"crops_per_patch={crops_per_patch} must be >= 1")
+        self.n_items = len(dataset)
+        self.n_patches = len(dataset.indices)
+        self.k = int(crops_per_patch)
+        self.seed = int(torch.empty((), dtype=torch.int64).random_().item()) if seed is None else seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n_items
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        n_groups = -(-self.n_items // self.k)
+        order = np.concatenate(
+            [rng.permutation(self.n_patches) for _ in range(-(-n_groups // self.n_patches))]
+        )[:n_groups]
+        out = np.repeat(order, self.k)[: self.n_items]
+        self.epoch += 1
+        return iter(out.tolist())
 
 
 def _augment(t: torch.Tensor, rot: int, flip: bool) -> torch.Tensor:

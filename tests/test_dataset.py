@@ -407,3 +407,32 @@ def test_extracted_synthetic_store_pyramid_split_by_slide_dataset(
 
 
 REF_SOURCES_ALL = ("real", "bicubic", "gt-updown", "lr")
+
+
+def test_batched_reads_equal_single_items_and_grouped_sampler(real_store: Path) -> None:
+    from torch.utils.data import DataLoader
+
+    from mlcamsr.dataset import PatchGroupedSampler, TripletDataset
+
+    ds = TripletDataset(real_store, scale=4, patch=16, augment=False, repeat=3)
+    batch = ds.__getitems__([0, 8, 16, 1, 9])  # items 0, 8, 16 are patch 0
+    for i, item in zip([0, 8, 16, 1, 9], batch):
+        single = ds[i]
+        for key in ("lr", "ref", "gt"):
+            assert (item[key] == single[key]).all()
+    assert ds._batch_cache is None
+
+    sampler = PatchGroupedSampler(ds, crops_per_patch=4, seed=0)
+    order = list(sampler)
+    assert len(order) == len(ds) == 24
+    groups = [order[j : j + 4] for j in range(0, 24, 4)]
+    assert all(len(set(g)) == 1 for g in groups)
+    assert len({g[0] for g in groups}) == 6  # 8 patches, 6 groups: no patch twice
+    sampler.set_epoch(0)
+    assert list(sampler) == order
+    train = TripletDataset(real_store, scale=2, patch=32, repeat=2)
+    dl = DataLoader(train, batch_size=8, sampler=PatchGroupedSampler(train, 4, seed=1),
+                    num_workers=2, multiprocessing_context="fork")
+    rows = [b["row"].tolist() for b in dl]
+    assert sum(len(r) for r in rows) == 16
+    assert all(len(set(r[:4])) == 1 and len(set(r[4:])) == 1 for r in rows)
