@@ -362,10 +362,15 @@ class TripletDataset(Dataset):
                 counts[k] = counts.get(k, 0) + 1
             arrays = self._open()
             members = [m for m in (self.gt_member, self.ref_member) if m is not None]
+            gt_arr = arrays[self.gt_member]
+            # whole-patch chunks: any repeat pays; inner chunks: only when the crops of the
+            # batch would decode about as many chunks as the whole patch has
+            per_side = max(1, int(gt_arr.shape[1]) // int(gt_arr.chunks[1]))
+            need = max(2, per_side * per_side // 2)
             self._batch_cache = {
                 (m, k): np.asarray(arrays[m][int(self.indices[k])])
                 for k, c in counts.items()
-                if c > 1
+                if c >= need
                 for m in members
             }
         try:
