@@ -717,6 +717,11 @@ def extract(
                     "sources": {str(k): int(v) for k, v in col.value_counts().sort_index().items()},
                 }
             )
+        root = store.local_root
+        if root is not None:  # temp files of writes cut by a kill (we hold the lock: none live)
+            for s in specs:
+                for tmp in (root / s.name).rglob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
         store.write_table(table)
         complete = not task_errors
         store.update_attrs(

@@ -310,7 +310,7 @@ class Store:
                 continue
             data = codec.encode(patch)
             index[i] = (offset, len(data))
-            parts.append(bytes(data))
+            parts.append(data if isinstance(data, bytes) else bytes(data))
             offset += len(data)
         key = f"{name}/" + arr.metadata.encode_chunk_key((start // rows, 0, 0, 0))
         if not parts:
@@ -320,7 +320,26 @@ class Store:
 
         idx = index.reshape(rows, 1, 1, 1, 2).tobytes()
         crc = np.array([google_crc32c.value(idx)], dtype="<u4").tobytes()
-        self.put_bytes(key, b"".join(parts) + idx + crc)
+        root = self.local_root
+        if root is None:
+            self.put_bytes(key, b"".join(parts) + idx + crc)
+            return
+        # local: one vectored write to a temp file + rename (atomic, no joined copy)
+        path = root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            bufs = [*parts, idx, crc]
+            total = sum(len(b) for b in bufs)
+            written = os.writev(fd, bufs)
+            if written != total:  # short write: finish the rest plainly
+                rest = b"".join(bufs)[written:]
+                while rest:
+                    rest = rest[os.write(fd, rest) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
 
     # -- raw keys ------------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes) -> None:
