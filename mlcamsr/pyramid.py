@@ -172,15 +172,18 @@ def pyramid(
     phash = _params_hash(plan)
     name = str(store_path)
     with store.lock():
+        registered = set(store.members)
         existing = [m for m in plan["names"] if m in store]
         prev = store.attrs.get("pyramid") or {}
+        # arrays left unregistered (e.g. a later extract rewrote the member list) are remade
+        lost = [m for m in existing if m not in registered]
         stale = bool(existing) and prev.get("params_hash") != phash
         if stale and not overwrite:
             raise StoreError(
                 f"{name} already has {', '.join(existing)} made with other parameters "
                 f"(or by an older run); pass --overwrite to remake them"
             )
-        if overwrite or stale or not existing or len(existing) != len(plan["names"]):
+        if overwrite or stale or lost or len(existing) != len(plan["names"]):
             store.delete_prefix(RECORDS)
             for k, (m, sz) in enumerate(zip(plan["names"], plan["sizes"]), start=1):
                 arr = store.create_member(

@@ -172,3 +172,15 @@ def test_bad_stores_get_one_line_exit_2_and_stay_untouched(case: str, patches, t
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and want in lines[0], r.output
     assert (tree_digest(path) if path.exists() else None) == before
+
+
+def test_members_dropped_from_the_member_list_are_remade(store: Path) -> None:
+    from mlcamsr.pyramid import pyramid
+    from mlcamsr.store import open_store
+
+    pyramid(store, workers=0, progress=False)
+    st = open_store(store, mode="r+")
+    st.update_attrs(members=[m for m in st.attrs["members"] if m["kind"] != "bicubic"])
+    res = pyramid(store, workers=0, progress=False)
+    assert res.shards_done == 3
+    assert open_store(store).members[-3:] == ["20x_bicubic", "10x_bicubic", "5x_bicubic"]
