@@ -37,6 +37,13 @@ DataLoader workers (fork or spawn, persistent or not) open the store themselves 
 first use: the dataset pickles as its path and settings only. ``in_memory=True`` reads
 the members the split needs into numpy arrays once (shared copy-on-write by forked
 workers; copied into spawned ones).
+
+Speed: the bicubic is two small torch matmuls with weights precomputed per size (torch
+runs single-threaded in DataLoader workers). A sample reads only its crop, but the store
+keeps one chunk per patch, so each read decodes a whole patch; ``__getitems__`` (called
+by the DataLoader per batch) decodes a patch once for all items of the batch that crop
+from it, and :class:`PatchGroupedSampler` (opt-in) makes batches of such runs. Figures:
+docs/benchmarks.md, "Data loading".
 """
 
 from __future__ import annotations
