@@ -272,6 +272,12 @@ class TripletDataset(Dataset):
             self._pid = pid
         return self._arrays
 
+    def reseed(self, seed: int | None) -> None:
+        """Seed the crop/augmentation generator of this process (``None``: back to the
+        default, seeded from ``torch.initial_seed()`` on next use, i.e. per worker)."""
+        self._rng = None if seed is None else np.random.default_rng(int(seed))
+        self._rng_pid = os.getpid()
+
     def _generator(self) -> np.random.Generator:
         pid = os.getpid()
         if self._rng is None or self._rng_pid != pid:
