@@ -16,6 +16,8 @@ from cli.common import handle_errors, store_option
               help="Must match the checkpoint [default: the checkpoint's].")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder [default: <checkpoint folder>/eval_<split>_<mode>].")
+@click.option("--arch", type=click.Choice(["cwtnet", "bicubic", "srcnn", "edsr", "rcan"]), default=None,
+              help="Refuse a checkpoint of another architecture [default: accept the checkpoint's].")
 @click.option("--mode", type=click.Choice(["reference", "sisr"]), default="reference", show_default=True,
               help="CWT-Net with I'_GT (reference) or through its WR module (sisr).")
 @click.option("--save-images", is_flag=True, help="Write images/<i>_sr.png, _bicubic.png, _gt.png.")
@@ -26,7 +28,8 @@ from cli.common import handle_errors, store_option
 @click.option("--max-images", type=int, default=None, help="Score only the first N images.")
 @click.option("--pictures", type=int, default=6, show_default=True, help="Side-by-side pictures to write.")
 @handle_errors
-def main(store: str, checkpoint: str, split: str, scale: str | None, out: str | None, mode: str,
+def main(store: str, checkpoint: str, split: str, scale: str | None, out: str | None,
+         arch: str | None, mode: str,
          save_images: bool, use_ema: bool, device: str, tile: int | None, overlap: int,
          max_images: int | None, pictures: int) -> None:
     """Score a checkpoint and bicubic (authors' PSNR/SSIM + BasicSR's) on STORE's test split."""
@@ -37,7 +40,8 @@ def main(store: str, checkpoint: str, split: str, scale: str | None, out: str | 
     out_dir = out or str(Path(checkpoint).parent / f"eval_{split}_{mode}")
     m = evaluate(store, checkpoint, out=out_dir, split=split, scale=int(scale) if scale else None,
                  mode=mode, save_images=save_images, use_ema=use_ema, device=device, tile=tile,
-                 overlap=overlap, max_images=max_images, pictures=pictures, progress=True)
+                 overlap=overlap, max_images=max_images, pictures=pictures, progress=True,
+                 arch=arch)
     meta = m["meta"]
     click.echo(f"{meta['label']} x{meta['scale']} on {meta['n_images']} {split} images "
                f"(8-bit RGB, no crop):")

@@ -146,6 +146,7 @@ def evaluate(
     scale: int | None = None, mode: str = "reference", save_images: bool = False,
     use_ema: bool = True, device: str = "auto", tile: int | None = None, overlap: int = 16,
     max_images: int | None = None, pictures: int = 6, progress: bool = False,
+    arch: str | None = None,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` and bicubic on the whole patches of ``split``; write the outputs.
 
@@ -165,6 +166,10 @@ def evaluate(
             "or a checkpoint trained at this scale"
         )
     scale = ck_scale
+    if arch is not None and arch != str(ckpt["arch"]):
+        raise InputError(
+            f"{checkpoint}: checkpoint is for --arch {ckpt['arch']}, not {arch}; pass the matching checkpoint"
+        )
     arch = str(ckpt["arch"])
     ref_source = str((ckpt.get("config") or {}).get("ref_source", "real"))
     if mode == "reference" and arch != "cwtnet":
@@ -180,7 +185,7 @@ def evaluate(
         tile = 128
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compare").mkdir(exist_ok=True)
+    (out / "compare").mkdir(exist_ok=True)  # only now: every check above has passed
     if save_images:
         (out / "images").mkdir(exist_ok=True)
     table = st.table

@@ -1,0 +1,32 @@
+"""``mlcamsr demo``: the whole main job on an embedded default, ending in a report."""
+
+from __future__ import annotations
+
+import click
+
+from cli.common import handle_errors
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--out", type=click.Path(file_okay=False), default="demo", show_default=True,
+              help="Folder for slides, store, runs, evaluations and report/.")
+@click.option("--minutes", type=float, default=4.0, show_default=True,
+              help="Training budget of each network (CWT-Net, and EDSR with --compare).")
+@click.option("--compare/--no-compare", default=True, show_default=True,
+              help="Also train EDSR on the same data for the same budget.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True, help="Extraction worker processes.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--fresh", is_flag=True, help="Redo every stage (default: reuse slides and store).")
+@handle_errors
+def demo(out: str, minutes: float, compare: bool, device: str, workers: int, seed: int,
+         fresh: bool) -> None:
+    """Synthetic slides -> extract -> pyramid -> split -> train CWT-Net -> eval -> report.
+
+    About 15 minutes on a 2-core CPU with the defaults. Open OUT/report/report.md.
+    """
+    from cwtnet.demo import run_demo
+
+    res = run_demo(out, minutes=minutes, compare=compare, seed=seed, device=device,
+                   workers=workers, fresh=fresh, log=lambda s: click.echo(s, err=True))
+    click.echo(f"report: {res.report} (total {res.timings['total']:.0f} s)")

@@ -1,0 +1,120 @@
+"""cwtnet-eval: metrics.json layout, saved images reproduce the figures, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from cwtnet.metrics import psnr, ssim
+from cwtnet.model import build_model
+from cwtnet.report import table_i
+from cwtnet.train import save_model
+from tests.test_train import make_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_store(tmp_path_factory.mktemp("ev") / "s.zarr", n=6, size=64, test=2)
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("ck")
+    torch.manual_seed(0)
+    out = {}
+    for arch, scale, opts in [("cwtnet", 2, dict(n_cwtb=1, num_feat=8)), ("bicubic", 2, {}),
+                              ("edsr", 4, dict(num_block=1, num_feat=8))]:
+        out[f"{arch}{scale}"] = save_model(build_model(arch, scale, **opts), d / f"{arch}{scale}.pt",
+                                           arch=arch, scale=scale, options=opts)
+    return out
+
+
+def _eval(args: list[str]) -> tuple[int, str]:
+    from cli.evaluate import main
+
+    r = CliRunner().invoke(main, args)
+    return r.exit_code, r.output
+
+
+@pytest.mark.parametrize("mode", ["reference", "sisr"])
+def test_eval_writes_metrics_csv_table_pictures(store: Path, ckpts: dict[str, Path], tmp_path: Path,
+                                                 mode: str) -> None:
+    out = tmp_path / "ev"
+    code, text = _eval(["--zarr", str(store), "--checkpoint", str(ckpts["cwtnet2"]), "--split", "test",
+                        "--scale", "2", "--out", str(out), "--mode", mode, "--save-images", "--device", "cpu"])
+    assert code == 0, text
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("model", "bicubic"):
+        assert {"psnr", "ssim", "psnr_rgb_crop", "ssim_y_crop"} <= set(m[key])
+    assert m["meta"]["mode"] == mode and m["meta"]["n_images"] == 2
+    assert "basicsr_y" in m and "basicsr_rgb" in m
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    assert len(rows) == 2
+    # anyone can recompute the figures from the saved images
+    for r in rows:
+        i = r["i"]
+        sr, bic, gt = (np.asarray(Image.open(out / "images" / f"{i}_{k}.png")) for k in ("sr", "bicubic", "gt"))
+        assert gt.shape == (64, 64, 3) and sr.shape == gt.shape
+        assert abs(psnr(sr, gt) - float(r["psnr"])) < 1e-4
+        assert abs(ssim(bic, gt) - float(r["bicubic_ssim"])) < 1e-5
+        assert abs(psnr(bic, gt, crop_border=2, y_channel=True) - float(r["bicubic_psnr_y_crop"])) < 1e-4
+    assert np.mean([float(r["psnr"]) for r in rows]) == pytest.approx(m["model"]["psnr"], abs=1e-5)
+    assert (out / "compare" / "0.png").exists()
+    assert "| Dataset | Method | 2x PSNR(dB) | 2x SSIM |" in (out / "table.md").read_text()
+
+
+def test_bicubic_checkpoint_scores_exactly_bicubic(store: Path, ckpts: dict[str, Path], tmp_path: Path) -> None:
+    code, text = _eval(["--zarr", str(store), "--checkpoint", str(ckpts["bicubic2"]), "--out", str(tmp_path)])
+    assert code == 0, text
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["model"]["psnr"] == pytest.approx(m["bicubic"]["psnr"], abs=0.02)
+    assert m["model"]["psnr"] > 25  # real tissue, x2
+
+
+def test_table_i_layout_marks_best() -> None:
+    md = table_i([
+        {"dataset": "D", "method": "bicubic", "scale": 2, "psnr": 35.2, "ssim": 0.94},
+        {"dataset": "D", "method": "CWT-Net", "scale": 2, "psnr": 39.3, "ssim": 0.98},
+        {"dataset": "D", "method": "CWT-Net", "scale": 4, "psnr": 29.6, "ssim": 0.83},
+    ])
+    assert "| D | bicubic | 35.200 | .9400 |" in md
+    assert "**39.300** | **.9800**" in md
+
+
+@pytest.mark.parametrize("case", ["scale", "arch", "junk", "no_split", "empty_test", "no_member"])
+def test_bad_input_one_line(case: str, store: Path, ckpts: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "ev"
+    args = ["--zarr", str(store), "--checkpoint", str(ckpts["cwtnet2"]), "--out", str(out)]
+    if case == "scale":
+        args += ["--scale", "4"]
+        want = "checkpoint is for x2, not x4"
+    elif case == "arch":
+        args += ["--arch", "edsr"]
+        want = "checkpoint is for --arch cwtnet, not edsr"
+    elif case == "junk":
+        junk = tmp_path / "junk.pt"
+        torch.save({"weights": torch.zeros(2)}, junk)
+        args[3] = str(junk)
+        want = "not a CWT-Net checkpoint"
+    elif case == "no_split":
+        args[1] = str(make_store(tmp_path / "n.zarr", n=4, size=64, split=False))
+        want = "no train/test split"
+    elif case == "empty_test":
+        args[1] = str(make_store(tmp_path / "e.zarr", n=4, size=64, test=0))
+        want = "test split is empty"
+    else:
+        args = ["--zarr", str(make_store(tmp_path / "m.zarr", n=4, size=64, members=(1,))),
+                "--checkpoint", str(ckpts["edsr4"]), "--out", str(out)]
+        want = "needs the member '20x'"
+    code, text = _eval(args)
+    assert code == 2, text
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert len(lines) == 1 and want in lines[0], text
+    assert not (out / "metrics.json").exists()
