@@ -33,6 +33,15 @@ from pathlib import Path
 import numpy as np
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the dask worker processes
+    are children of this process and are joined when the cluster closes)."""
+    import resource
+
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
+
+
 def _load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -41,16 +50,22 @@ def _du(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
+_LAST_CPU = 0.0
+
+
 def read_only_loop(slide: Path, centres: list[tuple[int, int]], size: int) -> float:
     """(a) tiffslide, one process, the three members at their native levels; returns seconds."""
     import tiffslide
 
     ts = tiffslide.TiffSlide(slide)
+    global _LAST_CPU
+    c0 = _cpu()
     t0 = time.perf_counter()
     for x, y in centres:
         for level, n in ((0, size), (1, size // 2), (2, size // 4)):
             np.asarray(ts.read_region((x - size // 2, y - size // 2), level, (n, n), as_array=True))
     dt = time.perf_counter() - t0
+    _LAST_CPU = _cpu() - c0
     ts.close()
     return dt
 
@@ -145,7 +160,9 @@ def main() -> None:
           f"({slide.stat().st_size / 1e6:.1f} MB); load average {res['load_before']}")
 
     ta = read_only_loop(slide, centres, args.size)
-    print(f"(a) tiffslide read-only loop, 1 process : {n / ta:7.1f} triplets/s ({ta:.1f} s)")
+    cpu_a = _LAST_CPU
+    print(f"(a) tiffslide read-only loop, 1 process : {n / ta:7.1f} triplets/s ({ta:.1f} s; "
+          f"CPU {1000 * cpu_a / n:.1f} ms/triplet)")
 
     tb = naive_loop(slide, centres, args.size, work / "naive")
     png = _du(work / "naive")
@@ -153,22 +170,28 @@ def main() -> None:
 
     out = work / "store.zarr"
     shutil.rmtree(out, ignore_errors=True)
+    c0 = _cpu()
     t0 = time.perf_counter()
     extract(slides, coords, out, size=args.size, workers=args.workers,
             backend=args.backend, progress=False, hash_slides=False, cache_mb=0)
     tc0 = time.perf_counter() - t0
-    print(f"(c0) mlcamsr extract --workers {args.workers} --cache-mb 0: {n / tc0:6.1f} triplets/s ({tc0:.1f} s)")
+    cpu_c0 = _cpu() - c0
+    print(f"(c0) mlcamsr extract --workers {args.workers} --cache-mb 0: {n / tc0:6.1f} triplets/s ({tc0:.1f} s; "
+          f"CPU {1000 * cpu_c0 / n:.1f} ms/triplet, all processes)")
     shutil.rmtree(out, ignore_errors=True)
+    c0 = _cpu()
     t0 = time.perf_counter()
     r = extract(slides, coords, out, size=args.size, workers=args.workers,
                 backend=args.backend, progress=False, hash_slides=False, cache_mb=args.cache_mb)
     tc = time.perf_counter() - t0
+    cpu_c = _cpu() - c0
     s = open_store(out)
     nbytes = _du(out)
     raw = sum(np.prod(s[m].shape) for m in s.members) * r.n_kept / max(1, r.n_rows)
     codec = [c.to_dict() for c in s[s.members[0]].metadata.codecs]
     print(f"(c) mlcamsr extract --workers {args.workers} (cache) : {n / tc:7.1f} triplets/s ({tc:.1f} s incl. "
-          f"cluster start; kept {r.n_kept}, rejected {r.n_rejected}, failed {r.n_failed})")
+          f"cluster start; CPU {1000 * cpu_c / n:.1f} ms/triplet; kept {r.n_kept}, rejected {r.n_rejected}, "
+          f"failed {r.n_failed})")
     print(f"    store {nbytes / 1e6:.1f} MB on disk for {raw / 1e6:.0f} MB of kept pixels "
           f"(ratio {raw / max(nbytes, 1):.2f}); codecs {json.dumps(codec)}")
     res.update(a_tps=n / ta, b_tps=n / tb, c_tps=n / tc, c_over_a=ta / tc, c_over_b=tb / tc,
@@ -177,6 +200,13 @@ def main() -> None:
     print(f"ratios: (c)/(a) = {ta / tc:.2f}x (target 1.5x), (c)/(b) = {tb / tc:.2f}x (target 5x); "
           f"without the block cache (c0)/(a) = {ta / tc0:.2f}x, (c0)/(b) = {tb / tc0:.2f}x")
     res.update(c0_tps=n / tc0, c0_over_a=ta / tc0, c0_over_b=tb / tc0)
+    # What the same work gives on 2 otherwise idle cores: throughput = cores / CPU per triplet.
+    cores = min(args.workers, os.cpu_count() or 1) or 1
+    proj = {"a": n / cpu_a, "c0": cores * n / cpu_c0, "c": cores * n / cpu_c}
+    print(f"CPU-time projection on {cores} idle cores: (a) {proj['a']:.1f}, (c0) {proj['c0']:.1f}, "
+          f"(c) {proj['c']:.1f} triplets/s -> (c)/(a) {proj['c'] / proj['a']:.2f}x, "
+          f"(c0)/(a) {proj['c0'] / proj['a']:.2f}x")
+    res.update(cpu_ms=dict(a=1000 * cpu_a / n, c0=1000 * cpu_c0 / n, c=1000 * cpu_c / n), projection=proj)
 
     if not args.skip_serial:
         out0 = work / "store_serial.zarr"
