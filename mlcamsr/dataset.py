@@ -4,8 +4,11 @@ SPEC "Training samples". For scale ``s`` in {2, 4, 8} and LR patch ``p``:
 
 - ``gt``  (``s*p`` px): a crop of the finest member (e.g. ``40x``) whose top-left corner
   lies on a multiple of ``s`` (so the crop is on whole pixels of every coarser member).
-- ``lr``  (``p`` px): ``imresize(gt, 1/s)`` -- the project's one MATLAB-style
-  antialiased bicubic (:mod:`mlcamsr.resize`), rounded to 8-bit levels like an LR PNG.
+- ``lr``  (``p`` px): ``imresize(patch, 1/s)`` of the whole finest patch, cropped where
+  ``gt`` is -- the project's one MATLAB-style antialiased bicubic (:mod:`mlcamsr.resize`),
+  rounded to 8-bit levels like an LR PNG. (Computed on ``gt`` plus a ``4s``-px context,
+  which gives exactly that: the same LR as BasicSR's ``LR_bic`` files and as evaluation
+  on whole patches, with no mirrored border inside the crop.)
 - ``ref`` (``2p`` px, the WT-branch input I'_GT) covering exactly the tissue of ``gt``:
 
   ==============  =====================================================================
@@ -15,10 +18,11 @@ SPEC "Training samples". For scale ``s`` in {2, 4, 8} and LR patch ``p``:
                   s=8: the ``10x`` member -- real scans (the paper's I'_GT)
   ``bicubic``     s=2: ``gt``; s=4: ``20x_bicubic``; s=8: ``10x_bicubic``
                   (the FTMS-style members of ``mlcamsr pyramid``)
-  ``gt-updown``   Table III's I_GT (up, down): ``g = imresize(gt, 2/s)`` (``g = gt`` for
-                  s=2), then ``imresize(imresize(g, 2), 1/2)`` -- up x2 then down x2,
-                  each rounded to 8 bits
-  ``lr``          Table III's I_LR: ``imresize(lr, 2)`` (the 8-bit ``lr`` up x2 to 2p)
+  ``gt-updown``   Table III's I_GT (up, down): ``g = imresize(patch, 2/s)`` (``g`` = the
+                  patch for s=2), then ``imresize(imresize(g, 2), 1/2)`` -- up x2 then
+                  down x2, each step rounded to 8 bits; cropped where ``gt`` is
+  ``lr``          Table III's I_LR: ``imresize(LR patch, 2)`` (the 8-bit LR up x2),
+                  cropped where ``gt`` is
   ==============  =====================================================================
 
 The crop of a coarser member with factor ``f = s/2`` starts at ``(y0/f, x0/f)`` and is
@@ -66,7 +70,7 @@ SCALES = (2, 4, 8)
 
 
 class _Resizer:
-    """Separable bicubic as two small torch matmuls with precomputed float32 weights.
+    """Separable bicubic as two small torch matmuls with float32 weights cached per size.
 
     Input and output are ``(C, H, W)`` float32 tensors holding 8-bit values; the output is
     rounded and clamped to 0..255 (an 8-bit image). Same weights as
@@ -75,12 +79,21 @@ class _Resizer:
     torch single-threaded, while numpy's BLAS would start threads in every worker.
     """
 
-    def __init__(self, in_len: int, out_len: int) -> None:
-        self.w = torch.from_numpy(resize_weights(in_len, out_len).astype(np.float32))
-        self.wt = self.w.t().contiguous()
+    def __init__(self) -> None:
+        self._w: dict[tuple[int, int], torch.Tensor] = {}
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(torch.matmul(self.w, x), self.wt).round_().clamp_(0.0, 255.0)
+    def weights(self, in_len: int, out_len: int) -> torch.Tensor:
+        key = (in_len, out_len)
+        w = self._w.get(key)
+        if w is None:
+            w = torch.from_numpy(resize_weights(in_len, out_len).astype(np.float32))
+            self._w[key] = w
+        return w
+
+    def __call__(self, x: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
+        wy = self.weights(x.shape[-2], out_h)
+        wx = self.weights(x.shape[-1], out_w)
+        return torch.matmul(torch.matmul(wy, x), wx.t()).round_().clamp_(0.0, 255.0)
 
 
 class TripletDataset(Dataset):
@@ -192,13 +205,10 @@ class TripletDataset(Dataset):
         if (self.indices < 0).any():
             raise StoreError(f"{name}: kept rows with index -1 in the table; the store is damaged")
 
-        p = self.patch
-        self._resize_lr = _Resizer(self.gt_len, p)
-        self._resize_ref = _Resizer(self.gt_len, 2 * p) if self.gt_len != 2 * p else None
-        if ref_source == "gt-updown":
-            self._up, self._down = _Resizer(2 * p, 4 * p), _Resizer(4 * p, 2 * p)
-        elif ref_source == "lr":
-            self._up = _Resizer(p, 2 * p)
+        self._resize = _Resizer()
+        # context read around the gt crop so that lr (and the computed refs) equal the
+        # resize of the whole patch, cropped: the /s kernel reaches 2s finest px each side
+        self.margin = 0 if full else 4 * s
         self._arrays: dict[str, Any] | None = None
         self._pid: int | None = None
         self._rng: np.random.Generator | None = None
@@ -287,14 +297,23 @@ class TripletDataset(Dataset):
         return self._rng
 
     # -- reading --------------------------------------------------------------------------
-    def _crop(self, member: str, k: int, y: int, x: int, n: int) -> np.ndarray:
+    def _crop(self, member: str, k: int, y: int, x: int, h: int, w: int | None = None) -> np.ndarray:
+        """``(h, w, 3)`` uint8 pixels of ``member`` for item ``k`` from (y, x) (w defaults to h)."""
+        w = h if w is None else w
         if self._mem is not None:
-            return self._mem[member][k, y : y + n, x : x + n]
+            return self._mem[member][k, y : y + h, x : x + w]
         cached = self._batch_cache.get((member, k)) if self._batch_cache else None
         if cached is not None:
-            return cached[y : y + n, x : x + n]
+            return cached[y : y + h, x : x + w]
         arr = self._open()[member]
-        return np.asarray(arr[int(self.indices[k]), y : y + n, x : x + n, :])
+        return np.asarray(arr[int(self.indices[k]), y : y + h, x : x + w, :])
+
+    def _region(self, y0: int, n: int) -> tuple[int, int]:
+        """Start and length (multiples of ``s`` away from the gt crop) of the context read."""
+        s, m = self.scale, self.margin
+        r0 = y0 - m if y0 >= m else y0 % s
+        r1 = min(self.size, y0 + n + m)
+        return r0, (r1 - r0) // s * s
 
     def origin(self, k: int, rng: np.random.Generator | None = None) -> tuple[int, int]:
         """Top-left (y, x) of the ``gt`` crop in finest-member px (multiples of ``scale``)."""
@@ -318,8 +337,14 @@ class TripletDataset(Dataset):
         if origin is None:
             origin = self.origin(k, self._generator() if self.augment else None)
         y0, x0 = origin
-        gt = _chw(self._crop(self.gt_member, k, y0, x0, self.gt_len))
-        lr = self._resize_lr(gt)
+        s, p, G = self.scale, self.patch, self.gt_len
+        ry, hy = self._region(y0, G)
+        rx, hx = self._region(x0, G)
+        oy, ox = y0 - ry, x0 - rx  # gt crop inside the region (multiples of s)
+        region = _chw(self._crop(self.gt_member, k, ry, rx, hy, hx))
+        gt = region[:, oy : oy + G, ox : ox + G]
+        lr_reg = self._resize(region, hy // s, hx // s)
+        lr = lr_reg[:, oy // s : oy // s + p, ox // s : ox // s + p]
         if self.ref_source in ("real", "bicubic"):
             if self.ref_member is None:  # s = 2: the finest member itself
                 ref = gt
@@ -327,11 +352,15 @@ class TripletDataset(Dataset):
                 f = self.ref_factor
                 ref = _chw(self._crop(self.ref_member, k, y0 // f, x0 // f, self.ref_len))
         elif self.ref_source == "gt-updown":
-            g = gt if self._resize_ref is None else self._resize_ref(gt)
-            ref = self._down(self._up(g))
-        else:  # "lr"
-            ref = self._up(lr)
-        return lr, ref, gt
+            # I_GT (up, down): gt brought to 2p (s > 2), then up x2 and down x2, all 8-bit
+            gh, gw = hy * 2 // s, hx * 2 // s
+            g = region if s == 2 else self._resize(region, gh, gw)
+            g = self._resize(self._resize(g, 2 * gh, 2 * gw), gh, gw)
+            ref = g[:, oy * 2 // s : oy * 2 // s + 2 * p, ox * 2 // s : ox * 2 // s + 2 * p]
+        else:  # "lr": I_LR up x2
+            up = self._resize(lr_reg, 2 * (hy // s), 2 * (hx // s))
+            ref = up[:, 2 * (oy // s) : 2 * (oy // s) + 2 * p, 2 * (ox // s) : 2 * (ox // s) + 2 * p]
+        return lr.contiguous(), ref.contiguous(), gt.contiguous()
 
     def triplet(
         self, i: int, origin: tuple[int, int] | None = None
