@@ -57,7 +57,8 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
               help="um/px for slides without mpp metadata and no mpp column value.")
 @click.option("--annotations", default=None, type=click.Path(),
               help="Folder of ASAP XML lesion annotations: label tumor/normal + tumor_frac.")
-@click.option("--overwrite", is_flag=True, help="Replace a store made with other parameters.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a store made with other parameters (one with the same parameters is resumed).")
 @click.option("--allow-upsample", is_flag=True,
               help="Allow members finer than the slide's finest level (upsampled; not real data).")
 @click.option("--min-tissue", default=0.5, show_default=True, type=click.FloatRange(0, 1),
