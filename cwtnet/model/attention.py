@@ -37,15 +37,20 @@ CUDA_RELEVANCE_BUDGET_BYTES = 512 * 2**20
 def _normalised_patches(x: torch.Tensor) -> torch.Tensor:
     """3x3 patches of an already padded (B, C, H+2, W+2) map -> (B, 9C, H*W), L2-normalised.
 
-    The norm is taken in float32 (bf16 norms lose precision), the result is cast back to
-    ``x.dtype`` (which is the autocast dtype when running under autocast). Without
-    autograd, float32 patches are divided in place (same values as ``F.normalize``, one
-    9C x H*W buffer instead of two).
+    The squared patch norm is the 3x3 box sum of the channel-summed squares of ``x``
+    (computed on the (B, 1, H, W) map, 9C times less work than reducing the unfolded
+    patches), in float32 at least (bf16 norms lose precision); the result is cast back to
+    ``x.dtype`` (the autocast dtype under autocast). Without autograd, float32 patches
+    (and float64) are divided in place (one 9C x H*W buffer instead of two).
     """
+    wide = x.dtype in (torch.float32, torch.float64)
+    xf = x if wide else x.float()
+    sq = F.avg_pool2d(xf.square().sum(dim=1, keepdim=True), 3, stride=1, divisor_override=1)
+    norm = sq.flatten(2).sqrt().clamp_min(1e-12)  # (B, 1, H*W) = |patch|
     p = F.unfold(x, kernel_size=3)
-    if p.dtype == torch.float32 and not (torch.is_grad_enabled() and p.requires_grad):
-        return p.div_(p.norm(dim=1, keepdim=True).clamp_min(1e-12))
-    return F.normalize(p.float(), dim=1).to(p.dtype)
+    if wide and not (torch.is_grad_enabled() and p.requires_grad):
+        return p.div_(norm)
+    return (p.to(norm.dtype) / norm).to(p.dtype)
 
 
 def auto_chunk_size(batch: int, n_keys: int, n_queries: int, itemsize: int = 4,
