@@ -16,7 +16,7 @@ augmentation, same DataLoader (batch 16, 2 workers, fork, persistent workers):
 The patches are real H&E: 1024-px mosaics of 512-px squares of the real images in
 ``../shared/data/patches`` (rotated/flipped), so compression behaves like real tissue.
 
-Run: ``python bench/loader.py [--patches 48] [--samples 2048] [--out /tmp/bench_loader]``
+Run: ``python bench/loader.py [--patches 48] [--samples 1024] [--rounds 3] [--inner-chunk 256,128]``
 """
 
 from __future__ import annotations
@@ -203,6 +203,7 @@ def main() -> None:
     ap.add_argument(
         "--inner-chunk", default="", help="also time inner chunk sizes (a'), e.g. 256,128"
     )
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_loader"))
     ap.add_argument("--keep", action="store_true", help="reuse data built by a previous run")
     args = ap.parse_args()
@@ -232,16 +233,21 @@ def main() -> None:
             out / f"store_inner{c}.zarr", **kw
         )
     load0 = os.getloadavg()
-    results = {}
-    for name, make in runs.items():
-        k = 4 if name.startswith("(a4)") else 0
-        results[name] = measure(make(), args.samples, args.batch, args.workers, k)
-        print(f"{name:40s} {results[name]:8.0f} samples/s", flush=True)
+    rounds: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(args.rounds):  # interleaved rounds: a busy spell hits every loader
+        for name, make in runs.items():
+            k = 4 if name.startswith("(a4)") else 0
+            rounds[name].append(measure(make(), args.samples, args.batch, args.workers, k))
+            print(f"round {r + 1} {name:40s} {rounds[name][-1]:8.0f} samples/s", flush=True)
     load1 = os.getloadavg()
+    results = {name: float(np.median(v)) for name, v in rounds.items()}
+    print(f"{'loader':46s} {'median':>8s} {'best':>8s}  samples/s over {args.rounds} rounds")
+    for name, v in rounds.items():
+        print(f"{name:46s} {np.median(v):8.0f} {max(v):8.0f}")
     a, c = results["(a) store on disk"], results["(c) PNG folders (BasicSR way)"]
-    print(f"(a)/(c) = {a / c:.1f}x; load average before {load0[0]:.2f}, after {load1[0]:.2f} "
-          f"on {os.cpu_count()} CPUs")
-    print(json.dumps({"samples_per_s": results, "loadavg_before": load0, "loadavg_after": load1,
+    print(f"(a)/(c) = {a / c:.1f}x (medians); load average before {load0[0]:.2f}, after "
+          f"{load1[0]:.2f} on {os.cpu_count()} CPUs")
+    print(json.dumps({"samples_per_s": rounds, "loadavg_before": load0, "loadavg_after": load1,
                       "args": {k: str(v) for k, v in vars(args).items()}}))
 
 
