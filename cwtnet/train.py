@@ -684,7 +684,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, explicit: set[str] | None =
     if dist.main and cfg.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=steps, initial=start, desc=f"{cfg.arch} x{cfg.scale}", unit="step",
+        desc = f"{cfg.arch} x{cfg.scale}" + (f" ({cfg.minutes:g} min budget)" if cfg.minutes else "")
+        bar = tqdm(total=steps if not cfg.minutes else None, initial=start, desc=desc, unit="step",
                    dynamic_ncols=True, file=sys.stderr)
     model.train()
     t0 = time.perf_counter()
