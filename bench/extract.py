@@ -10,6 +10,7 @@ same N patch centres (default 240, tissue-picked by synth), measures:
     included), the real job: exact centring, QC, Zarr v3 write, with its default
     per-worker block cache (tiles shared by neighbouring squares decode once);
 (c0) the same with ``cache_mb=0`` (every square decodes all its tiles, as (a) does);
+(ct) the same with ``threads=True`` (W threads in this process, one shared cache);
 (s) the same extract serially (``workers=0``), and a per-stage profile of the serial
     path (read, resample, QC, encode) in ms per triplet, to say what bounds (c).
 
@@ -185,6 +186,15 @@ def main() -> None:
                 backend=args.backend, progress=False, hash_slides=False, cache_mb=args.cache_mb)
     tc = time.perf_counter() - t0
     cpu_c = _cpu() - c0
+    shutil.rmtree(out, ignore_errors=True)
+    c0 = _cpu()
+    t0 = time.perf_counter()
+    extract(slides, coords, out, size=args.size, workers=args.workers, threads=True,
+            backend=args.backend, progress=False, hash_slides=False, cache_mb=args.cache_mb)
+    tct = time.perf_counter() - t0
+    cpu_ct = _cpu() - c0
+    print(f"(ct) mlcamsr extract --workers {args.workers} --threads: {n / tct:6.1f} triplets/s ({tct:.1f} s; "
+          f"CPU {1000 * cpu_ct / n:.1f} ms/triplet)")
     s = open_store(out)
     nbytes = _du(out)
     raw = sum(np.prod(s[m].shape) for m in s.members) * r.n_kept / max(1, r.n_rows)
@@ -202,11 +212,14 @@ def main() -> None:
     res.update(c0_tps=n / tc0, c0_over_a=ta / tc0, c0_over_b=tb / tc0)
     # What the same work gives on 2 otherwise idle cores: throughput = cores / CPU per triplet.
     cores = min(args.workers, os.cpu_count() or 1) or 1
-    proj = {"a": n / cpu_a, "c0": cores * n / cpu_c0, "c": cores * n / cpu_c}
+    proj = {"a": n / cpu_a, "c0": cores * n / cpu_c0, "c": cores * n / cpu_c, "ct": cores * n / cpu_ct}
     print(f"CPU-time projection on {cores} idle cores: (a) {proj['a']:.1f}, (c0) {proj['c0']:.1f}, "
-          f"(c) {proj['c']:.1f} triplets/s -> (c)/(a) {proj['c'] / proj['a']:.2f}x, "
-          f"(c0)/(a) {proj['c0'] / proj['a']:.2f}x")
-    res.update(cpu_ms=dict(a=1000 * cpu_a / n, c0=1000 * cpu_c0 / n, c=1000 * cpu_c / n), projection=proj)
+          f"(c) {proj['c']:.1f}, (ct) {proj['ct']:.1f} triplets/s -> (c)/(a) {proj['c'] / proj['a']:.2f}x, "
+          f"(ct)/(a) {proj['ct'] / proj['a']:.2f}x, (c0)/(a) {proj['c0'] / proj['a']:.2f}x")
+    print(f"measured (ct)/(a) = {ta / tct:.2f}x, (ct)/(b) = {tb / tct:.2f}x")
+    res.update(ct_tps=n / tct, ct_over_a=ta / tct, ct_over_b=tb / tct,
+               cpu_ms=dict(a=1000 * cpu_a / n, c0=1000 * cpu_c0 / n, c=1000 * cpu_c / n,
+                           ct=1000 * cpu_ct / n), projection=proj)
 
     if not args.skip_serial:
         out0 = work / "store_serial.zarr"

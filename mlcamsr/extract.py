@@ -91,28 +91,46 @@ class ExtractResult:
 
 # ----------------------------------------------------------------------------- workers
 
-_READERS: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_READERS: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
+_READERS_LOCK = __import__("threading").Lock()
 _MAX_OPEN = 8
 
 
 def _reader(path: str, backend: str) -> Any:
-    """The slide reader of this process (opened once per worker process, never pickled)."""
-    key = (path, backend)
-    r = _READERS.get(key)
-    if r is not None:
-        _READERS.move_to_end(key)
-        return r
+    """The slide reader of this process and thread (opened once, never pickled)."""
+    import threading
+
+    key = (path, backend, threading.get_ident())
+    with _READERS_LOCK:
+        r = _READERS.get(key)
+        if r is not None:
+            _READERS.move_to_end(key)
+            return r
     from mlcamsr.slides import open_slide
 
     r = open_slide(path, backend=backend)
-    _READERS[key] = r
-    while len(_READERS) > _MAX_OPEN:
-        _, old = _READERS.popitem(last=False)
+    with _READERS_LOCK:
+        _READERS[key] = r
+        old = []
+        while len(_READERS) > _MAX_OPEN:
+            old.append(_READERS.popitem(last=False)[1])
+    for o in old:
         try:
-            old.close()
+            o.close()
         except Exception:  # noqa: BLE001 - closing a cached reader must not fail a task
             pass
     return r
+
+
+def _close_readers() -> None:
+    with _READERS_LOCK:
+        readers = list(_READERS.values())
+        _READERS.clear()
+    for r in readers:
+        try:
+            r.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _first_line(exc: BaseException) -> str:
@@ -378,6 +396,7 @@ def _run_tasks(
     *,
     workers: int,
     scheduler: str | None,
+    threads: bool = False,
 ) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]] | BaseException]]:
     """Yield ``(task, records or exception)`` as tasks finish."""
     if not tasks:
@@ -408,13 +427,22 @@ def _run_tasks(
         # Keep its one-thread BLAS settings, drop that one.
         environ = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
+            if threads:  # one in-process worker with N threads: no start-up, one shared cache
+                cluster = LocalCluster(
+                    n_workers=1,
+                    threads_per_worker=workers,
+                    processes=False,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+            else:
+                cluster = LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
         client = Client(cluster)
     try:
         futures = {}
@@ -458,6 +486,7 @@ def extract(
     zstd_level: int = 1,
     hash_slides: bool = True,
     cache_mb: float = 256,
+    threads: bool = False,
     progress: bool = True,
 ) -> ExtractResult:
     """Extract aligned multi-scale patches from ``slides_dir`` at the centres in ``coords_csv``.
@@ -674,7 +703,7 @@ def extract(
         bar = _progress_bar(n, progress, initial=n_done_rows)
         task_errors: dict[int, str] = {}
         try:
-            for t, res in _run_tasks(tasks, workers=int(workers), scheduler=scheduler):
+            for t, res in _run_tasks(tasks, workers=int(workers), scheduler=scheduler, threads=threads):
                 if isinstance(res, BaseException):
                     # no record was written: a rerun retries exactly this shard
                     reason = f"task error: {_first_line(res)}"
@@ -684,7 +713,8 @@ def extract(
                 bar.update(len(res))
         finally:
             bar.close()
-            BLOCK_CACHE.clear()  # serial runs filled this process's cache
+            BLOCK_CACHE.clear()  # serial/thread runs filled this process's cache
+            _close_readers()
 
         records: dict[int, dict[str, Any]] = {}
         for recs in done.values():

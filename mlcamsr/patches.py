@@ -25,6 +25,7 @@ from level 0), ``upsampled:L0:bicubic`` (only with ``allow_upsample``).
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -222,34 +223,41 @@ class BlockCache:
         self.hits = 0
         self.misses = 0
         self._d: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # thread workers share one cache
 
     def get(self, key: tuple[Any, ...]) -> np.ndarray | None:
-        v = self._d.get(key)
-        if v is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._d.move_to_end(key)
-        return v
+        with self._lock:
+            v = self._d.get(key)
+            if v is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._d.move_to_end(key)
+            return v
 
     def put(self, key: tuple[Any, ...], value: np.ndarray) -> None:
         if value.nbytes > self.max_bytes:
             return
-        self._d[key] = value
-        self.nbytes += value.nbytes
-        while self.nbytes > self.max_bytes and self._d:
-            _, old = self._d.popitem(last=False)
-            self.nbytes -= old.nbytes
+        with self._lock:
+            if key in self._d:
+                return
+            self._d[key] = value
+            self.nbytes += value.nbytes
+            while self.nbytes > self.max_bytes and self._d:
+                _, old = self._d.popitem(last=False)
+                self.nbytes -= old.nbytes
 
     def resize(self, max_bytes: int) -> None:
-        self.max_bytes = int(max_bytes)
-        while self.nbytes > self.max_bytes and self._d:
-            _, old = self._d.popitem(last=False)
-            self.nbytes -= old.nbytes
+        with self._lock:
+            self.max_bytes = int(max_bytes)
+            while self.nbytes > self.max_bytes and self._d:
+                _, old = self._d.popitem(last=False)
+                self.nbytes -= old.nbytes
 
     def clear(self) -> None:
-        self._d.clear()
-        self.nbytes = 0
+        with self._lock:
+            self._d.clear()
+            self.nbytes = 0
 
 
 #: block side in level px (CAMELYON and synth tiles are 512; Aperio 240/256 divide into it closely)

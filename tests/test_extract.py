@@ -129,6 +129,13 @@ def test_dask_two_workers_equals_serial(small_store, synth_dir, tmp_path):
     _assert_same_store(small_store, out)
 
 
+def test_thread_workers_equal_serial(small_store, synth_dir, tmp_path):
+    out = tmp_path / "threads.zarr"
+    extract(synth_dir, synth_dir / "coords.csv", out, size=256, workers=2, threads=True,
+            shard_rows=2, progress=False)
+    _assert_same_store(small_store, out)
+
+
 def test_block_cache_does_not_change_pixels(small_store, synth_dir, tmp_path):
     out = tmp_path / "nocache.zarr"
     extract(synth_dir, synth_dir / "coords.csv", out, size=256, workers=0, cache_mb=0,
