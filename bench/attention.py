@@ -5,7 +5,7 @@
 
 Search-transfer (forward, no autograd, as in inference): ``dense_search_transfer``
 (TTSR formulation, full (HW x HW) relevance matrix) against ``search_transfer`` (query
-chunks, ``--chunk`` positions or ``auto`` = the relevance budget, 32 MiB CPU / 512 MiB CUDA). For each
+chunks, ``--chunk`` positions or ``auto`` = the relevance budget, 32 MiB CPU / 256 MiB CUDA). For each
 configuration: median and minimum time of ``--repeat`` calls after one warm-up (the
 minimum is the steadier figure on a shared, loaded machine), the theoretical
 relevance bytes (dense: B*HW*HW*itemsize; chunked: B*chunk*HW*itemsize) and the measured

@@ -30,27 +30,32 @@ from cwtnet.model.blocks import default_conv
 RELEVANCE_BUDGET_BYTES = 32 * 2**20
 """``chunk_size=None`` on CPU: the query chunk is chosen so one relevance block stays under this."""
 
-CUDA_RELEVANCE_BUDGET_BYTES = 512 * 2**20
+CUDA_RELEVANCE_BUDGET_BYTES = 256 * 2**20
 """The same on CUDA, where larger blocks keep the GPU busy (still far below the dense matrix)."""
 
 
-def _normalised_patches(x: torch.Tensor) -> torch.Tensor:
-    """3x3 patches of an already padded (B, C, H+2, W+2) map -> (B, 9C, H*W), L2-normalised.
+def _patch_norms(x: torch.Tensor) -> torch.Tensor:
+    """L2 norms of the 3x3 patches of a padded (B, C, H+2, W+2) map -> (B, 1, H*W).
 
-    The squared patch norm is the 3x3 box sum of the channel-summed squares of ``x``
-    (computed on the (B, 1, H, W) map, 9C times less work than reducing the unfolded
-    patches), in float32 at least (bf16 norms lose precision); the result is cast back to
-    ``x.dtype`` (the autocast dtype under autocast). Without autograd, float32 patches
-    (and float64) are divided in place (one 9C x H*W buffer instead of two).
+    The 3x3 box sum of the channel-summed squares (on the (B, 1, H, W) map: 9C times less
+    work than reducing unfolded patches), in float32 at least (bf16 norms lose precision).
     """
-    wide = x.dtype in (torch.float32, torch.float64)
-    xf = x if wide else x.float()
+    xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
     sq = F.avg_pool2d(xf.square().sum(dim=1, keepdim=True), 3, stride=1, divisor_override=1)
-    norm = sq.flatten(2).sqrt().clamp_min(1e-12)  # (B, 1, H*W) = |patch|
-    p = F.unfold(x, kernel_size=3)
-    if wide and not (torch.is_grad_enabled() and p.requires_grad):
+    return sq.flatten(2).sqrt().clamp_min(1e-12)
+
+
+def _normalise(p: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+    """Unfolded patches (B, 9C, L) / their norms (B, 1, L), back in ``p.dtype`` (the autocast
+    dtype under autocast); in place for float32/64 without autograd (no second buffer)."""
+    if p.dtype == norm.dtype and not (torch.is_grad_enabled() and (p.requires_grad or norm.requires_grad)):
         return p.div_(norm)
     return (p.to(norm.dtype) / norm).to(p.dtype)
+
+
+def _normalised_patches(x: torch.Tensor) -> torch.Tensor:
+    """3x3 patches of a padded (B, C, H+2, W+2) map -> (B, 9C, H*W), L2-normalised."""
+    return _normalise(F.unfold(x, kernel_size=3), _patch_norms(x))
 
 
 def auto_chunk_size(batch: int, n_keys: int, n_queries: int, itemsize: int = 4,
@@ -70,12 +75,13 @@ def _fold_gather(v: torch.Tensor, h: torch.Tensor, out_hw: tuple[int, int]) -> t
     hq, wq = out_hw
     vp = F.pad(v, (1, 1, 1, 1)).flatten(2)  # (B, C, (Hk+2)(Wk+2))
     hy, hx = torch.div(h, wk, rounding_mode="floor"), h % wk
-    base = hy * (wk + 2) + hx  # padded flat index of the patch's top-left corner
+    offsets = [(dy, dx) for dy in range(3) for dx in range(3)]
+    shift = torch.tensor([dy * (wk + 2) + dx for dy, dx in offsets], device=h.device)
+    idx = (hy * (wk + 2) + hx).unsqueeze(1) + shift.view(1, 9, 1)  # (B, 9, Lq) padded flat
     out = v.new_zeros(b, c, hq + 2, wq + 2)
-    for dy in range(3):
-        for dx in range(3):
-            idx = (base + dy * (wk + 2) + dx).unsqueeze(1).expand(b, c, -1)
-            out[:, :, dy:dy + hq, dx:dx + wq] += torch.gather(vp, 2, idx).view(b, c, hq, wq)
+    for o, (dy, dx) in enumerate(offsets):
+        g = torch.gather(vp, 2, idx[:, o:o + 1].expand(b, c, -1))
+        out[:, :, dy:dy + hq, dx:dx + wq] += g.view(b, c, hq, wq)
     return out[:, :, 1:-1, 1:-1] / 9.0
 
 
@@ -111,13 +117,14 @@ def search_transfer(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         chunk_size = auto_chunk_size(b, n_k, n_q, k_n.element_size(), budget)
     chunk_size = max(1, int(chunk_size))
     q_pad = F.pad(q, (1, 1, 1, 1))
+    q_norm = _patch_norms(q_pad)  # (B, 1, Lq), once for all chunks
     need_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad)
     idx_parts, s_parts = [], []
     for p0 in range(0, n_q, chunk_size):
         p1 = min(n_q, p0 + chunk_size)
         r0, r1 = p0 // wq, (p1 - 1) // wq  # query rows touched by this chunk
-        band = _normalised_patches(q_pad[:, :, r0:r1 + 3])  # (B, 9C, rows*Wq)
-        q_n = band[:, :, p0 - r0 * wq:p1 - r0 * wq]  # (B, 9C, n)
+        band = F.unfold(q_pad[:, :, r0:r1 + 3], kernel_size=3)  # (B, 9C, rows*Wq)
+        q_n = _normalise(band[:, :, p0 - r0 * wq:p1 - r0 * wq], q_norm[:, :, p0:p1])  # (B, 9C, n)
         with torch.no_grad():
             rel = torch.bmm(q_n.transpose(1, 2), k_n)  # (B, n, Lk): Eq. (8) for this chunk
             s_c, idx = rel.max(dim=2)  # S and hard index h (first maximum on ties)
