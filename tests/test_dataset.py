@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -246,7 +247,15 @@ def test_fork_dataloader_in_memory(real_store: Path) -> None:
     assert sum(len(b["row"]) for b in batches) == len(ds)
 
 
-# -- bad input ------------------------------------------------------------------------------
+# -- bad input: one clear line each (the CLIs print it and exit 2), store untouched ------
+
+
+@contextmanager
+def one_line(kind: type, match: str):
+    """Like ``pytest.raises(kind, match=match)``, and the message is a single line."""
+    with pytest.raises(kind, match=match) as exc:
+        yield exc
+    assert "\n" not in str(exc.value) and exc.value.exit_code == 2
 
 
 def test_scale_8_without_10x_member_is_refused(shared_data: Path, tmp_path: Path) -> None:
@@ -254,16 +263,15 @@ def test_scale_8_without_10x_member_is_refused(shared_data: Path, tmp_path: Path
 
     images, slides = real_patches(shared_data, 256, per_image=1)
     store = build_store(tmp_path / "s.zarr", images, slides, scales=(1, 2), split=["train"] * 3)
-    with pytest.raises(InputError, match="10x member") as exc:
+    with one_line(InputError, "10x member"):
         TripletDataset(store, scale=8, patch=16)
-    assert "\n" not in str(exc.value)
     TripletDataset(store, scale=4, patch=16)  # 20x is there
 
 
 def test_bicubic_ref_without_pyramid_is_refused(real_store: Path) -> None:
     from mlcamsr.dataset import TripletDataset
 
-    with pytest.raises(InputError, match="mlcamsr pyramid"):
+    with one_line(InputError, "mlcamsr pyramid"):
         TripletDataset(real_store, scale=4, patch=16, ref_source="bicubic")
 
 
@@ -272,11 +280,11 @@ def test_no_split_and_empty_split_are_refused(shared_data: Path, tmp_path: Path)
 
     images, slides = real_patches(shared_data, 128, per_image=1)
     store = build_store(tmp_path / "n.zarr", images, slides)
-    with pytest.raises(InputError, match="mlcamsr split"):
+    with one_line(InputError, "mlcamsr split"):
         TripletDataset(store)
     assert len(TripletDataset(store, split="all", patch=32)) == 3
     store2 = build_store(tmp_path / "e.zarr", images, slides, split=["train"] * 3)
-    with pytest.raises(InputError, match="'test' .* is empty"):
+    with one_line(InputError, "'test' .* is empty"):
         TripletDataset(store2, split="test", patch=32)
 
 
@@ -284,18 +292,22 @@ def test_not_our_store_and_bad_options(real_store: Path, tmp_path: Path) -> None
     import zarr
 
     from mlcamsr.dataset import TripletDataset
+    from tests.test_pyramid import tree_digest
 
     zarr.open_group(tmp_path / "other.zarr", mode="w", zarr_format=3)
-    with pytest.raises(StoreError, match="not an MLCamSR store"):
+    before = tree_digest(tmp_path / "other.zarr"), tree_digest(real_store)
+    with one_line(StoreError, "not an MLCamSR store"):
         TripletDataset(tmp_path / "other.zarr")
-    with pytest.raises(StoreError, match="not found"):
+    with one_line(StoreError, "not found"):
         TripletDataset(tmp_path / "missing.zarr")
-    with pytest.raises(InputError, match="--scale 3"):
+    with one_line(InputError, "--scale 3"):
         TripletDataset(real_store, scale=3)
-    with pytest.raises(InputError, match="--ref-source"):
+    with one_line(InputError, "--ref-source"):
         TripletDataset(real_store, ref_source="hr")
-    with pytest.raises(InputError, match="--patch 200"):
+    with one_line(InputError, "--patch 200"):
         TripletDataset(real_store, scale=2, patch=200)
+    assert (tree_digest(tmp_path / "other.zarr"), tree_digest(real_store)) == before
+    assert not (tmp_path / "missing.zarr").exists()
 
 
 def test_lazy_top_level_export() -> None:
