@@ -6,11 +6,12 @@ same N patch centres (default 240, tissue-picked by synth), measures:
 (a) a single-process tiffslide read-only loop over the same triplets (40x 1024 px from
     level 0, 20x 512 px from level 1, 10x 256 px from level 2; no QC, no write);
 (b) a naive extractor: openslide ``read_region`` per member, one PNG file per patch;
-(c) ``mlcamsr.extract.extract(..., workers=W)`` (local dask cluster, cluster start
-    included), the real job: exact centring, QC, Zarr v3 write, with its default
-    per-worker block cache (tiles shared by neighbouring squares decode once);
-(c0) the same with ``cache_mb=0`` (every square decodes all its tiles, as (a) does);
-(ct) the same with ``threads=True`` (W threads in this process, one shared cache);
+(c) ``mlcamsr.extract.extract(..., workers=W)`` as ``mlcamsr extract --workers W`` runs
+    it by default: a local dask cluster of W threads in this process (cluster start
+    included), the real job: exact centring, QC, Zarr v3 write, one shared block cache
+    (tiles shared by neighbouring squares decode once);
+(cp) the same with ``processes=True`` (W worker processes, a cache each);
+(c0) processes and ``cache_mb=0`` (every square decodes all its tiles, as (a) does);
 (s) the same extract serially (``workers=0``), and a per-stage profile of the serial
     path (read, resample, QC, encode) in ms per triplet, to say what bounds (c).
 
@@ -170,56 +171,44 @@ def main() -> None:
     print(f"(b) naive openslide + PNG per patch     : {n / tb:7.1f} triplets/s ({tb:.1f} s, {png / 1e6:.0f} MB PNG)")
 
     out = work / "store.zarr"
-    shutil.rmtree(out, ignore_errors=True)
-    c0 = _cpu()
-    t0 = time.perf_counter()
-    extract(slides, coords, out, size=args.size, workers=args.workers,
-            backend=args.backend, progress=False, hash_slides=False, cache_mb=0)
-    tc0 = time.perf_counter() - t0
-    cpu_c0 = _cpu() - c0
-    print(f"(c0) mlcamsr extract --workers {args.workers} --cache-mb 0: {n / tc0:6.1f} triplets/s ({tc0:.1f} s; "
-          f"CPU {1000 * cpu_c0 / n:.1f} ms/triplet, all processes)")
-    shutil.rmtree(out, ignore_errors=True)
-    c0 = _cpu()
-    t0 = time.perf_counter()
-    r = extract(slides, coords, out, size=args.size, workers=args.workers,
-                backend=args.backend, progress=False, hash_slides=False, cache_mb=args.cache_mb)
-    tc = time.perf_counter() - t0
-    cpu_c = _cpu() - c0
-    shutil.rmtree(out, ignore_errors=True)
-    c0 = _cpu()
-    t0 = time.perf_counter()
-    extract(slides, coords, out, size=args.size, workers=args.workers, threads=True,
-            backend=args.backend, progress=False, hash_slides=False, cache_mb=args.cache_mb)
-    tct = time.perf_counter() - t0
-    cpu_ct = _cpu() - c0
-    print(f"(ct) mlcamsr extract --workers {args.workers} --threads: {n / tct:6.1f} triplets/s ({tct:.1f} s; "
-          f"CPU {1000 * cpu_ct / n:.1f} ms/triplet)")
+
+    def run(label: str, **kw: object) -> tuple[float, float, object]:
+        shutil.rmtree(out, ignore_errors=True)
+        c0 = _cpu()
+        t0 = time.perf_counter()
+        r = extract(slides, coords, out, size=args.size, workers=args.workers, backend=args.backend,
+                    progress=False, hash_slides=False, **kw)
+        wall, cpu = time.perf_counter() - t0, _cpu() - c0
+        print(f"{label:<42}: {n / wall:7.1f} triplets/s ({wall:.1f} s incl. cluster start; "
+              f"CPU {1000 * cpu / n:.1f} ms/triplet, all processes)")
+        return wall, cpu, r
+
+    w = args.workers
+    tc0, cpu_c0, _ = run(f"(c0) extract --workers {w} --processes --cache-mb 0", processes=True, cache_mb=0)
+    tcp, cpu_cp, _ = run(f"(cp) extract --workers {w} --processes", processes=True, cache_mb=args.cache_mb)
+    tc, cpu_c, r = run(f"(c) mlcamsr extract --workers {w} (default)", cache_mb=args.cache_mb)
     s = open_store(out)
     nbytes = _du(out)
     raw = sum(np.prod(s[m].shape) for m in s.members) * r.n_kept / max(1, r.n_rows)
     codec = [c.to_dict() for c in s[s.members[0]].metadata.codecs]
-    print(f"(c) mlcamsr extract --workers {args.workers} (cache) : {n / tc:7.1f} triplets/s ({tc:.1f} s incl. "
-          f"cluster start; CPU {1000 * cpu_c / n:.1f} ms/triplet; kept {r.n_kept}, rejected {r.n_rejected}, "
-          f"failed {r.n_failed})")
-    print(f"    store {nbytes / 1e6:.1f} MB on disk for {raw / 1e6:.0f} MB of kept pixels "
-          f"(ratio {raw / max(nbytes, 1):.2f}); codecs {json.dumps(codec)}")
-    res.update(a_tps=n / ta, b_tps=n / tb, c_tps=n / tc, c_over_a=ta / tc, c_over_b=tb / tc,
-               store_bytes=nbytes, png_bytes=png, codecs=codec, workers=args.workers,
-               backend=args.backend)
-    print(f"ratios: (c)/(a) = {ta / tc:.2f}x (target 1.5x), (c)/(b) = {tb / tc:.2f}x (target 5x); "
-          f"without the block cache (c0)/(a) = {ta / tc0:.2f}x, (c0)/(b) = {tb / tc0:.2f}x")
-    res.update(c0_tps=n / tc0, c0_over_a=ta / tc0, c0_over_b=tb / tc0)
-    # What the same work gives on 2 otherwise idle cores: throughput = cores / CPU per triplet.
-    cores = min(args.workers, os.cpu_count() or 1) or 1
-    proj = {"a": n / cpu_a, "c0": cores * n / cpu_c0, "c": cores * n / cpu_c, "ct": cores * n / cpu_ct}
-    print(f"CPU-time projection on {cores} idle cores: (a) {proj['a']:.1f}, (c0) {proj['c0']:.1f}, "
-          f"(c) {proj['c']:.1f}, (ct) {proj['ct']:.1f} triplets/s -> (c)/(a) {proj['c'] / proj['a']:.2f}x, "
-          f"(ct)/(a) {proj['ct'] / proj['a']:.2f}x, (c0)/(a) {proj['c0'] / proj['a']:.2f}x")
-    print(f"measured (ct)/(a) = {ta / tct:.2f}x, (ct)/(b) = {tb / tct:.2f}x")
-    res.update(ct_tps=n / tct, ct_over_a=ta / tct, ct_over_b=tb / tct,
-               cpu_ms=dict(a=1000 * cpu_a / n, c0=1000 * cpu_c0 / n, c=1000 * cpu_c / n,
-                           ct=1000 * cpu_ct / n), projection=proj)
+    print(f"    kept {r.n_kept}, rejected {r.n_rejected}, failed {r.n_failed}; store {nbytes / 1e6:.1f} MB on "
+          f"disk for {raw / 1e6:.0f} MB of kept pixels (ratio {raw / max(nbytes, 1):.2f}); "
+          f"codecs {json.dumps(codec)}")
+    print(f"ratios (measured): (c)/(a) = {ta / tc:.2f}x (target 1.5x), (c)/(b) = {tb / tc:.2f}x (target 5x); "
+          f"(cp)/(a) = {ta / tcp:.2f}x, (c0)/(a) = {ta / tc0:.2f}x, (c0)/(b) = {tb / tc0:.2f}x")
+    # What the same work gives on idle cores: throughput = cores / CPU per triplet.
+    cores = min(w, os.cpu_count() or 1) or 1
+    proj = {"a": n / cpu_a, "c0": cores * n / cpu_c0, "cp": cores * n / cpu_cp, "c": cores * n / cpu_c}
+    print(f"CPU-time projection on {cores} idle cores (triplets/s): "
+          + ", ".join(f"({k}) {v:.1f}" for k, v in proj.items())
+          + f" -> (c)/(a) {proj['c'] / proj['a']:.2f}x, (cp)/(a) {proj['cp'] / proj['a']:.2f}x, "
+          f"(c0)/(a) {proj['c0'] / proj['a']:.2f}x")
+    res.update(a_tps=n / ta, b_tps=n / tb, c_tps=n / tc, cp_tps=n / tcp, c0_tps=n / tc0,
+               c_over_a=ta / tc, c_over_b=tb / tc, cp_over_a=ta / tcp, c0_over_a=ta / tc0,
+               c0_over_b=tb / tc0, store_bytes=nbytes, png_bytes=png, codecs=codec, workers=w,
+               backend=args.backend, projection=proj,
+               cpu_ms={k: 1000 * v / n for k, v in
+                       dict(a=cpu_a, c0=cpu_c0, cp=cpu_cp, c=cpu_c).items()})
 
     if not args.skip_serial:
         out0 = work / "store_serial.zarr"

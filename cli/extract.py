@@ -48,9 +48,10 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
 @click.option("--scales", default="1,2,4", show_default=True, callback=_scales,
               help="Member scales: 1,2,4 gives 40x 1024 px, 20x 512 px, 10x 256 px.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
-              help="Local dask worker processes (0: serial, in this process).")
-@click.option("--threads", is_flag=True,
-              help="Run the workers as threads of this process (no start-up, one shared block cache).")
+              help="Local dask workers (threads; see --processes); 0: serial, no dask.")
+@click.option("--processes", is_flag=True,
+              help="Run the local workers as separate processes instead of threads of this "
+              "process (threads measured faster: no start-up, one shared block cache).")
 @click.option("--scheduler", default=None,
               help="Address of a running dask.distributed scheduler (instead of a local cluster).")
 @click.option("--backend", default="auto", show_default=True,
@@ -81,7 +82,7 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
 @click.option("--no-hash", is_flag=True, help="Do not record each slide's sha256 (large collections).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
-def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, workers, threads, scheduler,
+def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, workers, processes, scheduler,
             backend, mpp, annotations, overwrite, allow_upsample, min_tissue, rgb_mean, rgb_tol,
             min_align_psnr, shard_rows, zstd_level, cache_mb, no_hash, quiet) -> None:
     """Extract aligned multi-scale patches (e.g. 40x/20x/10x) around each centre of --coords.
@@ -95,7 +96,7 @@ def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, worke
 
     res = run(
         slides_dir, coords_csv, out, size=size, base_mpp=base_mpp, base_mag=base_mag,
-        scales=scales, workers=workers, threads=threads, scheduler=scheduler, backend=backend, mpp=mpp,
+        scales=scales, workers=workers, processes=processes, scheduler=scheduler, backend=backend, mpp=mpp,
         annotations=annotations, overwrite=overwrite, allow_upsample=allow_upsample,
         min_tissue=min_tissue, rgb_mean=rgb_mean, rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
         shard_rows=shard_rows, zstd_level=zstd_level, cache_mb=cache_mb, hash_slides=not no_hash,

@@ -16,8 +16,9 @@ reads its rows (each worker process keeps its slides open), runs QC
 rows not kept, so a rerun never leaves stale pixels), then writes a small JSON record
 ``_extract/tasks/<k>.json``. Resume = skip the shards that have a record; the table is
 assembled from the records in row order, so a resumed store equals an uninterrupted one.
-Tasks run serially (``workers=0``), on a local dask cluster (``workers=N`` processes,
-one thread each) or on a running dask.distributed cluster (``scheduler=ADDRESS``; its
+Tasks run serially (``workers=0``), on a local dask cluster (``workers=N`` threads of one
+in-process worker by default, or N processes with ``processes=True``) or on a running
+dask.distributed cluster (``scheduler=ADDRESS``; its
 workers must see the slides and the store at the same paths).
 
 Per-row problems are ``failed`` rows (exit 1), never silent: slide unreadable,
@@ -396,7 +397,7 @@ def _run_tasks(
     *,
     workers: int,
     scheduler: str | None,
-    threads: bool = False,
+    processes: bool = False,
 ) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]] | BaseException]]:
     """Yield ``(task, records or exception)`` as tasks finish."""
     if not tasks:
@@ -427,7 +428,7 @@ def _run_tasks(
         # Keep its one-thread BLAS settings, drop that one.
         environ = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-            if threads:  # one in-process worker with N threads: no start-up, one shared cache
+            if not processes:  # one in-process worker with N threads: no start-up, one shared cache
                 cluster = LocalCluster(
                     n_workers=1,
                     threads_per_worker=workers,
@@ -486,7 +487,7 @@ def extract(
     zstd_level: int = 1,
     hash_slides: bool = True,
     cache_mb: float = 256,
-    threads: bool = False,
+    processes: bool = False,
     progress: bool = True,
 ) -> ExtractResult:
     """Extract aligned multi-scale patches from ``slides_dir`` at the centres in ``coords_csv``.
@@ -703,7 +704,7 @@ def extract(
         bar = _progress_bar(n, progress, initial=n_done_rows)
         task_errors: dict[int, str] = {}
         try:
-            for t, res in _run_tasks(tasks, workers=int(workers), scheduler=scheduler, threads=threads):
+            for t, res in _run_tasks(tasks, workers=int(workers), scheduler=scheduler, processes=processes):
                 if isinstance(res, BaseException):
                     # no record was written: a rerun retries exactly this shard
                     reason = f"task error: {_first_line(res)}"

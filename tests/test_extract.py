@@ -120,10 +120,10 @@ def test_shifted_level_gets_a_low_alignment_score(tmp_path):
     assert (bad.align_psnr_10x - good.align_psnr_10x.to_numpy()).abs().max() < 1e-9  # only L1 moved
 
 
-def test_dask_two_workers_equals_serial(small_store, synth_dir, tmp_path):
+def test_dask_two_worker_processes_equal_serial(small_store, synth_dir, tmp_path):
     out = tmp_path / "dask.zarr"
     res = extract(synth_dir, synth_dir / "coords.csv", out, size=256, workers=2, shard_rows=4,
-                  progress=False)
+                  processes=True, progress=False)
     assert res.tasks_run == -(-res.n_rows // 4)
     # shard_rows is a parameter of the layout, not of the content: arrays and table match
     _assert_same_store(small_store, out)
@@ -131,8 +131,8 @@ def test_dask_two_workers_equals_serial(small_store, synth_dir, tmp_path):
 
 def test_thread_workers_equal_serial(small_store, synth_dir, tmp_path):
     out = tmp_path / "threads.zarr"
-    extract(synth_dir, synth_dir / "coords.csv", out, size=256, workers=2, threads=True,
-            shard_rows=2, progress=False)
+    extract(synth_dir, synth_dir / "coords.csv", out, size=256, workers=2, shard_rows=2,
+            progress=False)
     _assert_same_store(small_store, out)
 
 
