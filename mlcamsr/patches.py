@@ -367,7 +367,7 @@ def read_member(
     n = plan.member.size
     if plan.source.startswith("upsampled"):
         return resample_box(img, plan.box, (n, n), antialias=False)
-    return resample_box_fast(np.ascontiguousarray(img), plan.box, n)
+    return np.ascontiguousarray(resample_box_fast(np.ascontiguousarray(img), plan.box, n))
 
 
 def read_patch(
