@@ -11,9 +11,9 @@ count includes the relevance products of the 12 searches (run without autograd).
 Peak memory of one training step (forward, ``CWTLoss``, backward, Adam step) at
 ``--batch``: on CUDA ``torch.cuda.max_memory_allocated`` minus the memory allocated before
 the step; on CPU the process's resident-set high-water mark ``VmHWM`` (reset through
-``/proc/self/clear_refs``) minus ``VmRSS`` before the step, read from ``/proc/self/status``:
-approximate (allocator caching can hide or add pages), and measured first, before any
-other work of this process.
+``/proc/self/clear_refs``) minus ``VmRSS`` before the step, read from ``/proc/self/status``,
+with glibc's mmap threshold fixed at 128 KiB so freed large blocks leave the resident set:
+approximate, and measured first, before any other work of this process.
 """
 
 from __future__ import annotations
@@ -48,6 +48,17 @@ def reset_peak_rss() -> bool:
             fh.write("5")
         return True
     except OSError:
+        return False
+
+
+def fix_malloc_mmap_threshold(nbytes: int = 131072) -> bool:
+    """glibc ``mallopt(M_MMAP_THRESHOLD)``: large blocks are mmapped and go back to the OS
+    when freed, so VmHWM follows live tensors rather than a grown heap. False if impossible."""
+    try:
+        import ctypes
+
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-3, int(nbytes)))  # -3 = M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
         return False
 
 
@@ -117,6 +128,8 @@ def summarize(arch: str = "cwtnet", scale: int = 2, *, lr_size: int = 64, batch:
     from cwtnet.losses import CWTLoss
 
     dev = torch.device(device)
+    if dev.type == "cpu":
+        fix_malloc_mmap_threshold()
     torch.manual_seed(0)
     model = build_model(arch, scale, **options).to(dev)
     is_cwt = hasattr(model, "forward_train")

@@ -125,3 +125,15 @@ def test_overfit_one_real_patch(shared_data):
         opt.step()
         losses.append(loss.item())
     assert np.mean(losses[-3:]) < 0.5 * losses[0], losses
+
+
+def test_summary_reports_params_flops_and_memory():
+    from cwtnet.summary import format_summary, summarize
+
+    r = summarize("cwtnet", 2, lr_size=16, n_cwtb=1, num_feat=8)
+    model = _tiny(2, n_cwtb=1, num_feat=8)
+    assert r["trainable_params"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # the relevance product alone: 2 * (16*16)^2 * 9*8 multiply-adds
+    assert r["flops"] > 2 * 256 * 256 * 72
+    assert r["flops_sisr"] > 0 and r["train_step_peak_bytes"] is not None
+    assert "FLOPs" in format_summary(r)
