@@ -10,7 +10,7 @@ from cli.common import handle_errors
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--out", type=click.Path(file_okay=False), default="demo", show_default=True,
               help="Folder for slides, store, runs, evaluations and report/.")
-@click.option("--minutes", type=float, default=4.0, show_default=True,
+@click.option("--minutes", type=float, default=8.0, show_default=True,
               help="Training budget of each network (CWT-Net, and EDSR with --compare).")
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="Also train EDSR on the same data for the same budget.")
@@ -23,7 +23,8 @@ def demo(out: str, minutes: float, compare: bool, device: str, workers: int, see
          fresh: bool) -> None:
     """Synthetic slides -> extract -> pyramid -> split -> train CWT-Net -> eval -> report.
 
-    About 15 minutes on a 2-core CPU with the defaults. Open OUT/report/report.md.
+    About 10 minutes on a 2-core CPU with the defaults (8 minutes of training). Open
+    OUT/report/report.md.
     """
     from cwtnet.demo import run_demo
 

@@ -8,7 +8,7 @@
 2. ``mlcamsr extract`` at 256 px (40x 256, 20x 128, 10x 64; QC on);
 3. ``mlcamsr pyramid`` (FTMS-style ``*_bicubic`` members) and ``mlcamsr split`` (5:1 by slide);
 4. ``cwtnet-train``: a small CWT-Net (4 CWTBs x 32 channels, x2, LR patch 32, batch 8,
-   Adam 5e-4, EMA 0.99) for 3/4 of ``minutes`` of wall time;
+   Adam 5e-4, EMA 0.99) for 3/4 of ``minutes`` of wall time (6 of the default 8);
 5. optionally EDSR (8 blocks x 32 channels) on the same data for the last 1/4;
 6. ``cwtnet-eval`` on the test split (whole 256-px patches; CWT-Net in reference and
    SISR modes) and ``report/report.md`` with the table, the curve and the pictures.
@@ -49,7 +49,7 @@ class DemoResult:
 
 
 def run_demo(
-    out: str | Path = "demo", *, minutes: float = 4.0, compare: bool = True, seed: int = 0,
+    out: str | Path = "demo", *, minutes: float = 8.0, compare: bool = True, seed: int = 0,
     device: str = "auto", workers: int = 2, fresh: bool = False, eval_images: int = 8,
     log: Callable[[str], None] = print,
 ) -> DemoResult:
@@ -98,7 +98,7 @@ def run_demo(
         shutil.rmtree(run_dir, ignore_errors=True)
         cfg = TrainConfig(
             store=str(store), scale=2, out=str(run_dir), arch=arch, steps=100_000, minutes=budget[arch],
-            batch_size=8, patch=32, lr=5e-4, schedule="constant", ema_decay=0.99, val_every=100,
+            batch_size=8, patch=32, lr=5e-4, schedule="constant", ema_decay=0.99, val_every=20,
             val_images=4, val_patch=32, ckpt_every=100, log_every=5, seed=seed, device=device,
             num_workers=0, progress=True, **size,
         )

@@ -490,7 +490,7 @@ def plot_curves(run_dir: Path) -> Path | None:
         axes[1].plot([int(r["step"]) for r in rows], [float(r["psnr"]) for r in rows], "o-", label=mode)
         if mode == modes[0]:
             axes[1].plot([int(r["step"]) for r in rows], [float(r["psnr_bicubic"]) for r in rows],
-                         "k--", lw=1, label="bicubic")
+                         "kx--", lw=1, label="bicubic")
     axes[1].set(xlabel="step", ylabel="PSNR (dB, RGB, no crop)", title="validation (test split)")
     if modes:
         axes[1].legend()
