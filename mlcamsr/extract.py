@@ -748,6 +748,8 @@ def extract(
                     "sources": {str(k): int(v) for k, v in col.value_counts().sort_index().items()},
                 }
             )
+        ours = {s.name for s in specs}
+        members += [m for m in store.attrs.get("members", []) if m.get("name") not in ours]
         root = store.local_root
         if root is not None:  # temp files of writes cut by a kill (we hold the lock: none live)
             for s in specs:
