@@ -403,3 +403,15 @@ def test_fast_resample_is_bit_identical_to_resample_box(box, n, shape):
 
     img = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
     np.testing.assert_array_equal(resample_box_fast(img, box, n), resample_box(img, box, (n, n)))
+
+
+def test_info_shows_split_summary(small_store, tmp_path):
+    copy = tmp_path / "split.zarr"
+    shutil.copytree(small_store, copy)
+    s = open_store(copy, "r+")
+    t = s.table
+    t["split"] = ["train" if i % 6 else "test" for i in range(len(t))]
+    s.write_table(t)
+    r = CliRunner().invoke(main, ["info", str(copy), "--json"])
+    d = json.loads(r.output)
+    assert d["split"] == {"test": int((t.split == "test").sum()), "train": int((t.split == "train").sum())}
