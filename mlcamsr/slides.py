@@ -43,6 +43,8 @@ from mlcamsr.errors import InputError
 
 Backend = Literal["auto", "openslide", "tiffslide"]
 BACKENDS: tuple[str, ...] = ("auto", "openslide", "tiffslide")
+# Files that ``auto`` opens with tiffslide first (faster tile decode, same pixels).
+TIFF_SUFFIXES: frozenset[str] = frozenset({".tif", ".tiff", ".svs"})
 
 MPP_MIN, MPP_MAX = 0.01, 100.0
 """Plausible level-0 um/px; metadata outside this range is ignored (72 dpi = 352.8 um/px)."""
@@ -458,9 +460,10 @@ def open_slide(path: str | os.PathLike[str], *, backend: Backend = "auto",
     Args:
         path: a slide file, or a DICOM WSI folder (openslide opens its first ``.dcm``
             and finds the other levels).
-        backend: ``"openslide"``, ``"tiffslide"`` or ``"auto"`` (openslide when it opens
-            the file, tiffslide otherwise: OME-TIFF, plain TIFFs; DICOM only opens with
-            openslide).
+        backend: ``"openslide"``, ``"tiffslide"`` or ``"auto"``: TIFF-family files
+            (``.tif``, ``.tiff``, ``.svs``) try tiffslide first (it decodes tiles about
+            2.5x faster than openslide here, see docs/slides.md), everything else
+            (DICOM, NDPI, MRXS, ...) openslide first; the other backend is the fallback.
         mpp: level-0 um/px used only when the slide's metadata has none
             (``mpp_source == "override"``).
 
@@ -478,7 +481,11 @@ def open_slide(path: str | os.PathLike[str], *, backend: Backend = "auto",
                          f"[{MPP_MIN}, {MPP_MAX}] (40x is about 0.25, 20x about 0.5)")
     p = _resolve_path(path)
     errors: list[str] = []
-    order = ["openslide", "tiffslide"] if backend == "auto" else [backend]
+    if backend == "auto":
+        tiff_family = p.suffix.lower() in TIFF_SUFFIXES
+        order = ["tiffslide", "openslide"] if tiff_family else ["openslide", "tiffslide"]
+    else:
+        order = [backend]
     for name in order:
         try:
             return SlideReader(p, name, mpp=mpp)

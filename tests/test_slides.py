@@ -47,9 +47,11 @@ def test_backends_return_the_same_pixels(synth_dir: Path) -> None:
             assert np.abs(pa.astype(int) - pb.astype(int)).mean() < 1.0  # JPEG decoders
 
 
-def test_auto_prefers_openslide_for_tiff_pyramids(synth_dir: Path) -> None:
+def test_auto_prefers_tiffslide_for_tiff_pyramids(synth_dir: Path, shared_data: Path) -> None:
     with open_slide(synth_dir / "slide_000.tif") as r:
-        assert r.backend == "openslide" and r.vendor == "generic-tiff"
+        assert r.backend == "tiffslide" and r.mpp == pytest.approx((0.243, 0.243))
+    with open_slide(shared_data / "wsi" / "dicom-CMU-1-Small-Region") as r:
+        assert r.backend == "openslide"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
