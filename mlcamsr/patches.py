@@ -310,48 +310,10 @@ def read_level(
     return out
 
 
-def _apply_axis_strided(img: np.ndarray, axis: int, idx: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """:func:`mlcamsr.resize._apply_axis` when the taps are a regular grid (same weights for
-    every output, tap indices advancing by a whole step): slices instead of gathers, the
-    very same float32 products and sums, so the result is bit-identical."""
-    from mlcamsr import resize as rz
-
-    out_len = idx.shape[0]
-    w32 = w.astype(img.dtype)
-    step = int(idx[1, 0] - idx[0, 0]) if out_len > 1 else 1
-    regular = (
-        step >= 1
-        and np.array_equal(idx, idx[0][None, :] + step * np.arange(out_len)[:, None])
-        and np.array_equal(w32, np.broadcast_to(w32[0], w32.shape))
-    )
-    if not regular:
-        return rz._apply_axis(img, axis, idx, w)
-    moved = np.moveaxis(img, axis, 0)
-    out = np.zeros((out_len,) + moved.shape[1:], dtype=img.dtype)
-    for p in range(idx.shape[1]):
-        a = int(idx[0, p])
-        out += w32[0, p] * moved[a : a + step * (out_len - 1) + 1 : step]
-    return np.moveaxis(out, 0, axis)
-
-
 def resample_box_fast(img: np.ndarray, box: tuple[float, float, float, float], n: int) -> np.ndarray:
-    """:func:`mlcamsr.resize.resample_box` to ``n`` x ``n`` (antialiased), bit-identical, with
-    a strided fast path for the common regular cases (half-pixel centres at scale 1, whole
-    factors); anything else takes the library's own path."""
-    from mlcamsr import resize as rz
-
-    try:
-        x0, y0, x1, y1 = (float(v) for v in box)
-        h, w = img.shape[:2]
-        scale_hw = (n / (y1 - y0), n / (x1 - x0))
-        start_hw = (y0, x0)
-        work = img.astype(np.float32)
-        for axis in sorted(range(2), key=lambda a: scale_hw[a]):
-            idx, wts = rz._taps((h, w)[axis], n, scale_hw[axis], start_hw[axis], True)
-            work = _apply_axis_strided(work, axis, idx, wts)
-        return rz._finish(work, np.dtype(np.uint8))
-    except (AttributeError, TypeError):  # the resize internals changed: use the public API
-        return resample_box(img, box, (n, n))
+    """:func:`mlcamsr.resize.resample_box` to ``n`` x ``n`` (antialiased); kept as a name for
+    callers, the strided fast path now lives in :mod:`mlcamsr.resize` for everyone."""
+    return resample_box(img, box, (n, n))
 
 
 def read_member(

@@ -6,10 +6,7 @@ MLCamSR adds a third figure: the *alignment score* of each coarser member, the P
 (8-bit scale, on luma Y = 0.299 R + 0.587 G + 0.114 B) between the member and the
 anti-aliased bicubic downsample (the weights of :func:`mlcamsr.resize.imresize`) of the
 finest member to the member's size. Luma keeps the score a third of the cost of RGB;
-a misaligned level moves every channel alike. Integer factors (/2, /4) run as strided
-sums with the very same weights (:func:`shrink_luma`, equal to ``imresize`` to float
-precision). Real
-pyramid levels of a well-built slide score high (they are the same tissue, only a
+a misaligned level moves every channel alike. Real pyramid levels of a well-built slide score high (they are the same tissue, only a
 different scanner/codec blur); a level shifted or scaled by a few pixels scores low.
 
 Every threshold is a field of :class:`QCThresholds`; the extract command exposes them.
@@ -23,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from mlcamsr.resize import imresize, resize_weights
+from mlcamsr.resize import imresize
 
 __all__ = [
     "PAPER_RGB_MEAN",
@@ -116,44 +113,8 @@ def _psnr_f(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
 
-_TAPS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-
-
-def _int_taps(n: int, s: int) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets ``d`` and weights ``w``: out[j] = sum_k w[k] * in[s*j + d[k]] (mirrored)."""
-    key = (n, s)
-    if key not in _TAPS:
-        W = resize_weights(n, n // s)  # MATLAB imresize weights (antialiased, symmetric edges)
-        j = (n // s) // 2  # an interior output pixel: its taps are the periodic ones
-        cols = np.flatnonzero(W[j])
-        _TAPS[key] = (cols - s * j, W[j, cols].astype(np.float32))
-    return _TAPS[key]
-
-
-def _shrink_axis(x: np.ndarray, s: int, axis: int) -> np.ndarray:
-    n = x.shape[axis]
-    d, w = _int_taps(n, s)
-    pad = int(max(-d.min(), d.max() + s, 0)) + 1
-    widths = [(0, 0)] * x.ndim
-    widths[axis] = (pad, pad)
-    xp = np.pad(x, widths, mode="symmetric")
-    m = n // s
-    out = None
-    for dk, wk in zip(d, w):
-        sl = [slice(None)] * x.ndim
-        sl[axis] = slice(pad + dk, pad + dk + s * m, s)
-        term = xp[tuple(sl)] * wk
-        out = term if out is None else out + term
-    assert out is not None
-    return out
-
-
 def shrink_luma(y: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``imresize(y, output_shape=size)`` of a float32 luma image (fast path for integer factors)."""
-    h, w = y.shape
-    if h % size[0] == 0 and w % size[1] == 0 and h // size[0] == w // size[1] and h // size[0] > 1:
-        s = h // size[0]
-        return _shrink_axis(_shrink_axis(y, s, 0), s, 1)
+    """``imresize(y, output_shape=size)`` of a float32 luma image (strided for integer factors)."""
     return imresize(y, output_shape=size)
 
 
