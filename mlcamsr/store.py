@@ -4,8 +4,10 @@ Layout (``format_version`` 1)::
 
     STORE.zarr/
       zarr.json                 root group; attribute "mlcamsr" (see below)
-      40x/ 20x/ 10x/            uint8 (N, size, size, 3) arrays, one chunk per patch,
-                                sharded by ``shard_rows`` patches, BytesCodec + Zstd(1)
+      40x/ 20x/ 10x/            uint8 (N, size, size, 3) arrays: shards of ``shard_rows``
+                                whole patches, inner chunks of ``chunk`` x ``chunk`` px
+                                (default 256, or the whole patch when it is not larger),
+                                BytesCodec + Zstd(1)
       table.parquet             the patch table (one row per coords row), written atomically
       _extract/tasks/<k>.json   extraction records (one per finished shard; resume)
       mlcamsr.lock              present while a writer runs (pid, host)
@@ -13,7 +15,12 @@ Layout (``format_version`` 1)::
 Root attribute ``mlcamsr``: ``format_version``, ``tool_version``, ``params`` (the full
 extraction parameters), ``params_hash``, ``slides`` (name -> size, sha256, mpp,
 mpp_source, reader, levels), ``members`` (list, finest first: name, mpp, size, scale,
-mag, kind, sources), ``complete`` (bool).
+mag, kind, chunk, sources), ``complete`` (bool).
+
+Inner chunks: a training sample reads a small crop (e.g. 128 px) of a 1024-px patch;
+with one chunk per patch each read decodes the whole ~3 MB patch, with 256-px inner
+chunks it decodes the 1-4 chunks the crop touches (zarr reads them by byte range from
+the shard). Shards stay whole patches, so one writer still owns whole shard files.
 
 Any fsspec URL zarr accepts works for reading and writing; the writer lock is only
 taken on local stores (a remote store has no atomic create here).
@@ -43,12 +50,15 @@ from zarr.storage import LocalStore
 from mlcamsr.errors import StoreError
 
 __all__ = [
+    "DEFAULT_CHUNK",
     "FORMAT_VERSION",
     "ATTR_KEY",
     "TABLE_KEY",
     "LOCK_NAME",
     "Store",
     "StoreLock",
+    "default_chunk",
+    "member_chunk",
     "member_name",
     "open_store",
     "store_summary",
@@ -60,6 +70,19 @@ TABLE_KEY = "table.parquet"
 LOCK_NAME = "mlcamsr.lock"
 
 _MODES = ("r", "r+", "a", "w")
+
+DEFAULT_CHUNK = 256
+"""Default inner chunk side (px) of the member arrays extract writes."""
+
+
+def default_chunk(size: int) -> int:
+    """The default inner chunk side for a finest member of ``size`` px: 256, or ``size``."""
+    return DEFAULT_CHUNK if int(size) > DEFAULT_CHUNK else int(size)
+
+
+def member_chunk(chunk: int | None, size: int) -> int:
+    """Inner chunk side of a ``size``-px member: ``min(chunk, size)`` (``None``: whole patch)."""
+    return int(size) if chunk is None else max(1, min(int(chunk), int(size)))
 
 
 def member_name(base_mag: float, scale: int) -> str:
@@ -230,23 +253,30 @@ class Store:
         kind: str = "real",
         shard_rows: int = 16,
         zstd_level: int = 1,
+        chunk: int | None = None,
         overwrite: bool = False,
         **info: Any,
     ) -> zarr.Array:
         """Create (or replace) a member array ``uint8 (n, size, size, 3)`` and register it.
 
-        One chunk per patch, ``shard_rows`` patches per shard file, lossless
+        Inner chunks of ``(1, c, c, 3)`` with ``c = min(chunk, size)`` (``chunk=None``:
+        one chunk per patch), ``shard_rows`` whole patches per shard file (a shard's sides
+        are ``size`` rounded up to a multiple of ``c``, as zarr requires), lossless
         ``BytesCodec + ZstdCodec(zstd_level)``; unwritten slots read as 0. Writers must
-        write whole shards (concurrent writes to one shard lose data).
+        write whole shards (concurrent writes to one shard lose data). The chunk side is
+        registered in the member's entry (``chunk``).
         """
         self._writable()
         shard = max(1, min(int(shard_rows), int(n))) if n else 1
+        size = int(size)
+        c = member_chunk(chunk, size)
+        side = -(-size // c) * c  # whole patches per shard, whole chunks per shard
         arr = self.group.create_array(
             name,
-            shape=(int(n), int(size), int(size), 3),
+            shape=(int(n), size, size, 3),
             dtype="uint8",
-            chunks=(1, int(size), int(size), 3),
-            shards=(shard, int(size), int(size), 3),
+            chunks=(1, c, c, 3),
+            shards=(shard, side, side, 3),
             serializer=BytesCodec(),
             compressors=ZstdCodec(level=int(zstd_level)),
             fill_value=0,
@@ -261,6 +291,7 @@ class Store:
             "scale": float(scale),
             "mag": float(mag),
             "kind": kind,
+            "chunk": c,
             **info,
         }
         members = [m for m in self.attrs.get("members", []) if m["name"] != name]
@@ -283,11 +314,13 @@ class Store:
         """Write rows ``start : start + len(block)`` of member ``name``, one whole shard.
 
         ``start`` must be a shard boundary and the block must cover the shard (or the
-        array's end). Rows that are all zero are left empty (read as fill 0), as zarr does
-        with ``write_empty_chunks=False``. For the layout :meth:`create_member` makes, the
-        shard is encoded here (the same standard codecs: bytes + zstd per chunk, a
-        little-endian uint64 index + crc32c at the end) and stored in one atomic put,
-        about 3x faster than zarr's generic write path; any other layout goes through zarr.
+        array's end). Inner chunks that are all zero are left empty (read as fill 0), as
+        zarr does with ``write_empty_chunks=False``. For the layouts :meth:`create_member`
+        makes (any inner chunk side), the shard is encoded here with the same standard
+        codecs -- bytes + zstd per inner chunk, chunks in zarr's Morton order, edge chunks
+        padded with the fill value, a little-endian uint64 index + crc32c at the end, byte
+        for byte what zarr writes (tested) -- and stored in one atomic put, about 3x faster
+        than zarr's generic write path; any other layout goes through zarr.
         """
         self._writable()
         arr = self[name]
@@ -295,22 +328,35 @@ class Store:
         n = int(block.shape[0])
         if start % rows or (n != rows and start + n != arr.shape[0]):
             raise ValueError(f"{name}: rows {start}:{start + n} are not one whole shard of {rows}")
-        level = _fast_layout(arr)
-        if level is None:
+        layout = _fast_layout(arr)
+        if layout is None:
             arr[start : start + n] = block
             return
+        level, ch, cw, order = layout
         from numcodecs import Zstd
 
         codec = Zstd(level=level)
-        index = np.full((rows, 2), np.iinfo(np.uint64).max, dtype="<u8")
+        h, w = int(arr.shape[1]), int(arr.shape[2])
+        ny, nx = -(-h // ch), -(-w // cw)
+        index = np.full((rows, ny, nx, 1, 2), np.iinfo(np.uint64).max, dtype="<u8")
         parts: list[bytes] = []
         offset = 0
-        for i in range(n):
-            patch = np.ascontiguousarray(block[i], dtype=np.uint8)
-            if not patch.any():
+        pad = None
+        for r, cy, cx, _ in order:
+            if r >= n:
+                continue  # rows past the array's end: fill, never stored
+            y0, x0 = cy * ch, cx * cw
+            tile = block[r, y0 : y0 + ch, x0 : x0 + cw]
+            if tile.shape[:2] != (ch, cw):  # an edge chunk: padded with the fill value
+                if pad is None:
+                    pad = np.zeros((ch, cw, 3), dtype=np.uint8)
+                pad[...] = 0
+                pad[: tile.shape[0], : tile.shape[1]] = tile
+                tile = pad
+            if not tile.any():
                 continue
-            data = codec.encode(patch)
-            index[i] = (offset, len(data))
+            data = codec.encode(np.ascontiguousarray(tile, dtype=np.uint8))
+            index[r, cy, cx, 0] = (offset, len(data))
             parts.append(data if isinstance(data, bytes) else bytes(data))
             offset += len(data)
         key = f"{name}/" + arr.metadata.encode_chunk_key((start // rows, 0, 0, 0))
@@ -319,7 +365,7 @@ class Store:
             return
         import google_crc32c
 
-        idx = index.reshape(rows, 1, 1, 1, 2).tobytes()
+        idx = index.tobytes()
         crc = np.array([google_crc32c.value(idx)], dtype="<u4").tobytes()
         root = self.local_root
         if root is None:
@@ -333,7 +379,7 @@ class Store:
         try:
             bufs = [*parts, idx, crc]
             total = sum(len(b) for b in bufs)
-            written = os.writev(fd, bufs)
+            written = _writev_all(fd, bufs)
             if written != total:  # short write: finish the rest plainly
                 rest = b"".join(bufs)[written:]
                 while rest:
@@ -433,16 +479,48 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _fast_layout(arr: zarr.Array) -> int | None:
-    """The zstd level when ``arr`` has exactly the layout of :meth:`Store.create_member`."""
+def _writev_all(fd: int, bufs: list[bytes]) -> int:
+    """``os.writev`` in batches of at most IOV_MAX buffers; bytes written (stops when short)."""
     try:
+        most = int(os.sysconf("SC_IOV_MAX"))
+    except (ValueError, OSError, AttributeError):
+        most = 1024
+    most = max(16, most)
+    done = 0
+    for i in range(0, len(bufs), most):
+        batch = bufs[i : i + most]
+        want = sum(len(b) for b in batch)
+        got = os.writev(fd, batch)
+        done += got
+        if got != want:
+            break
+    return done
+
+
+def _fast_layout(arr: zarr.Array) -> tuple[int, int, int, tuple[tuple[int, ...], ...]] | None:
+    """``(zstd level, chunk h, chunk w, Morton order of the chunks in a shard)`` when ``arr``
+    has a layout of :meth:`Store.create_member` (uint8 ``(N, H, W, 3)``, shards of whole
+    patches, inner chunks ``(1, ch, cw, 3)``, bytes + zstd, crc32c index at the end),
+    else ``None`` (written through zarr)."""
+    try:
+        from zarr.core.indexing import morton_order_iter
+
         codecs = [c.to_dict() for c in arr.metadata.codecs]
         if len(codecs) != 1 or codecs[0]["name"] != "sharding_indexed" or arr.dtype != np.uint8:
             return None
         conf = codecs[0]["configuration"]
         inner = conf["codecs"]
+        chunk = [int(v) for v in conf["chunk_shape"]]
+        shard = [int(v) for v in arr.metadata.chunk_grid.chunk_shape]
+        shape = [int(v) for v in arr.shape]
         if (
-            list(conf["chunk_shape"]) != [1, *arr.shape[1:]]
+            len(shape) != 4
+            or shape[3] != 3
+            or len(chunk) != 4
+            or chunk[0] != 1
+            or chunk[3] != 3
+            or shard[3] != 3
+            or any(shard[d] != -(-shape[d] // chunk[d]) * chunk[d] for d in (1, 2))
             or conf.get("index_location", "end") != "end"
             or [c["name"] for c in inner] != ["bytes", "zstd"]
             or inner[1]["configuration"].get("checksum")
@@ -451,8 +529,10 @@ def _fast_layout(arr: zarr.Array) -> int | None:
             or arr.metadata.fill_value != 0
         ):
             return None
-        return int(inner[1]["configuration"]["level"])
-    except (AttributeError, KeyError, IndexError, TypeError):
+        per_shard = (shard[0], shard[1] // chunk[1], shard[2] // chunk[2], 1)
+        order = tuple(morton_order_iter(per_shard))  # zarr's own order of chunks in a shard
+        return int(inner[1]["configuration"]["level"]), chunk[1], chunk[2], order
+    except (AttributeError, KeyError, IndexError, TypeError, ImportError, ValueError):
         return None
 
 
@@ -540,7 +620,7 @@ def store_summary(path_or_url: str | os.PathLike[str]) -> dict[str, Any]:
 
     Keys: ``store``, ``format_version``, ``tool_version``, ``params``, ``complete``,
     ``counts`` (rows/kept/rejected/failed), ``n_slides``, ``members`` (name, size, mpp,
-    scale, kind, sources, shape), ``qc`` (kept rows: tissue and alignment figures),
+    scale, kind, sources, shape, chunk: inner chunk side in px, shard_rows), ``qc`` (kept rows: tissue and alignment figures),
     ``reasons`` (most common reasons of rows not kept), ``split`` (counts, when set),
     ``size_bytes`` (local stores).
     """
@@ -557,7 +637,10 @@ def store_summary(path_or_url: str | os.PathLike[str]) -> dict[str, Any]:
     members = []
     for name in s.members:
         info = s.member_info(name)
-        info["shape"] = list(s[name].shape)
+        arr = s[name]
+        info["shape"] = list(arr.shape)
+        info["chunk"] = int(arr.chunks[1])  # the array's real layout (also older stores)
+        info["shard_rows"] = int(arr.shards[0]) if arr.shards else int(arr.chunks[0])
         members.append(info)
     out["members"] = members
     counts = {"rows": 0, "kept": 0, "rejected": 0, "failed": 0}

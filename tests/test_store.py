@@ -58,12 +58,20 @@ def test_missing_or_foreign_store_is_a_clear_error(tmp_path):
         open_store(tmp_path / "s.zarr", "r").write_table(pd.DataFrame())
 
 
-def test_write_shard_is_byte_identical_to_zarr(tmp_path):
+@pytest.mark.parametrize(
+    "size, chunk",
+    [(16, None), (16, 8), (16, 4), (20, 8)],  # whole patch; 2x2 and 4x4 inner; padded edges
+)
+def test_write_shard_is_byte_identical_to_zarr(tmp_path, size, chunk):
     s = open_store(tmp_path / "s.zarr", "w")
-    block = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    block = np.random.default_rng(1).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
     block[1] = 0
+    block[2, :8, :8] = 0  # an empty inner chunk inside a written patch
     for name in ("a", "b"):
-        s.create_member(name, n=10, size=16, mpp=1, scale=1, mag=1, shard_rows=4)
+        s.create_member(name, n=10, size=size, mpp=1, scale=1, mag=1, shard_rows=4, chunk=chunk)
+    c = size if chunk is None else chunk
+    assert s["a"].chunks == (1, c, c, 3) and s["a"].shards[:1] == (4,)
+    assert s.member_info("a")["chunk"] == c
     s.write_shard("a", 4, block)
     s["b"][4:8] = block
     s.write_shard("a", 8, block[:2])  # the last, partial shard
@@ -75,6 +83,32 @@ def test_write_shard_is_byte_identical_to_zarr(tmp_path):
     assert s.get_bytes("a/c/1/0/0/0") is None and not s["a"][4:8].any()
     with pytest.raises(ValueError, match="whole shard"):
         s.write_shard("a", 2, block)
+
+
+def test_write_shard_many_inner_chunks_real_pixels(tmp_path, shared_data):
+    """More chunks per shard than one writev takes (IOV_MAX 1024), real H&E: zarr's bytes."""
+    from PIL import Image
+
+    im = np.asarray(Image.open(shared_data / "patches/histolab/tcga-lung-rgb.png").convert("RGB"))
+    block = np.stack([im[k * 16 : k * 16 + 128, k * 19 : k * 19 + 128] for k in range(20)])
+    s = open_store(tmp_path / "s.zarr", "w")
+    for name in ("a", "b"):
+        s.create_member(name, n=20, size=128, mpp=1, scale=1, mag=1, shard_rows=20, chunk=16)
+    s.write_shard("a", 0, block)  # 20 x 8 x 8 = 1280 inner chunks in one shard
+    s["b"][:] = block
+    assert s.get_bytes("a/c/0/0/0/0") == s.get_bytes("b/c/0/0/0/0")
+    np.testing.assert_array_equal(s["a"][:], block)
+
+
+def test_info_summary_reports_the_chunking(tmp_path):
+    from mlcamsr.store import store_summary
+
+    s = open_store(tmp_path / "s.zarr", "w")
+    s.create_member("40x", n=4, size=64, mpp=0.243, scale=1, mag=40, shard_rows=2, chunk=32)
+    s.create_member("20x", n=4, size=32, mpp=0.486, scale=2, mag=20, shard_rows=2, chunk=32)
+    members = {m["name"]: m for m in store_summary(tmp_path / "s.zarr")["members"]}
+    assert members["40x"]["chunk"] == 32 and members["20x"]["chunk"] == 32
+    assert members["40x"]["shard_rows"] == 2
 
 
 def test_fsspec_url_round_trip():
