@@ -75,6 +75,10 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
               "the anti-aliased downsample of the finest member (a shifted or mis-scaled level).")
 @click.option("--shard-rows", default=16, show_default=True, type=click.IntRange(min=1),
               help="Patches per shard file (and per task).")
+@click.option("--chunk", "chunk", default=None, type=click.IntRange(min=16), metavar="PX",
+              help="Inner chunk side of the member arrays in px (each member: min(PX, its "
+              "size)); a training crop decodes only the chunks it touches. Default: 256, or "
+              "the whole patch when --size is 256 or less; --chunk SIZE = one chunk per patch.")
 @click.option("--zstd-level", default=1, show_default=True, type=click.IntRange(-7, 22),
               help="Zstandard level of the (lossless) member arrays.")
 @click.option("--cache-mb", default=256, show_default=True, type=click.FloatRange(min=0),
@@ -84,7 +88,7 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
 @handle_errors
 def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, workers, processes, scheduler,
             backend, mpp, annotations, overwrite, allow_upsample, min_tissue, rgb_mean, rgb_tol,
-            min_align_psnr, shard_rows, zstd_level, cache_mb, no_hash, quiet) -> None:
+            min_align_psnr, shard_rows, chunk, zstd_level, cache_mb, no_hash, quiet) -> None:
     """Extract aligned multi-scale patches (e.g. 40x/20x/10x) around each centre of --coords.
 
     Each member is read from a native pyramid level when its mpp is within 2 %, else
@@ -99,7 +103,7 @@ def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, worke
         scales=scales, workers=workers, processes=processes, scheduler=scheduler, backend=backend, mpp=mpp,
         annotations=annotations, overwrite=overwrite, allow_upsample=allow_upsample,
         min_tissue=min_tissue, rgb_mean=rgb_mean, rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
-        shard_rows=shard_rows, zstd_level=zstd_level, cache_mb=cache_mb, hash_slides=not no_hash,
+        shard_rows=shard_rows, zstd_level=zstd_level, chunk=chunk, cache_mb=cache_mb, hash_slides=not no_hash,
         progress=not quiet,
     )
     resumed = f", {res.tasks_skipped} shard(s) already done" if res.tasks_skipped else ""

@@ -28,7 +28,9 @@ def info(store: str, as_json: bool) -> None:
     click.echo("members:")
     for m in summary["members"]:
         src = ", ".join(f"{k} {v}" for k, v in m.get("sources", {}).items())
-        click.echo(f"  {m['name']:<12} {m['size']:>5} px  {m['mpp']:.3f} um/px  {m['kind']:<8} {src}")
+        chunk = f"chunk {m['chunk']:>4} px" if m.get("chunk") else ""
+        click.echo(f"  {m['name']:<12} {m['size']:>5} px  {m['mpp']:.3f} um/px  {m['kind']:<8} "
+                   f"{chunk}  {src}".rstrip())
     qc = summary.get("qc", {})
     if qc:
         click.echo("QC (kept rows):")

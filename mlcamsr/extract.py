@@ -10,6 +10,12 @@ Plan (driver, cheap, before anything is written):
    mpp and no override, or one that would need upsampling, is refused (exit 2);
 4. every row planned: a square that leaves the slide makes that row ``failed``.
 
+Layout: every member is ``(N, size, size, 3)`` in shards of ``shard_rows`` whole patches
+with inner chunks of ``min(chunk, member size)`` px (default ``chunk`` 256 when the finest
+member is larger, else the whole patch), so a training crop decodes only the chunks it
+touches. ``chunk`` is a parameter of the store like the others (recorded in ``params``
+and in each member's entry; another value is refused without ``overwrite``).
+
 Work: rows are cut into shards of ``shard_rows`` consecutive rows; one task per shard
 reads its rows (each worker process keeps its slides open), runs QC
 (:mod:`mlcamsr.qc`), writes the whole shard of every member in one write (zeros for
@@ -485,6 +491,7 @@ def extract(
     min_align_psnr: float = 25.0,
     shard_rows: int = 16,
     zstd_level: int = 1,
+    chunk: int | None = None,
     hash_slides: bool = True,
     cache_mb: float = 256,
     processes: bool = False,
@@ -510,6 +517,9 @@ def extract(
         allow_upsample: allow members finer than the slide's finest level.
         min_tissue, rgb_mean, rgb_tol, min_align_psnr: QC thresholds (:class:`QCThresholds`).
         shard_rows: patches per shard file and per task.
+        chunk: inner chunk side in px of the member arrays; each member gets
+            ``min(chunk, member size)``. Default: 256 when ``size`` > 256, else the whole
+            patch (``chunk >= size``: one chunk per patch, the earlier layout). At least 16.
         zstd_level: Zstandard level of the member arrays (lossless).
         hash_slides: record each slide's sha256 in the store attributes.
         cache_mb: per-process cache of decoded slide blocks (MiB; 0 disables). Patches
@@ -534,6 +544,14 @@ def extract(
         raise InputError(f"--backend {backend}: choose auto, openslide or tiffslide")
     if shard_rows < 1:
         raise InputError(f"--shard-rows {shard_rows}: give at least 1")
+    from mlcamsr.store import default_chunk, member_chunk
+
+    if chunk is not None and int(chunk) < 16:
+        raise InputError(
+            f"--chunk {chunk}: give an inner chunk side of at least 16 px (default 256; "
+            f"{int(size)} = one chunk per patch)"
+        )
+    chunk_px = member_chunk(default_chunk(size) if chunk is None else int(chunk), int(size))
     th = QCThresholds(
         min_tissue=float(min_tissue),
         rgb_mean=tuple(float(v) for v in rgb_mean),  # type: ignore[arg-type]
@@ -585,6 +603,7 @@ def extract(
         "qc": th.as_dict(),
         "shard_rows": int(shard_rows),
         "zstd_level": int(zstd_level),
+        "chunk": chunk_px,
         "coords_sha256": df.attrs["sha256"],
         "n_rows": n,
         "annotations": None if annotations is None else Path(annotations).name,
@@ -650,6 +669,7 @@ def extract(
                     kind="real",
                     shard_rows=shard_rows,
                     zstd_level=zstd_level,
+                    chunk=chunk_px,
                 )
 
         # ---- tasks
@@ -745,6 +765,7 @@ def extract(
                     "scale": s.scale,
                     "mag": s.mag,
                     "kind": "real",
+                    "chunk": member_chunk(chunk_px, s.size),
                     "sources": {str(k): int(v) for k, v in col.value_counts().sort_index().items()},
                 }
             )

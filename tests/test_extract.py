@@ -196,6 +196,54 @@ def test_rerun_same_params_is_a_no_op_and_other_params_refused(small_store, synt
     assert open_store(small_store).attrs["params"]["size"] == 256
 
 
+def test_inner_chunks_equal_whole_patch_store_and_are_a_parameter(small_store, synth_dir, tmp_path):
+    out = tmp_path / "inner.zarr"
+    extract(synth_dir, synth_dir / "coords.csv", out, size=256, workers=2, shard_rows=4, chunk=64,
+            progress=False)
+    # the inner chunk side is a parameter of the layout, not of the content
+    _assert_same_store(small_store, out)
+    s, whole = open_store(out), open_store(small_store)
+    assert [s[m].chunks for m in s.members] == [(1, 64, 64, 3)] * 3  # 256, 128, 64 px members
+    assert [s[m].shards for m in s.members] == [(4, n, n, 3) for n in (256, 128, 64)]
+    assert [m["chunk"] for m in s.attrs["members"]] == [64, 64, 64]
+    assert s.attrs["params"]["chunk"] == 64
+    # default for a 256-px finest member: one chunk per patch
+    assert whole.attrs["params"]["chunk"] == 256
+    assert [whole[m].chunks[1] for m in whole.members] == [256, 128, 64]
+
+    base = ["--slides", str(synth_dir), "--coords", str(synth_dir / "coords.csv"), "--out", str(out),
+            "--size", "256", "--shard-rows", "4", "--workers", "0", "--quiet"]
+    before = (out / "table.parquet").stat().st_mtime_ns
+    r = _cli(*base, "--chunk", "64")
+    assert r.exit_code == 0, r.output
+    r = _cli(*base, "--chunk", "128")
+    assert r.exit_code == 2 and "other parameters (chunk: 64 -> 128)" in r.output, r.output
+    r = _cli(*base)  # the default (whole 256-px patches) is another layout too
+    assert r.exit_code == 2 and "chunk: 64 -> 256" in r.output, r.output
+    assert (out / "table.parquet").stat().st_mtime_ns == before
+    r = CliRunner().invoke(main, ["info", str(out)])
+    assert r.exit_code == 0 and "chunk   64 px" in r.output, r.output
+    r = CliRunner().invoke(main, ["info", str(out), "--json"])
+    assert [m["chunk"] for m in json.loads(r.output)["members"]] == [64, 64, 64]
+
+
+def test_default_inner_chunk_is_256_px_for_larger_patches(synth_dir, tmp_path):
+    coords = _write_csv(tmp_path / "c.csv", ["slide_000.tif,2048,1536"])
+    res = extract(synth_dir, coords, tmp_path / "d.zarr", size=512, workers=0, progress=False,
+                  min_tissue=0.0, rgb_tol=1.0, min_align_psnr=0.0, hash_slides=False)
+    s = open_store(res.store)
+    assert s.attrs["params"]["chunk"] == 256
+    # each member: min(256, its size); shards stay whole patches
+    assert [s[m].chunks[1] for m in s.members] == [256, 256, 128]
+    assert [s[m].shards[1] for m in s.members] == [512, 256, 128]
+    with pytest.raises(InputError, match="--chunk 8"):
+        extract(synth_dir, coords, tmp_path / "e.zarr", size=512, chunk=8, workers=0, progress=False)
+    r = _cli("--slides", str(synth_dir), "--coords", str(coords), "--out", str(tmp_path / "f.zarr"),
+             "--chunk", "8")
+    assert r.exit_code == 2 and "--chunk" in r.output
+    assert not (tmp_path / "e.zarr").exists() and not (tmp_path / "f.zarr").exists()
+
+
 def test_overwrite_replaces_a_store(synth_dir, tmp_path):
     out = tmp_path / "o.zarr"
     base = ["--slides", str(synth_dir), "--coords", str(synth_dir / "coords.csv"),
