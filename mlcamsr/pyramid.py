@@ -7,8 +7,10 @@ by 2 when halving; each level rounded to uint8 like a saved image):
     40x 1024 -> 20x_bicubic 512 -> 10x_bicubic 256 -> 5x_bicubic 128
 
 Names follow the base magnification (``f"{mag / 2**k:g}x_bicubic"``). The arrays have the
-finest member's chunking (one chunk per patch), shard rows and codec; only kept rows are
-written (other slots stay at the fill value 0, as in extract).
+finest member's layout: its inner chunk side (min'd with each member's size, as extract
+does for the real members: 256-px chunks give 20x_bicubic 256, 10x_bicubic 256,
+5x_bicubic 128), shard rows and codec; only kept rows are written (other slots stay at
+the fill value 0, as in extract). Shards are written with :meth:`Store.write_shard`.
 
 Work is split by shard of the finest member (one writer per shard file): serial with
 ``workers=0``, else a process pool. After each shard a record
@@ -101,6 +103,7 @@ def _plan(store: Any, levels: int) -> dict[str, Any]:
     level = 1
     for c in arr.compressors:
         level = int(getattr(c, "level", level))
+    chunk = int(arr.chunks[1])  # the finest member's inner chunk side (its real layout)
     mag = float(info.get("mag") or 0.0)
     if not mag:
         raise StoreError(f"{name}: member {finest} has no magnification recorded; re-extract")
@@ -112,6 +115,7 @@ def _plan(store: Any, levels: int) -> dict[str, Any]:
         "n": n,
         "shard_rows": shard_rows,
         "zstd_level": level,
+        "chunk": chunk,
         "kept": np.sort(kept_idx),
         "names": bicubic_names(mag, levels),
         "sizes": [size // 2**k for k in range(1, levels + 1)],
@@ -119,7 +123,9 @@ def _plan(store: Any, levels: int) -> dict[str, Any]:
 
 
 def _params_hash(plan: dict[str, Any]) -> str:
-    keys = ("finest", "size", "n", "shard_rows", "names", "sizes")
+    keys = ["finest", "size", "n", "shard_rows", "names", "sizes"]
+    if plan["chunk"] < plan["size"]:  # inner chunks (whole-patch stores keep their old hash)
+        keys.append("chunk")
     blob = json.dumps({k: plan[k] for k in keys} | {"method": METHOD}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -144,7 +150,7 @@ def _do_shard(
         for k, img in enumerate(halve(block[r - start], len(names))):
             outs[k][r - start] = img
     for m, data in zip(names, outs):
-        store[m][start:stop] = data
+        store.write_shard(m, start, data)
     return stop - start
 
 
@@ -196,6 +202,7 @@ def pyramid(
                     kind="bicubic",
                     shard_rows=plan["shard_rows"],
                     zstd_level=plan["zstd_level"],
+                    chunk=plan["chunk"],
                     overwrite=True,
                     source=plan["finest"],
                     method=METHOD,

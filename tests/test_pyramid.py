@@ -66,6 +66,37 @@ def test_members_are_repeated_halvings_of_the_finest(store: Path, patches) -> No
     assert not np.asarray(st["20x_bicubic"][5]).any()
 
 
+def test_inner_chunked_store_gives_the_same_members_with_its_chunking(
+    store: Path, patches, tmp_path: Path
+) -> None:
+    from mlcamsr.pyramid import pyramid
+    from mlcamsr.store import open_store
+
+    images, slides = patches
+    status = ["kept"] * len(slides)
+    status[5] = "rejected"
+    inner = build_store(tmp_path / "inner.zarr", images, slides, status=status, chunk=32)
+    pyramid(store, workers=0, progress=False)
+    pyramid(inner, workers=2, progress=False)
+    a, b = open_store(store), open_store(inner)
+    check = open_store(tmp_path / "check.zarr", "w")  # zarr's own writes of the same pixels
+    for name, chunk in (("20x_bicubic", 32), ("10x_bicubic", 32), ("5x_bicubic", 16)):
+        np.testing.assert_array_equal(np.asarray(a[name][:]), np.asarray(b[name][:]))
+        arr = b[name]
+        assert arr.chunks == (1, chunk, chunk, 3)  # min(finest's 32, member size)
+        assert arr.shards == (4,) + arr.shape[1:]  # shards stay whole patches
+        assert b.member_info(name)["chunk"] == chunk
+        # written by write_shard: byte for byte what zarr writes for the same rows
+        ref = check.create_member(name, n=arr.shape[0], size=arr.shape[1], mpp=1, scale=1,
+                                  mag=1, shard_rows=4, chunk=chunk)
+        ref[:] = np.asarray(arr[:])
+        for k in range(3):
+            key = f"{name}/c/{k}/0/0/0"
+            assert b.get_bytes(key) == check.get_bytes(key)
+    again = pyramid(inner, workers=0, progress=False)
+    assert again.shards_done == 0 and again.shards_skipped == 3
+
+
 def test_names_follow_base_magnification(patches, tmp_path: Path) -> None:
     from mlcamsr.pyramid import pyramid
 
