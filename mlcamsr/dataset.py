@@ -43,10 +43,15 @@ the members the split needs into numpy arrays once (shared copy-on-write by fork
 workers; copied into spawned ones).
 
 Speed: the bicubic is two small torch matmuls with weights precomputed per size (torch
-runs single-threaded in DataLoader workers). A sample reads only its crop, but the store
-keeps one chunk per patch, so each read decodes a whole patch; ``__getitems__`` (called
-by the DataLoader per batch) decodes a patch once for all items of the batch that crop
-from it, and :class:`PatchGroupedSampler` (opt-in) makes batches of such runs. Figures:
+runs single-threaded in DataLoader workers). A sample reads only its crop (plus the
+bicubic's context) with one zarr slice ``arr[i, y0:y1, x0:x1, :]``: zarr reads the shard's
+index and then only the inner chunks the slice touches, by byte range. Extract's default
+256-px inner chunks make a 144-px read of a 1024-px patch decode 1-4 chunks (about 2.4 on
+average) instead of the whole ~3 MB patch; stores with one chunk per patch still work
+but decode the whole patch per sample. ``__getitems__`` (called by the DataLoader per
+batch) decodes a patch once for all items of the batch that crop from it, when they
+would otherwise decode more chunks than the patch has (see ``_cache_threshold``),
+and :class:`PatchGroupedSampler` (opt-in) makes batches of such runs. Figures:
 docs/benchmarks.md, "Data loading".
 """
 
@@ -403,22 +408,38 @@ class TripletDataset(Dataset):
             for k in ks:
                 counts[k] = counts.get(k, 0) + 1
             arrays = self._open()
-            members = [m for m in (self.gt_member, self.ref_member) if m is not None]
-            gt_arr = arrays[self.gt_member]
-            # whole-patch chunks: any repeat pays; inner chunks: only when the crops of the
-            # batch would decode about as many chunks as the whole patch has
-            per_side = max(1, int(gt_arr.shape[1]) // int(gt_arr.chunks[1]))
-            need = max(2, per_side * per_side // 2)
-            self._batch_cache = {
-                (m, k): np.asarray(arrays[m][int(self.indices[k])])
-                for k, c in counts.items()
-                if c >= need
-                for m in members
-            }
+            cache: dict[tuple[str, int], np.ndarray] = {}
+            if max(counts.values(), default=0) >= 2:
+                for m in (self.gt_member, self.ref_member):
+                    if m is None:
+                        continue
+                    need = self._cache_threshold(m, arrays[m])
+                    for k, c in counts.items():
+                        if c >= need:
+                            cache[(m, k)] = np.asarray(arrays[m][int(self.indices[k])])
+            self._batch_cache = cache
         try:
             return [self[i] for i in indices]
         finally:
             self._batch_cache = None
+
+    def _cache_threshold(self, member: str, arr: Any) -> int:
+        """Crops of one patch in a batch from which reading ``member``'s whole patch once
+        decodes fewer chunks than reading each crop (at least 2).
+
+        A read of ``L`` px at a random origin touches on average ``(L - 1) / c + 1`` chunks
+        of side ``c`` per axis (at most the ``ceil(size / c)`` there are). Whole-patch
+        chunks: 2 (any repeat pays); 256-px chunks of a 1024-px patch with 144-px reads
+        (x2, p = 64 plus the bicubic context): 7.
+        """
+        size, c = int(arr.shape[1]), max(1, int(arr.chunks[1]))
+        per_side = -(-size // c)
+        if member == self.gt_member:
+            length = min(size, self.gt_len + 2 * self.margin)
+        else:
+            length = self.ref_len
+        touched = min(float(per_side), (length - 1) / c + 1)
+        return max(2, int(np.ceil(per_side * per_side / (touched * touched))))
 
     def __repr__(self) -> str:
         return (

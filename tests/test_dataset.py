@@ -44,10 +44,12 @@ def build_store(
     base_mag: float = 40.0,
     status: list[str] | None = None,
     split: list[str] | None = None,
+    chunk: int | None = None,
 ) -> Path:
     """A small store written with the store API: member at scale f = imresize(finest, 1/f).
 
     Rows whose status is not ``kept`` get index -1 and no pixels, as extract does.
+    ``chunk``: inner chunk side of every member (min'd with its size; None: whole patches).
     """
     from mlcamsr.store import member_name, open_store
 
@@ -64,6 +66,7 @@ def build_store(
             mag=base_mag / f,
             kind="real",
             shard_rows=4,
+            chunk=chunk,
         )
         data = np.zeros((n, size // f, size // f, 3), np.uint8)
         for i in range(n):
@@ -486,3 +489,82 @@ def test_lr_is_the_whole_patch_resized_then_cropped_at_every_origin(
         diffs.append(np.abs(lr.astype(int) - want))
     d = np.stack(diffs)
     assert d.max() <= 1 and np.mean(d == 0) > 0.999
+
+
+# ----------------------------------------------------------------------------- inner chunks
+
+
+@pytest.fixture(scope="module")
+def inner_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``real_store``'s pixels and table with 64-px inner chunks (4 x 4 per 256-px patch)."""
+    images, slides = real_patches(shared_data, 256)
+    split = ["test" if s == slides[-1] else "train" for s in slides]
+    path = tmp_path_factory.mktemp("inner") / "inner.zarr"
+    return build_store(path, images, slides, split=split, chunk=64)
+
+
+@pytest.mark.parametrize("scale,patch,ref_source", [(2, 32, "real"), (4, 16, "real"),
+                                                    (8, 8, "real"), (4, 16, "gt-updown"),
+                                                    (2, 16, "lr")])
+def test_inner_chunk_store_gives_identical_items(
+    real_store: Path, inner_store: Path, scale: int, patch: int, ref_source: str
+) -> None:
+    from mlcamsr.dataset import TripletDataset
+    from mlcamsr.store import open_store
+
+    assert open_store(inner_store)["40x"].chunks == (1, 64, 64, 3)
+    assert open_store(real_store)["40x"].chunks == (1, 256, 256, 3)
+    kw = dict(scale=scale, patch=patch, ref_source=ref_source, repeat=3)
+    whole, inner = TripletDataset(real_store, **kw), TripletDataset(inner_store, **kw)
+    whole.reseed(3)
+    inner.reseed(3)
+    order = [0, 8, 16, 1, 9, 2, 5, 7]  # 0, 8, 16 crop patch 0; random crops, rotations, flips
+    for a, b in zip(whole.__getitems__(order), inner.__getitems__(order)):
+        for k in ("lr", "ref", "gt"):
+            assert (a[k] == b[k]).all()
+        assert a["row"] == b["row"]
+    for i in (3, 4):
+        for k in ("lr", "ref", "gt"):
+            assert (whole[i][k] == inner[i][k]).all()
+    full_w = TripletDataset(real_store, scale=scale, augment=False, full=True)
+    full_i = TripletDataset(inner_store, scale=scale, augment=False, full=True)
+    for k in ("lr", "ref", "gt"):
+        assert (full_w[0][k] == full_i[0][k]).all()
+
+
+def test_a_crop_decodes_only_the_inner_chunks_it_touches(
+    real_store: Path, inner_store: Path, monkeypatch
+) -> None:
+    """Bytes read from disk for one sample: the crop's chunks, not the whole patch."""
+    from zarr.storage import LocalStore
+
+    from mlcamsr.dataset import TripletDataset
+
+    reads: list[tuple[str, int]] = []
+    real_get = LocalStore.get
+
+    async def counting_get(self, key, prototype=None, byte_range=None):
+        buf = await real_get(self, key, prototype, byte_range)
+        if buf is not None and key.startswith("40x/c/"):
+            reads.append((key, len(buf)))
+        return buf
+
+    monkeypatch.setattr(LocalStore, "get", counting_get)
+    got = {}
+    for name, path in (("whole", real_store), ("inner", inner_store)):
+        # x2, p = 16: a 32-px gt crop plus 8 px of bicubic context = a 48-px read
+        ds = TripletDataset(path, scale=2, patch=16, augment=False)
+        reads.clear()
+        ds.triplet(0, origin=(64, 64))  # 48 px at (56, 56): chunks (0..1, 0..1) of 64 px
+        got[name] = (len(reads), sum(n for _, n in reads))
+    n_whole, b_whole = got["whole"]
+    n_inner, b_inner = got["inner"]
+    assert n_inner <= 5  # the shard index + 4 chunks
+    assert b_inner < 0.35 * b_whole  # 4 of 16 chunks (+ the 4 KB index)
+    ds = TripletDataset(inner_store, scale=2, patch=16, augment=False)
+    arrays = ds._open()
+    # whole-patch chunks: any repeat in a batch pays for a patch read; 64-px chunks and
+    # 48-px reads: about 3 of 16 chunks per crop, so 6 crops of one patch
+    assert ds._cache_threshold("40x", arrays["40x"]) == 6
+    whole = TripletDataset(real_store, scale=2, patch=16, augment=False)
+    assert whole._cache_threshold("40x", whole._open()["40x"]) == 2
