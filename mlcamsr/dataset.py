@@ -44,11 +44,13 @@ workers; copied into spawned ones).
 
 Speed: the bicubic is two small torch matmuls with weights precomputed per size (torch
 runs single-threaded in DataLoader workers). A sample reads only its crop (plus the
-bicubic's context) with one zarr slice ``arr[i, y0:y1, x0:x1, :]``: zarr reads the shard's
-index and then only the inner chunks the slice touches, by byte range. Extract's default
-256-px inner chunks make a 144-px read of a 1024-px patch decode 1-4 chunks (about 2.4 on
-average) instead of the whole ~3 MB patch; stores with one chunk per patch still work
-but decode the whole patch per sample. ``__getitems__`` (called by the DataLoader per
+bicubic's context), i.e. ``arr[i, y0:y1, x0:x1, :]``, through
+:class:`mlcamsr.store.RegionReader`: the shard's index (cached per worker) and then only
+the inner chunks the region touches, one ``pread`` + zstd decode each (other stores
+read through zarr, which also decodes only those chunks, at about 3x the overhead).
+Extract's default 256-px inner chunks make a 144-px read of a 1024-px patch decode 1-4
+chunks (about 2.4 on average) instead of the whole ~3 MB patch; stores with one chunk
+per patch still work but decode the whole patch per sample. ``__getitems__`` (called by the DataLoader per
 batch) decodes a patch once for all items of the batch that crop from it, when they
 would otherwise decode more chunks than the patch has (see ``_cache_threshold``),
 and :class:`PatchGroupedSampler` (opt-in) makes batches of such runs. Figures:
@@ -283,7 +285,8 @@ class TripletDataset(Dataset):
             from mlcamsr.store import open_store
 
             handle = open_store(self.path, mode="r")
-            self._arrays = {m: handle[m] for m in {self.gt_member, self.ref_member} - {None}}
+            members = {self.gt_member, self.ref_member} - {None}
+            self._arrays = {m: handle.region_reader(m) for m in members}
             self._pid = pid
         return self._arrays
 
@@ -310,8 +313,7 @@ class TripletDataset(Dataset):
         cached = self._batch_cache.get((member, k)) if self._batch_cache else None
         if cached is not None:
             return cached[y : y + h, x : x + w]
-        arr = self._open()[member]
-        return np.asarray(arr[int(self.indices[k]), y : y + h, x : x + w, :])
+        return self._open()[member].read(int(self.indices[k]), y, x, h, w)
 
     def _region(self, y0: int, n: int) -> tuple[int, int]:
         """Start and length (multiples of ``s`` away from the gt crop) of the context read."""
@@ -414,9 +416,10 @@ class TripletDataset(Dataset):
                     if m is None:
                         continue
                     need = self._cache_threshold(m, arrays[m])
+                    size = int(arrays[m].shape[1])
                     for k, c in counts.items():
                         if c >= need:
-                            cache[(m, k)] = np.asarray(arrays[m][int(self.indices[k])])
+                            cache[(m, k)] = arrays[m].read(int(self.indices[k]), 0, 0, size, size)
             self._batch_cache = cache
         try:
             return [self[i] for i in indices]

@@ -55,6 +55,7 @@ __all__ = [
     "ATTR_KEY",
     "TABLE_KEY",
     "LOCK_NAME",
+    "RegionReader",
     "Store",
     "StoreLock",
     "default_chunk",
@@ -388,6 +389,11 @@ class Store:
             os.close(fd)
         os.replace(tmp, path)
 
+    def region_reader(self, name: str) -> RegionReader:
+        """A reader of ``member[i, y:y+h, x:x+w, :]`` that decodes only the inner chunks the
+        region touches (see :class:`RegionReader`)."""
+        return RegionReader(self, name)
+
     # -- raw keys ------------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes) -> None:
         """Write ``data`` at ``key`` (atomic on local stores: temp file + rename)."""
@@ -446,6 +452,127 @@ class Store:
     def _writable(self) -> None:
         if self.mode == "r":
             raise StoreError(f"{self.path} is open read-only; open it with mode='r+'")
+
+
+class RegionReader:
+    """Reads regions of one member: ``read(i, y, x, h, w)`` = ``arr[i, y:y+h, x:x+w, :]``.
+
+    For a local store in a layout of :meth:`Store.create_member` it reads the shard file
+    itself: the shard's index once (cached, keyed by the file's inode, mtime and size, so
+    a rewritten shard is re-read), then only the inner chunks the region touches, each
+    with one ``pread`` and one zstd decode. Same bytes as zarr reads (its codecs, its
+    index), without zarr's per-call overhead (asyncio, indexers): 0.28 vs 0.93 ms for a
+    144-px region of a 1024-px patch in 256-px chunks. Anything else (remote stores,
+    other layouts, an index that fails its checksum) reads through zarr, which also
+    decodes only the touched chunks. Everything else (``shape``, ``chunks``, ``arr[...]``)
+    is the zarr array's. Counters ``chunks_read`` and ``bytes_read`` (fast path only).
+    """
+
+    def __init__(self, store: Store, name: str) -> None:
+        self.array = store[name]
+        self.name = name
+        self.chunks_read = 0
+        self.bytes_read = 0
+        self._index: dict[int, tuple[tuple[int, int, int], np.ndarray | None]] = {}
+        self._dir: Path | None = None
+        layout = _fast_layout(self.array)
+        root = store.local_root
+        if layout is not None and root is not None:
+            from numcodecs import Zstd
+
+            self._dir = root / name
+            self._zstd = Zstd()
+            _, self._ch, self._cw = layout[:3]
+            self._rows = int(self.array.shards[0])
+            h, w = int(self.array.shape[1]), int(self.array.shape[2])
+            self._ny, self._nx = -(-h // self._ch), -(-w // self._cw)
+            self._key = self.array.metadata.encode_chunk_key
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("_") or attr == "array":  # not set yet (copy, pickle)
+            raise AttributeError(attr)
+        return getattr(self.array, attr)
+
+    def __getitem__(self, sel: Any) -> Any:
+        return self.array[sel]
+
+    def read(self, i: int, y: int, x: int, h: int, w: int) -> np.ndarray:
+        """``(h, w, 3)`` uint8: rows ``y:y+h``, columns ``x:x+w`` of patch ``i`` (clipped to
+        the patch, like a numpy slice)."""
+        H, W = int(self.array.shape[1]), int(self.array.shape[2])
+        y0, x0 = max(0, int(y)), max(0, int(x))
+        y1, x1 = min(H, int(y) + int(h)), min(W, int(x) + int(w))
+        if self._dir is None or y1 <= y0 or x1 <= x0:
+            return np.asarray(self.array[int(i), y0:y1, x0:x1, :])
+        out = self._read_fast(int(i), y0, y1, x0, x1)
+        if out is None:
+            return np.asarray(self.array[int(i), y0:y1, x0:x1, :])
+        return out
+
+    def _read_fast(self, i: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray | None:
+        assert self._dir is not None
+        shard, r = divmod(i, self._rows)
+        path = self._dir / self._key((shard, 0, 0, 0))
+        out = np.zeros((y1 - y0, x1 - x0, 3), dtype=np.uint8)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return out  # no shard file: every chunk is at the fill value
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            cached = self._index.get(shard)
+            if cached is None or cached[0] != stamp:
+                cached = (stamp, self._load_index(fd, st.st_size))
+                self._index[shard] = cached
+            index = cached[1]
+            if index is None:
+                return None
+            ch, cw = self._ch, self._cw
+            empty = np.iinfo(np.uint64).max
+            for cy in range(y0 // ch, (y1 - 1) // ch + 1):
+                for cx in range(x0 // cw, (x1 - 1) // cw + 1):
+                    off, n = index[r, cy, cx]
+                    if off == empty:
+                        continue  # an empty chunk: fill value 0
+                    data = os.pread(fd, int(n), int(off))
+                    if len(data) != int(n):
+                        return None
+                    tile = np.frombuffer(self._zstd.decode(data), dtype=np.uint8)
+                    tile = tile.reshape(ch, cw, 3)
+                    ty, tx = cy * ch, cx * cw
+                    a0, a1 = max(y0, ty), min(y1, ty + ch)
+                    b0, b1 = max(x0, tx), min(x1, tx + cw)
+                    out[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] = tile[a0 - ty : a1 - ty, b0 - tx : b1 - tx]
+                    self.chunks_read += 1
+                    self.bytes_read += int(n)
+        except (OSError, ValueError, RuntimeError):
+            return None
+        finally:
+            os.close(fd)
+        return out
+
+    def _load_index(self, fd: int, size: int) -> np.ndarray | None:
+        """The shard's chunk index ``(rows, ny, nx, 2)`` (offset, length), or ``None`` when it
+        does not check out (then zarr reads, and reports the damage)."""
+        import google_crc32c
+
+        nbytes = self._rows * self._ny * self._nx * 16
+        if size < nbytes + 4:
+            return None
+        raw = os.pread(fd, nbytes + 4, size - nbytes - 4)
+        if len(raw) != nbytes + 4:
+            return None
+        crc = int(np.frombuffer(raw[nbytes:], dtype="<u4")[0])
+        if google_crc32c.value(raw[:nbytes]) != crc:
+            return None
+        index = np.frombuffer(raw[:nbytes], dtype="<u8").reshape(self._rows, self._ny, self._nx, 2)
+        used = index[..., 0] != np.iinfo(np.uint64).max
+        if used.any() and int((index[..., 0][used] + index[..., 1][used]).max()) > size - nbytes - 4:
+            return None
+        return index
 
 
 class _NoLock:

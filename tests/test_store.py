@@ -100,6 +100,32 @@ def test_write_shard_many_inner_chunks_real_pixels(tmp_path, shared_data):
     np.testing.assert_array_equal(s["a"][:], block)
 
 
+@pytest.mark.parametrize("size, chunk", [(40, 16), (32, None)])
+def test_region_reader_equals_zarr_slices(tmp_path, size, chunk):
+    """The dataset's reader: padded edge chunks, empty chunks, empty shards, a rewritten
+    shard (index cache), a remote store (zarr path) -- always what zarr's slice gives."""
+    s = open_store(tmp_path / "s.zarr", "w")
+    s.create_member("a", n=9, size=size, mpp=1, scale=1, mag=1, shard_rows=4, chunk=chunk)
+    rng = np.random.default_rng(2)
+    block = rng.integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+    block[1] = 0
+    block[2, :16, :16] = 0
+    s.write_shard("a", 0, block)
+    s.write_shard("a", 8, block[:1])  # rows 4..7: no shard file at all
+    r = open_store(tmp_path / "s.zarr").region_reader("a")
+    arr = r.array
+    for _ in range(60):
+        i = int(rng.integers(9))
+        y, x = (int(v) for v in rng.integers(-4, size, size=2))
+        h, w = (int(v) for v in rng.integers(1, size + 8, size=2))
+        want = np.asarray(arr[i, max(0, y) : y + h, max(0, x) : x + w, :])
+        np.testing.assert_array_equal(r.read(i, y, x, h, w), want)
+    assert r.chunks_read > 0 and r.shape == arr.shape and r.chunks == arr.chunks
+    s.write_shard("a", 0, block[::-1].copy())  # rewritten: the cached index is refreshed
+    np.testing.assert_array_equal(r.read(0, 0, 0, size, size), block[3])
+    np.testing.assert_array_equal(r[3], block[0])
+
+
 def test_info_summary_reports_the_chunking(tmp_path):
     from mlcamsr.store import store_summary
 
@@ -120,3 +146,6 @@ def test_fsspec_url_round_trip():
     r = open_store("memory://mlcamsr-test/s.zarr")
     np.testing.assert_array_equal(r["40x"][2:4], block)
     assert len(r.table) == 4 and r.local_root is None
+    reader = r.region_reader("40x")  # remote: reads through zarr
+    np.testing.assert_array_equal(reader.read(3, 2, 1, 4, 5), block[1, 2:6, 1:6])
+    assert reader.chunks_read == 0
