@@ -340,25 +340,36 @@ class Store:
         h, w = int(arr.shape[1]), int(arr.shape[2])
         ny, nx = -(-h // ch), -(-w // cw)
         index = np.full((rows, ny, nx, 1, 2), np.iinfo(np.uint64).max, dtype="<u8")
+        # encode row by row (one chunk-major copy of a patch at a time), lay out in zarr's order
+        encoded: dict[tuple[int, int, int], bytes] = {}
+        for r in range(n):
+            patch = np.asarray(block[r], dtype=np.uint8)
+            if not patch.any():
+                continue  # an empty patch: no chunk stored
+            if ny == 1 and nx == 1 and patch.shape[:2] == (ch, cw):
+                tiles = np.ascontiguousarray(patch).reshape(1, 1, ch, cw, 3)
+            else:
+                if patch.shape[:2] != (ny * ch, nx * cw):  # edge chunks: padded with the fill value
+                    full = np.zeros((ny * ch, nx * cw, 3), dtype=np.uint8)
+                    full[:h, :w] = patch
+                    patch = full
+                tiles = np.ascontiguousarray(
+                    patch.reshape(ny, ch, nx, cw, 3).transpose(0, 2, 1, 3, 4)
+                )
+            for cy in range(ny):
+                for cx in range(nx):
+                    tile = tiles[cy, cx]
+                    if tile.any():
+                        data = codec.encode(tile)
+                        encoded[(r, cy, cx)] = data if isinstance(data, bytes) else bytes(data)
         parts: list[bytes] = []
         offset = 0
-        pad = None
         for r, cy, cx, _ in order:
-            if r >= n:
-                continue  # rows past the array's end: fill, never stored
-            y0, x0 = cy * ch, cx * cw
-            tile = block[r, y0 : y0 + ch, x0 : x0 + cw]
-            if tile.shape[:2] != (ch, cw):  # an edge chunk: padded with the fill value
-                if pad is None:
-                    pad = np.zeros((ch, cw, 3), dtype=np.uint8)
-                pad[...] = 0
-                pad[: tile.shape[0], : tile.shape[1]] = tile
-                tile = pad
-            if not tile.any():
+            data = encoded.get((r, cy, cx))  # absent: empty, or a row past the array's end
+            if data is None:
                 continue
-            data = codec.encode(np.ascontiguousarray(tile, dtype=np.uint8))
             index[r, cy, cx, 0] = (offset, len(data))
-            parts.append(data if isinstance(data, bytes) else bytes(data))
+            parts.append(data)
             offset += len(data)
         key = f"{name}/" + arr.metadata.encode_chunk_key((start // rows, 0, 0, 0))
         if not parts:
