@@ -3,20 +3,25 @@
 Side by side in one run, same crops (x2, LR patch 64 -> gt 128, ref = gt), same
 augmentation, same DataLoader (batch 16, 2 workers, fork, persistent workers):
 
-(a) ``TripletDataset`` reading the store on disk (the extract layout: one chunk per
-    patch, 16-patch shards, zstd 1);
+(a) ``TripletDataset`` reading the store on disk in extract's layout (``--chunk``,
+    default 256: 256-px inner chunks inside 16-patch shards, zstd 1; each member's chunk
+    is min(chunk, its size), as ``mlcamsr extract`` writes it);
 (b) ``TripletDataset(in_memory=True)``;
 (c) BasicSR's ``PairedImageDataset`` way: each sample reads a whole HR PNG (``HR/``) and
     its LR PNG (``LR_bic/``, made with the same bicubic) with Pillow, then crops;
 (a4) as (a) with ``PatchGroupedSampler(crops_per_patch=4)``: 4 patches per batch of 16,
     each decoded once for its 4 random crops;
-(a') optional (``--inner-chunk 256,128``): the same store with 256-px inner chunks inside
-    the same shards, to show what the chunk layout costs.
+(a') the same pixels in other chunk layouts (``--compare-chunks``, default 1024: one
+    chunk per patch, the layout before inner chunks), to show what the layout costs.
+
+Also the single-process cost of the dataset's read alone: one ``arr[i, y:y+144, x:x+144]``
+(x2, p = 64 plus the bicubic context) at random even origins, per layout.
 
 The patches are real H&E: 1024-px mosaics of 512-px squares of the real images in
 ``../shared/data/patches`` (rotated/flipped), so compression behaves like real tissue.
 
-Run: ``python bench/loader.py [--patches 48] [--samples 1024] [--rounds 3] [--inner-chunk 256,128]``
+Run: ``python bench/loader.py [--patches 48] [--samples 1024] [--rounds 3] [--chunk 256]
+[--compare-chunks 1024,128]``
 """
 
 from __future__ import annotations
@@ -76,36 +81,24 @@ def make_patches(n: int, size: int) -> np.ndarray:
     return out
 
 
-def build_store(path: Path, patches: np.ndarray, inner: int | None = None) -> None:
-    """A store in the extract layout (40x, 20x members, table with a split)."""
+def build_store(path: Path, patches: np.ndarray, chunk: int | None = 256) -> None:
+    """A store in the extract layout (40x, 20x members, table with a split): inner chunks of
+    ``min(chunk, member size)`` px (``None``: one chunk per patch), 16-patch shards."""
     import pandas as pd
-    import zarr
-    from zarr.codecs import BytesCodec, ZstdCodec
 
     from mlcamsr.resize import imresize
-    from mlcamsr.store import open_store
+    from mlcamsr.store import iter_shards, open_store
 
     n, size = patches.shape[:2]
     st = open_store(path, mode="w")
     for f, name in ((1, "40x"), (2, "20x")):
         data = patches if f == 1 else np.stack([imresize(p, scale=1 / f) for p in patches])
-        sz = size // f
-        if inner and f == 1:  # layout experiment: inner chunks inside the same shards
-            arr = st.group.create_array(
-                name, shape=(n, sz, sz, 3), dtype="uint8", chunks=(1, inner, inner, 3),
-                shards=(16, sz, sz, 3), serializer=BytesCodec(),
-                compressors=ZstdCodec(level=1), fill_value=0,
-            )
-            members = st.attrs.get("members", []) + [
-                {"name": name, "mpp": 0.243, "size": sz, "scale": 1, "mag": 40.0, "kind": "real"}
-            ]
-            st.update_attrs(members=members)
-        else:
-            arr = st.create_member(
-                name, n=n, size=sz, mpp=0.243 * f, scale=f, mag=40.0 / f, kind="real"
-            )
-        assert isinstance(arr, zarr.Array)
-        arr[:] = data
+        st.create_member(
+            name, n=n, size=size // f, mpp=0.243 * f, scale=f, mag=40.0 / f, kind="real",
+            shard_rows=16, chunk=chunk,
+        )
+        for _, start, stop in iter_shards(n, int(st[name].shards[0])):
+            st.write_shard(name, start, data[start:stop])
     st.write_table(
         pd.DataFrame(
             {
@@ -119,6 +112,30 @@ def build_store(path: Path, patches: np.ndarray, inner: int | None = None) -> No
             }
         )
     )
+
+
+def crop_read_ms(
+    path: Path, reads: int = 40, length: int = 144, seed: int = 0, zarr_slice: bool = False
+) -> float:
+    """Median ms of one ``40x[i, y:y+length, x:x+length]`` (random even origins), one
+    process: the dataset's read alone (``RegionReader.read``), or zarr's own slice."""
+    from mlcamsr.store import open_store
+
+    reader = open_store(path).region_reader("40x")
+    arr = reader.array
+    n, size = int(arr.shape[0]), int(arr.shape[1])
+    rng = np.random.default_rng(seed)
+    times = []
+    for _ in range(reads):
+        i = int(rng.integers(n))
+        y, x = (int(v) * 2 for v in rng.integers(0, (size - length) // 2 + 1, size=2))
+        t0 = time.perf_counter()
+        if zarr_slice:
+            np.asarray(arr[i, y : y + length, x : x + length, :])
+        else:
+            reader.read(i, y, x, length, length)
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
 
 
 def build_pngs(root: Path, patches: np.ndarray) -> None:
@@ -200,9 +217,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", type=int, default=1024)
-    ap.add_argument(
-        "--inner-chunk", default="", help="also time inner chunk sizes (a'), e.g. 256,128"
-    )
+    ap.add_argument("--chunk", type=int, default=256,
+                    help="inner chunk side of the (a) store (extract's default 256)")
+    ap.add_argument("--compare-chunks", default="1024",
+                    help="also time these layouts (a'), e.g. 1024,128 (>= --size: one chunk "
+                    "per patch); empty: none")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_loader"))
     ap.add_argument("--keep", action="store_true", help="reuse data built by a previous run")
@@ -211,15 +230,15 @@ def main() -> None:
     from mlcamsr.dataset import TripletDataset
 
     out = args.out
-    inner = [int(c) for c in args.inner_chunk.split(",") if c]
+    other = [int(c) for c in args.compare_chunks.split(",") if c]
     if not (args.keep and (out / "store.zarr").exists()):
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         patches = make_patches(args.patches, args.size)
-        build_store(out / "store.zarr", patches)
+        build_store(out / "store.zarr", patches, chunk=args.chunk)
         build_pngs(out / "png", patches)
-        for c in inner:
-            build_store(out / f"store_inner{c}.zarr", patches, inner=c)
+        for c in other:
+            build_store(out / f"store_chunk{c}.zarr", patches, chunk=c)
     repeat = max(1, -(-2 * args.samples // args.patches))
     kw = dict(split="train", scale=2, patch=64, repeat=repeat)
     runs = {
@@ -228,11 +247,23 @@ def main() -> None:
         "(b) store in RAM": lambda: TripletDataset(out / "store.zarr", in_memory=True, **kw),
         "(c) PNG folders (BasicSR way)": lambda: PngPairs(out / "png", repeat=repeat),
     }
-    for c in inner:
-        runs[f"(a') disk, {c}-px inner chunks"] = lambda c=c: TripletDataset(
-            out / f"store_inner{c}.zarr", **kw
+    def layout(c: int) -> str:
+        return "one chunk per patch" if c >= args.size else f"{c}-px inner chunks"
+
+    for c in other:
+        runs[f"(a') disk, {layout(c)}"] = lambda c=c: TripletDataset(
+            out / f"store_chunk{c}.zarr", **kw
         )
     load0 = os.getloadavg()
+    stores = {args.chunk: out / "store.zarr"} | {c: out / f"store_chunk{c}.zarr" for c in other}
+    reads: dict[str, list[float]] = {}
+    for r in range(5):  # interleaved rounds of single-process crop reads
+        for c, path in stores.items():
+            for how, zs in (("RegionReader", False), ("zarr slice", True)):
+                key = f"{layout(c)}, {how}"
+                reads.setdefault(key, []).append(crop_read_ms(path, seed=r, zarr_slice=zs))
+    for name, v in reads.items():
+        print(f"crop read (144 px, 1 process) {name:36s} {np.median(v):6.2f} ms median of 5 x 40")
     rounds: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(args.rounds):  # interleaved rounds: a busy spell hits every loader
         for name, make in runs.items():
@@ -247,7 +278,8 @@ def main() -> None:
     a, c = results["(a) store on disk"], results["(c) PNG folders (BasicSR way)"]
     print(f"(a)/(c) = {a / c:.1f}x (medians); load average before {load0[0]:.2f}, after "
           f"{load1[0]:.2f} on {os.cpu_count()} CPUs")
-    print(json.dumps({"samples_per_s": rounds, "loadavg_before": load0, "loadavg_after": load1,
+    print(json.dumps({"samples_per_s": rounds, "crop_read_ms": reads,
+                      "loadavg_before": load0, "loadavg_after": load1,
                       "args": {k: str(v) for k, v in vars(args).items()}}))
 
 
