@@ -329,6 +329,8 @@ class Store:
         n = int(block.shape[0])
         if start % rows or (n != rows and start + n != arr.shape[0]):
             raise ValueError(f"{name}: rows {start}:{start + n} are not one whole shard of {rows}")
+        if tuple(block.shape[1:]) != tuple(arr.shape[1:]):
+            raise ValueError(f"{name}: rows of shape {block.shape[1:]}, the member's are {arr.shape[1:]}")
         layout = _fast_layout(arr)
         if layout is None:
             arr[start : start + n] = block

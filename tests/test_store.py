@@ -83,6 +83,8 @@ def test_write_shard_is_byte_identical_to_zarr(tmp_path, size, chunk):
     assert s.get_bytes("a/c/1/0/0/0") is None and not s["a"][4:8].any()
     with pytest.raises(ValueError, match="whole shard"):
         s.write_shard("a", 2, block)
+    with pytest.raises(ValueError, match="the member's are"):
+        s.write_shard("a", 4, block[:, :8])
 
 
 def test_write_shard_many_inner_chunks_real_pixels(tmp_path, shared_data):
