@@ -16,9 +16,12 @@ same N patch centres (default 240, tissue-picked by synth), measures:
     path (read, resample, QC, encode) in ms per triplet, to say what bounds (c).
 
 Prints triplets/s, the ratios (c)/(a) and (c)/(b), the store size and codec, and the
-machine load (the 2 cores here are shared). Usage::
+machine load (the 2 cores here are shared). ``--write-only`` instead times just the
+store write (``Store.write_shard``: encode + write, CPU ms per triplet) of the same
+triplets in each inner-chunk layout of ``--chunks``. Usage::
 
     python bench/extract.py [--n 240] [--slide-size 8192] [--workers 2] [--backend tiffslide]
+    python bench/extract.py --write-only [--chunks 1024,256,128]
 """
 
 from __future__ import annotations
@@ -127,6 +130,47 @@ def stage_profile(slide: Path, centres: list[tuple[int, int]], size: int, backen
     return {k: 1000 * v / len(centres) for k, v in t.items()}
 
 
+def write_cost(
+    slide: Path, centres: list[tuple[int, int]], size: int, chunks: list[int], rounds: int = 5
+) -> dict[str, dict[str, float]]:
+    """CPU ms per triplet of ``Store.write_shard`` (40x/20x/10x, 16-row shards) and bytes
+    stored per triplet, per inner chunk side; rounds interleaved, medians."""
+    import tiffslide
+
+    from mlcamsr.store import open_store
+
+    ts = tiffslide.TiffSlide(slide)
+    members = {"40x": [], "20x": [], "10x": []}
+    for x, y in centres[:16]:
+        for (name, level, n) in (("40x", 0, size), ("20x", 1, size // 2), ("10x", 2, size // 4)):
+            members[name].append(np.asarray(
+                ts.read_region((x - size // 2, y - size // 2), level, (n, n), as_array=True))[..., :3])
+    ts.close()
+    blocks = {k: np.ascontiguousarray(np.stack(v)) for k, v in members.items()}
+    tmp = Path(tempfile.mkdtemp(prefix="bench_write_"))
+    st = open_store(tmp / "w.zarr", "w")
+    shards = 4  # 64 triplets per round
+    for c in chunks:
+        for name, b in blocks.items():
+            st.create_member(f"{name}_{c}", n=16 * shards, size=b.shape[1], mpp=1, scale=1,
+                             mag=1, shard_rows=16, chunk=c)
+    cpu: dict[int, list[float]] = {c: [] for c in chunks}
+    for _ in range(rounds):
+        for c in chunks:
+            t0 = time.process_time()
+            for k in range(shards):
+                for name, b in blocks.items():
+                    st.write_shard(f"{name}_{c}", 16 * k, b)
+            cpu[c].append(1000 * (time.process_time() - t0) / (16 * shards))
+    out = {}
+    for c in chunks:
+        nbytes = sum(_du(tmp / "w.zarr" / f"{name}_{c}") for name in blocks)
+        out[str(c)] = {"cpu_ms_per_triplet": float(np.median(cpu[c])),
+                       "mb_per_triplet": nbytes / (16 * shards) / 1e6}
+    shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=240, help="patch centres (>= 200)")
@@ -138,6 +182,10 @@ def main() -> None:
     ap.add_argument("--work-dir", default=None, help="keep inputs/outputs here (default: a temp dir)")
     ap.add_argument("--skip-serial", action="store_true", help="skip (s) and the stage profile")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ap.add_argument("--write-only", action="store_true",
+                    help="only time the store write per inner chunk layout (--chunks)")
+    ap.add_argument("--chunks", default="1024,256,128",
+                    help="inner chunk sides for --write-only (>= --size: one chunk per patch)")
     args = ap.parse_args()
 
     from mlcamsr.extract import extract
@@ -156,6 +204,17 @@ def main() -> None:
     n = len(centres)
     coords = work / f"coords_{n}.csv"
     coords.write_text("slide,x,y\n" + "".join(f"slide_000.tif,{x},{y}\n" for x, y in centres))
+    if args.write_only:
+        chunks = [int(c) for c in args.chunks.split(",") if c]
+        load0 = _load()
+        w = write_cost(slide, centres, args.size, chunks)
+        for c, v in w.items():
+            print(f"write_shard, inner chunk {c:>5} px: {v['cpu_ms_per_triplet']:.2f} CPU ms/triplet, "
+                  f"{v['mb_per_triplet']:.3f} MB/triplet stored")
+        print(f"load average before {load0}, after {_load()}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(w, indent=2))
+        return
     res: dict[str, object] = {"n": n, "size": args.size, "slide": f"{args.slide_size}^2 px",
                               "cpus": os.cpu_count(), "load_before": _load()}
     print(f"{n} triplets ({args.size}/{args.size // 2}/{args.size // 4} px) from {slide} "
