@@ -18,10 +18,12 @@ same N patch centres (default 240, tissue-picked by synth), measures:
 Prints triplets/s, the ratios (c)/(a) and (c)/(b), the store size and codec, and the
 machine load (the 2 cores here are shared). ``--write-only`` instead times just the
 store write (``Store.write_shard``: encode + write, CPU ms per triplet) of the same
-triplets in each inner-chunk layout of ``--chunks``. Usage::
+triplets in each inner-chunk layout of ``--chunks``, and ``--compare-chunks`` runs (c)
+alone in each layout of ``--chunks``, interleaved for ``--rounds`` rounds. Usage::
 
     python bench/extract.py [--n 240] [--slide-size 8192] [--workers 2] [--backend tiffslide]
     python bench/extract.py --write-only [--chunks 1024,256,128]
+    python bench/extract.py --compare-chunks [--chunks 1024,256] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -185,7 +187,11 @@ def main() -> None:
     ap.add_argument("--write-only", action="store_true",
                     help="only time the store write per inner chunk layout (--chunks)")
     ap.add_argument("--chunks", default="1024,256,128",
-                    help="inner chunk sides for --write-only (>= --size: one chunk per patch)")
+                    help="inner chunk sides for --write-only / --compare-chunks (>= --size: "
+                    "one chunk per patch)")
+    ap.add_argument("--compare-chunks", action="store_true",
+                    help="only run (c) in each layout of --chunks, interleaved rounds")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of --compare-chunks")
     args = ap.parse_args()
 
     from mlcamsr.extract import extract
@@ -214,6 +220,30 @@ def main() -> None:
         print(f"load average before {load0}, after {_load()}")
         if args.json:
             Path(args.json).write_text(json.dumps(w, indent=2))
+        return
+    if args.compare_chunks:
+        chunks = [int(c) for c in args.chunks.split(",") if c]
+        load0 = _load()
+        runs: dict[int, list[tuple[float, float]]] = {c: [] for c in chunks}
+        for r in range(args.rounds):
+            for c in chunks:
+                out = work / f"store_chunk{c}.zarr"
+                shutil.rmtree(out, ignore_errors=True)
+                c0, t0 = _cpu(), time.perf_counter()
+                extract(slides, coords, out, size=args.size, workers=args.workers,
+                        backend=args.backend, progress=False, hash_slides=False,
+                        cache_mb=args.cache_mb, chunk=c)
+                wall, cpu = time.perf_counter() - t0, _cpu() - c0
+                runs[c].append((n / wall, 1000 * cpu / n))
+                print(f"round {r + 1} (c) --chunk {c:>5}: {n / wall:6.1f} triplets/s, "
+                      f"CPU {1000 * cpu / n:.1f} ms/triplet", flush=True)
+        for c, v in runs.items():
+            tps, cpu = zip(*v)
+            print(f"(c) --chunk {c:>5}: median {np.median(tps):6.1f} triplets/s, CPU "
+                  f"{np.median(cpu):.1f} ms/triplet; store {_du(work / f'store_chunk{c}.zarr') / 1e6:.1f} MB")
+        print(f"load average before {load0}, after {_load()}")
+        if args.json:
+            Path(args.json).write_text(json.dumps({str(c): v for c, v in runs.items()}, indent=2))
         return
     res: dict[str, object] = {"n": n, "size": args.size, "slide": f"{args.slide_size}^2 px",
                               "cpus": os.cpu_count(), "load_before": _load()}
