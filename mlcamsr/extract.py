@@ -421,6 +421,11 @@ def _run_tasks(
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
+    # distributed's workers write their environment settings (OMP_NUM_THREADS=1,
+    # MALLOC_TRIM_THRESHOLD_, ...) into os.environ of this process; a library call must
+    # not leave them behind for the caller (they slowed later torch work, and changed
+    # its memory use, in the same process).
+    environ_before = dict(os.environ)
     if scheduler is not None:
         try:
             client = Client(scheduler, timeout="10s")
@@ -467,6 +472,15 @@ def _run_tasks(
         client.close()
         if cluster is not None:
             cluster.close()
+        _restore_environ(environ_before)
+
+
+def _restore_environ(before: dict[str, str]) -> None:
+    for key in set(os.environ) - set(before):
+        del os.environ[key]
+    for key, value in before.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def extract(

@@ -463,3 +463,10 @@ def test_info_shows_split_summary(small_store, tmp_path):
     r = CliRunner().invoke(main, ["info", str(copy), "--json"])
     d = json.loads(r.output)
     assert d["split"] == {"test": int((t.split == "test").sum()), "train": int((t.split == "train").sum())}
+
+
+def test_dask_extract_leaves_the_callers_environment_alone(synth_dir, tmp_path):
+    before = dict(os.environ)
+    extract(synth_dir, synth_dir / "coords.csv", tmp_path / "env.zarr", size=256, workers=2,
+            shard_rows=4, progress=False)
+    assert dict(os.environ) == before

@@ -116,10 +116,13 @@ def test_2000px_input_under_memory_cap(edsr_ckpt: Path, real_img: np.ndarray, tm
     src = tmp_path / "big.png"
     Image.fromarray(np.tile(real_img, (2, 2, 1))[:2000, :2000]).save(src)
     code = (
-        "import json, resource, sys\n"
+        "import json, re, sys\n"
         "from cwtnet.infer import super_resolve_file\n"
         f"r = super_resolve_file({str(edsr_ckpt)!r}, {str(src)!r}, {str(tmp_path / 'big.tif')!r}, tile=128)\n"
-        "r['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        # VmHWM is this process's own peak; ru_maxrss would carry over the forking pytest
+        # parent's size across exec (and fail whenever earlier tests grew the parent).
+        "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+        "r['peak_mb'] = int(hwm) / 1024\n"
         "print(json.dumps(r))\n"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, cwd=REPO)
