@@ -119,21 +119,29 @@ def _apply_axis(
     With a ``grid`` (see :func:`_taps`) the taps are strided slices of the
     symmetric-padded input: the same products and sums in the same order, so the
     result is bit-identical to the gather path, 2-4x faster."""
-    moved = np.moveaxis(img, axis, 0)
     n_out = idx.shape[0]
-    out = np.zeros((n_out,) + moved.shape[1:], dtype=img.dtype)
     if grid is not None:
+        # Slice along ``axis`` in place (no moveaxis: strided views of a transposed array
+        # are 2x slower); start from the first product (0 + a == a, still bit-identical).
         first, step = grid
-        n_in = moved.shape[0]
+        n_in = img.shape[axis]
         lo = max(0, -first)
         hi = max(0, first + idx.shape[1] - 1 + step * (n_out - 1) - (n_in - 1))
         if lo or hi:
-            moved = np.pad(moved, [(lo, hi)] + [(0, 0)] * (moved.ndim - 1), mode="symmetric")
+            widths = [(0, 0)] * img.ndim
+            widths[axis] = (lo, hi)
+            img = np.pad(img, widths, mode="symmetric")
         w0 = w[0].astype(img.dtype)
+        sl: list[slice] = [slice(None)] * img.ndim
+        out = None
         for p in range(idx.shape[1]):
             a = first + lo + p
-            out += w0[p] * moved[a : a + step * (n_out - 1) + 1 : step]
-        return np.moveaxis(out, 0, axis)
+            sl[axis] = slice(a, a + step * (n_out - 1) + 1, step)
+            term = w0[p] * img[tuple(sl)]
+            out = term if out is None else out + term
+        return out
+    moved = np.moveaxis(img, axis, 0)
+    out = np.zeros((n_out,) + moved.shape[1:], dtype=img.dtype)
     extra = (slice(None),) + (None,) * (moved.ndim - 1)
     for p in range(idx.shape[1]):
         out += w[:, p].astype(img.dtype)[extra] * moved[idx[:, p]]
