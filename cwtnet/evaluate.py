@@ -24,6 +24,7 @@ import csv
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,23 @@ def model_sr(model: nn.Module, lr: torch.Tensor, ref: torch.Tensor | None, *, sc
 
 
 @torch.no_grad()
+def iter_scored(
+    model: nn.Module, dataset: Any, n: int, *, scale: int, mode: str, device: torch.device | str,
+    tile: int | None = None, overlap: int = 16, amp: bool = False, full: bool = True,
+) -> Iterator[tuple[int, dict[str, Any], np.ndarray, np.ndarray, np.ndarray, dict, dict]]:
+    """Score the first ``n`` items: yields ``(i, item, sr, bicubic, gt, model_figures,
+    bicubic_figures)`` with uint8 HWC images; the one loop behind validation and eval."""
+    for i in range(n):
+        item = dataset[i]
+        lr = item["lr"][None].to(device)
+        ref = item["ref"][None].to(device)
+        sr = _u8(model_sr(model, lr, ref, scale=scale, mode=mode, tile=tile, overlap=overlap, amp=amp))
+        gt, lr8 = _u8(item["gt"]), _u8(item["lr"])
+        bic = bicubic_up(lr8, scale)
+        yield i, item, sr, bic, gt, figures(sr, gt, scale, full=full), figures(bic, gt, scale, full=full)
+
+
+@torch.no_grad()
 def score_dataset(
     model: nn.Module, dataset: Any, *, scale: int, mode: str = "reference",
     device: torch.device | str = "cpu", max_images: int | None = None, amp: bool = False,
@@ -82,13 +100,8 @@ def score_dataset(
     model.eval()
     n = len(dataset) if not max_images else min(len(dataset), max_images)
     acc = {"psnr": 0.0, "ssim": 0.0, "psnr_bicubic": 0.0, "ssim_bicubic": 0.0}
-    for i in range(n):
-        item = dataset[i]
-        lr = item["lr"][None].to(device)
-        ref = item["ref"][None].to(device)
-        sr = _u8(model_sr(model, lr, ref, scale=scale, mode=mode, tile=tile, overlap=overlap, amp=amp))
-        gt, lr8 = _u8(item["gt"]), _u8(item["lr"])
-        f, b = figures(sr, gt, scale, full=False), figures(bicubic_up(lr8, scale), gt, scale, full=False)
+    for *_, f, b in iter_scored(model, dataset, n, scale=scale, mode=mode, device=device,
+                                tile=tile, overlap=overlap, amp=amp, full=False):
         acc["psnr"] += f["psnr"]
         acc["ssim"] += f["ssim"]
         acc["psnr_bicubic"] += b["psnr"]
@@ -200,14 +213,9 @@ def evaluate(
     t0 = time.perf_counter()
     amp = dev.type == "cuda"
     with torch.no_grad():
-        for i in range(n):
-            item = ds[i]
-            lr = item["lr"][None].to(dev)
-            ref = item["ref"][None].to(dev)
-            sr = _u8(model_sr(model, lr, ref, scale=scale, mode=mode, tile=tile, overlap=overlap, amp=amp))
-            gt, lr8 = _u8(item["gt"]), _u8(item["lr"])
-            bic = bicubic_up(lr8, scale)
-            fm, fb = figures(sr, gt, scale), figures(bic, gt, scale)
+        for i, item, sr, bic, gt, fm, fb in iter_scored(
+            model, ds, n, scale=scale, mode=mode, device=dev, tile=tile, overlap=overlap, amp=amp
+        ):
             trow = table.loc[int(item["row"])] if int(item["row"]) in table.index else {}
             row = {"i": i, "row": int(item["row"]), "slide": str(trow.get("slide", "")),
                    "label": str(trow.get("label", ""))}
