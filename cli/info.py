@@ -22,6 +22,9 @@ def info(store: str, as_json: bool) -> None:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
     click.echo(f"{summary['store']}  (format {summary['format_version']}, mlcamsr {summary['tool_version']})")
+    if summary.get("complete") is False or (summary.get("complete") is None and not summary["counts"]["rows"]):
+        click.echo("UNFINISHED: extract has not completed (no patch table yet); rerun the same "
+                   "`mlcamsr extract` command to finish it")
     c = summary["counts"]
     click.echo(f"rows: {c['rows']}  kept: {c['kept']}  rejected: {c['rejected']}  failed: {c['failed']}"
                f"  slides: {summary['n_slides']}")

@@ -470,3 +470,17 @@ def test_dask_extract_leaves_the_callers_environment_alone(synth_dir, tmp_path):
     extract(synth_dir, synth_dir / "coords.csv", tmp_path / "env.zarr", size=256, workers=2,
             shard_rows=4, progress=False)
     assert dict(os.environ) == before
+
+
+def test_info_says_when_the_extract_is_unfinished(small_store, tmp_path):
+    """An interrupted store must not read as an empty finished one ("rows: 0")."""
+    copy = tmp_path / "unfinished.zarr"
+    shutil.copytree(small_store, copy)
+    s = open_store(copy, "a")
+    s.update_attrs(complete=False)
+    (copy / "table.parquet").unlink()
+    r = CliRunner().invoke(main, ["info", str(copy)])
+    assert r.exit_code == 0, r.output
+    assert "UNFINISHED" in r.output and "mlcamsr extract" in r.output
+    r = CliRunner().invoke(main, ["info", str(small_store)])
+    assert "UNFINISHED" not in r.output
