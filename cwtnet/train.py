@@ -655,14 +655,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, explicit: set[str] | None =
             return {}
         from cwtnet.evaluate import score_dataset
 
-        eval_model = model
-        if ema is not None:  # a fresh copy (deepcopy fails on the WT output a model keeps)
-            eval_model = build(cfg.arch, int(cfg.scale), options).to(device)
-            eval_model.load_state_dict(ema.state)
-        eval_model.eval()
         modes = ["reference", "sisr"] if cfg.arch == "cwtnet" else ["sisr"]
         res: dict[str, Any] = {}
+        # validation must not move the training RNG (the EMA copy's init draws from it):
+        # otherwise --val-every changes the run, and a run extended with --resume differs
         with torch.random.fork_rng(devices=[device] if use_cuda else []):
+            eval_model = model
+            if ema is not None:  # a fresh copy (deepcopy fails on the WT output a model keeps)
+                eval_model = build(cfg.arch, int(cfg.scale), options).to(device)
+                eval_model.load_state_dict(ema.state)
+            eval_model.eval()
             for mode in modes:
                 m = score_dataset(eval_model, val_ds, scale=int(cfg.scale), mode=mode, device=device,
                                   max_images=cfg.val_images or None, amp=use_cuda and cfg.amp)

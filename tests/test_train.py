@@ -255,3 +255,22 @@ def test_checkpoint_holds_everything_and_loads_weights_only(store: Path, tmp_pat
     assert set(ck["rng"]) >= {"torch", "numpy", "python"}
     with pytest.raises(MLCamSRError):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_validation_does_not_change_the_training_run(store: Path, tmp_path: Path) -> None:
+    """Validating mid-run (the EMA copy is built then) must not draw from the training RNG:
+    the same run with and without --val-every, and a run extended with --resume, end equal."""
+    kw = dict(store=str(store), arch="cwtnet", steps=6, batch_size=2, patch=12, blocks=1, channels=8,
+              val_images=1, num_workers=0, progress=False, ckpt_every=100, tensorboard=False)
+    runs = {}
+    for name, every in (("quiet", 0), ("validated", 3)):
+        train(TrainConfig(out=str(tmp_path / name), val_every=every, **kw))
+        runs[name] = _weights(tmp_path / name / LAST)
+    ext = tmp_path / "extended"
+    train(TrainConfig(out=str(ext), val_every=3, **{**kw, "steps": 3}))
+    train(TrainConfig(out=str(ext), val_every=3, **kw), resume=True, explicit={"steps"})
+    runs["extended"] = _weights(ext / LAST)
+    for name in ("validated", "extended"):
+        assert runs[name]["step"] == 6
+        for k, v in runs["quiet"]["model"].items():
+            assert torch.equal(v, runs[name]["model"][k]), (name, k)
