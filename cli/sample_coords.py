@@ -156,15 +156,23 @@ def sample_coords(
     if df.attrs.get("overlays"):
         first = next(iter(df.attrs["overlays"].values()))
         click.echo(f"Overlays: {len(df.attrs['overlays'])} PNG(s), e.g. {first}")
+    # lesions smaller than the square never reach --tumor-min-frac: say which knob helps
+    tumor_short = annotations_dir is not None and classes.get("tumor", 0) < n // 2
+    tumor_hint = (
+        f"; only {classes.get('tumor', 0)} square(s) reach --tumor-min-frac {tumor_min_frac:g} "
+        "(lower it, or --size, for lesions smaller than the square)"
+        if tumor_short else ""
+    )
     if len(df) < n:
         click.echo(
             f"Warning: only {len(df)} of {n} centres fit (lower --min-tissue or --spacing, "
-            "or add slides).",
+            f"or add slides){tumor_hint}.",
             err=True,
         )
     elif annotations_dir is not None and classes and max(classes.values()) - min(classes.values()) > 1:
         click.echo(
-            "Warning: tumour and normal counts differ (one class ran short; the other filled in).",
+            "Warning: tumour and normal counts differ (one class ran short; the other filled "
+            f"in){tumor_hint}.",
             err=True,
         )
     failed = df.attrs.get("failed", {})

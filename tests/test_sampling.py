@@ -301,3 +301,14 @@ def test_cli_help() -> None:
                 "--size", "--base-mpp", "--spacing", "--overlay-dir"):
         assert opt in r.output
     assert "default: 0.9" in r.output and "coords.csv" in r.output
+
+
+def test_cli_names_tumor_min_frac_when_tumour_runs_short(synth_dir: Path, tmp_path: Path) -> None:
+    """Synthetic lesions are smaller than a 1024-px square: no square reaches the default
+    --tumor-min-frac 0.5, and the warning must say which option helps."""
+    out = tmp_path / "c.csv"
+    args = ["sample-coords", "--slides", str(synth_dir), "--annotations", str(synth_dir)]
+    args += ["--n", "40", "--out", str(out), "--no-progress", "--no-overlay"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "tumor 0" in r.output and "--tumor-min-frac 0.5" in r.output
