@@ -159,10 +159,14 @@ def _resolve_one(slides_dir: Path, name: str) -> Path | None:
     cand = slides_dir / name
     if cand.is_file() or cand.is_dir():
         return cand
-    for suffix in SLIDE_SUFFIXES:
-        c = slides_dir / (name + suffix)
-        if c.is_file():
-            return c
+    hits = [c for suffix in SLIDE_SUFFIXES if (c := slides_dir / (name + suffix)).is_file()]
+    if len(hits) > 1:  # e.g. a.tif and a.svs: never pick one silently
+        raise InputError(
+            f"slide name {name!r} matches {len(hits)} files in {slides_dir}: "
+            f"{', '.join(h.name for h in hits)}; give the full file name in the coords file"
+        )
+    if hits:
+        return hits[0]
     parent = cand.parent
     if parent.is_dir():
         stem = PurePosixPath(name).name

@@ -61,3 +61,18 @@ def test_resolve_with_or_without_extension_and_missing(tmp_path):
         resolve_slides(df2, tmp_path / "s")
     with pytest.raises(InputError, match="slides folder .* not found"):
         resolve_slides(df, tmp_path / "nowhere")
+
+
+def test_name_without_extension_matching_two_slides_is_refused(tmp_path):
+    """``a`` with a.tif and a.svs side by side must not silently read one of them."""
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "a.tif").write_bytes(b"x")
+    (tmp_path / "s" / "a.svs").write_bytes(b"x")
+    (tmp_path / "s" / "b.tif").write_bytes(b"x")
+    (tmp_path / "s" / "b.xml").write_bytes(b"x")  # annotations beside the slide: not ambiguous
+    df = read_coords(_csv(tmp_path, "slide,x,y\na,1,2\n"))
+    with pytest.raises(InputError, match=r"'a' matches 2 files .*a\.tif, a\.svs; give the full file name"):
+        resolve_slides(df, tmp_path / "s")
+    df = read_coords(_csv(tmp_path, "slide,x,y\na.svs,1,2\nb,1,2\n", "c2.csv"))
+    paths = resolve_slides(df, tmp_path / "s")
+    assert paths["a.svs"].name == "a.svs" and paths["b"].name == "b.tif"
