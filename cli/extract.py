@@ -95,6 +95,14 @@ def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, worke
     downsampled from the next finer level with an anti-aliased bicubic; the source is
     recorded per patch. Patches failing QC are listed as rejected, not written.
     Exit 0: all rows kept or rejected; 1: some rows or slides failed (listed); 2: bad input.
+
+    \b
+    Examples:
+      mlcamsr extract --slides camelyon16/images --coords coords.csv     # -> mlcamsr.zarr
+      mlcamsr extract --slides camelyon16/images --coords coords.csv \\
+          --annotations camelyon16/annotations --workers 8             # + tumor/normal labels
+      mlcamsr extract --slides tcga/ --coords c.csv --mpp 0.25 --base-mpp 0.5 --base-mag 20
+    Rerun the same command after a crash or Ctrl-C to finish only what is missing.
     """
     from mlcamsr.extract import extract as run
 

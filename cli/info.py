@@ -14,7 +14,13 @@ from cli.common import handle_errors, store_argument
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @handle_errors
 def info(store: str, as_json: bool) -> None:
-    """Summarise STORE (default mlcamsr.zarr): members, kept/rejected/failed, QC, split."""
+    """Summarise STORE (default mlcamsr.zarr): members, kept/rejected/failed, QC, split.
+
+    \b
+    Examples:
+      mlcamsr info
+      mlcamsr info other.zarr --json | jq .counts
+    """
     from mlcamsr.store import store_summary
 
     summary = store_summary(store)

@@ -30,6 +30,11 @@ def pyramid(store: str, workers: int | None, levels: int, overwrite: bool, progr
 
     Repeated anti-aliased bicubic /2 (MATLAB imresize, see docs/resize.md); resumable:
     rerun the same command after an interruption to finish it.
+
+    \b
+    Examples:
+      mlcamsr pyramid                       # mlcamsr.zarr: 20x/10x/5x_bicubic
+      mlcamsr pyramid other.zarr --levels 2 --workers 4
     """
     from mlcamsr.pyramid import pyramid as run
 

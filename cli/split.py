@@ -27,7 +27,14 @@ from cli.common import handle_errors, store_argument
 @click.option("--overwrite", is_flag=True, help="Replace a split made with other arguments.")
 @handle_errors
 def split(store: str, ratio: str, seed: int, by: str, stratify: str | None, overwrite: bool) -> None:
-    """Assign every kept patch of STORE to train or test and print the achieved ratio."""
+    """Assign every kept patch of STORE to train or test and print the achieved ratio.
+
+    \b
+    Examples:
+      mlcamsr split                                  # 5:1 by slide, seed 0
+      mlcamsr split --by patch                       # the paper's random split
+      mlcamsr split --ratio 4:1 --stratify label --overwrite
+    """
     from mlcamsr.split import split as run
 
     result = run(store, ratio=ratio, seed=seed, by=by, stratify=stratify, overwrite=overwrite)
