@@ -23,7 +23,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     type=click.Path(dir_okay=False),
     default="preview.png",
     show_default=True,
-    help="PNG to write.",
+    help="Sheet to write: .png (or .jpg, .tif, .webp; the format follows the extension).",
 )
 @click.option("--n", "n", type=click.IntRange(min=1), default=12, show_default=True,
               help="Number of patches (a seeded random choice).")

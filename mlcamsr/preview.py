@@ -283,6 +283,10 @@ def preview(
         raise InputError("--n and --cols must be >= 1 and --cell >= 16")
     if status not in ("kept", "rejected", "failed", "all"):
         raise InputError(f"--status {status!r}: choose kept, rejected, failed or all")
+    # the picture format follows --out's extension (a .jpg must not hold PNG bytes)
+    fmt = Image.registered_extensions().get(Path(out).suffix.lower())
+    if fmt not in ("PNG", "JPEG", "TIFF", "WEBP"):
+        raise InputError(f"--out {out}: give a .png (or .jpg, .tif, .webp) file name for the sheet")
     st = open_store(store)
     table = st.table
     if members is None:
@@ -362,8 +366,8 @@ def preview(
         rereader.close()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.png")
-    sheet.save(tmp, optimize=False)
+    tmp = out.with_name(out.name + ".tmp")
+    sheet.save(tmp, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
     os.replace(tmp, out)
     return {
         "path": out,

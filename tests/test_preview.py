@@ -91,6 +91,14 @@ def test_preview_bad_inputs(small_store: Path, tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not found"):
         preview(tmp_path / "missing.zarr", tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+    with pytest.raises(InputError, match="--out .*sheet: give a .png"):
+        preview(small_store, tmp_path / "sheet", n=1)
+    from PIL import Image
+
+    r = preview(small_store, tmp_path / "sheet.jpg", n=1)  # the format follows the extension
+    with Image.open(r["path"]) as im:
+        assert im.format == "JPEG"
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_cli_preview(small_store: Path, tmp_path: Path) -> None:
