@@ -38,8 +38,9 @@ def info(store: str, as_json: bool) -> None:
     for m in summary["members"]:
         src = ", ".join(f"{k} {v}" for k, v in m.get("sources", {}).items())
         chunk = f"chunk {m['chunk']:>4} px" if m.get("chunk") else ""
+        todo = "  UNFINISHED (rerun `mlcamsr pyramid`)" if m.get("complete") is False else ""
         click.echo(f"  {m['name']:<12} {m['size']:>5} px  {m['mpp']:.3f} um/px  {m['kind']:<8} "
-                   f"{chunk}  {src}".rstrip())
+                   f"{chunk}  {src}".rstrip() + todo)
     qc = summary.get("qc", {})
     if qc:
         click.echo("QC (kept rows):")

@@ -215,3 +215,26 @@ def test_members_dropped_from_the_member_list_are_remade(store: Path) -> None:
     res = pyramid(store, workers=0, progress=False)
     assert res.shards_done == 3
     assert open_store(store).members[-3:] == ["20x_bicubic", "10x_bicubic", "5x_bicubic"]
+
+
+def test_info_marks_an_unfinished_pyramid_member(tmp_path, small_store):
+    """An interrupted pyramid leaves members the dataset refuses; info must say so too."""
+    from cli.mlcamsr import main
+    from mlcamsr.pyramid import pyramid as run_pyramid
+    from mlcamsr.store import open_store
+
+    copy = tmp_path / "p.zarr"
+    shutil.copytree(small_store, copy)
+    run_pyramid(copy, workers=0, progress=False)
+    s = open_store(copy, "a")
+    infos = s.attrs["members"]
+    for m in infos:
+        if m["name"] == "20x_bicubic":
+            m["complete"] = False
+    s.update_attrs(members=infos)
+    r = CliRunner().invoke(main, ["info", str(copy)])
+    assert r.exit_code == 0, r.output
+    line = next(ln for ln in r.output.splitlines() if ln.strip().startswith("20x_bicubic"))
+    assert "UNFINISHED" in line
+    line = next(ln for ln in r.output.splitlines() if ln.strip().startswith("10x_bicubic"))
+    assert "UNFINISHED" not in line
