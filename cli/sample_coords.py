@@ -31,7 +31,7 @@ from cli.common import EXIT_PARTIAL, handle_errors
     type=click.Path(dir_okay=False),
     default="coords.csv",
     show_default=True,
-    help="coords CSV to write (schema: manifests/coords_schema.md).",
+    help="coords CSV to write (schema: manifests/coords_schema.json).",
 )
 @click.option(
     "--min-tissue",

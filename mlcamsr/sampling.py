@@ -29,7 +29,7 @@ With annotations, half of the centres come from inside tumour (tumour covers at
 least ``tumor_min_frac`` of the square, default 0.5) and half from tissue with no
 tumour at all in the square; if one class runs short, the other fills the gap
 (reported in ``DataFrame.attrs["summary"]``). Output follows the coords schema
-(``manifests/coords_schema.md``): ``slide, x, y`` (+ ``label`` with annotations,
+(``manifests/coords_schema.json``): ``slide, x, y`` (+ ``label`` with annotations,
 + ``mpp`` when an override was used).
 """
 

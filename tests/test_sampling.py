@@ -312,3 +312,9 @@ def test_cli_names_tumor_min_frac_when_tumour_runs_short(synth_dir: Path, tmp_pa
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     assert "tumor 0" in r.output and "--tumor-min-frac 0.5" in r.output
+
+
+def test_help_names_the_schema_file_that_exists() -> None:
+    r = CliRunner().invoke(main, ["sample-coords", "--help"])
+    named = [w.strip("().,") for w in r.output.split() if w.startswith("manifests/")]
+    assert named and all((Path(__file__).resolve().parents[1] / w).is_file() for w in named), named
