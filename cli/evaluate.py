@@ -32,7 +32,17 @@ def main(store: str, checkpoint: str, split: str, scale: str | None, out: str | 
          arch: str | None, mode: str,
          save_images: bool, use_ema: bool, device: str, tile: int | None, overlap: int,
          max_images: int | None, pictures: int) -> None:
-    """Score a checkpoint and bicubic (authors' PSNR/SSIM + BasicSR's) on STORE's test split."""
+    """Score a checkpoint and bicubic (authors' PSNR/SSIM + BasicSR's) on STORE's test split.
+
+    Writes OUT/metrics.json (keys model, bicubic: mean psnr, ssim in the authors'
+    convention; *_rgb_crop, *_y_crop: BasicSR's), per_image.csv, table.md and
+    compare/<i>.png (bicubic | model | ground truth).
+
+    \b
+    Examples:
+      cwtnet-eval --zarr mlcamsr.zarr --checkpoint runs/x2/best.pt --out eval_x2
+      cwtnet-eval --zarr mlcamsr.zarr --checkpoint runs/x2/best.pt --mode sisr --save-images
+    """
     from pathlib import Path
 
     from cwtnet.evaluate import evaluate

@@ -22,7 +22,16 @@ from cli.common import handle_errors
 @handle_errors
 def main(checkpoint: str, input_path: str, region: str | None, level: int, out: str, tile: int,
          overlap: int, device: str, use_ema: bool) -> None:
-    """Super-resolve IMAGE_OR_SLIDE (SISR mode) in overlapping tiles with seamless blending."""
+    """Super-resolve IMAGE_OR_SLIDE (SISR mode) in overlapping tiles with seamless blending.
+
+    The scale is the checkpoint's; CWT-Net runs its WR module (no reference needed).
+
+    \b
+    Examples:
+      cwtnet-sr --checkpoint runs/x2/best.pt --input tile.png --out tile_x2.png
+      cwtnet-sr --checkpoint runs/x2/best.pt --input slide.tif --level 1 \\
+                --region 20000,30000,4096,4096 --out region_x2.tif
+    """
     from tqdm import tqdm
 
     from cwtnet.infer import parse_region, super_resolve_file

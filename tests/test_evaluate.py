@@ -118,3 +118,11 @@ def test_bad_input_one_line(case: str, store: Path, ckpts: dict[str, Path], tmp_
     lines = [ln for ln in text.splitlines() if ln.strip()]
     assert len(lines) == 1 and want in lines[0], text
     assert not (out / "metrics.json").exists()
+
+
+def test_help_shows_examples() -> None:
+    from cli.evaluate import main
+
+    r = CliRunner().invoke(main, ["--help"])
+    assert r.exit_code == 0
+    assert "Examples:" in r.output and "cwtnet-eval --zarr" in r.output and "metrics.json" in r.output

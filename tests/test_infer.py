@@ -154,3 +154,11 @@ def test_bad_inputs_one_line(edsr_ckpt: Path, real_img: np.ndarray, tmp_path: Pa
         lines = [ln for ln in r.output.splitlines() if ln.strip() and "Error" in ln]
         assert len(lines) == 1 and want in lines[0], r.output
     assert not (tmp_path / "a.png").exists()
+
+
+def test_help_shows_examples() -> None:
+    from cli.sr import main
+
+    r = CliRunner().invoke(main, ["--help"])
+    assert r.exit_code == 0
+    assert "Examples:" in r.output and "cwtnet-sr --checkpoint" in r.output and "--region" in r.output
