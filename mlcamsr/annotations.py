@@ -448,6 +448,19 @@ def find_annotation(
     return None
 
 
+def require_xml(annotations_dir: str | os.PathLike[str]) -> None:
+    """Refuse an ``--annotations`` folder without any ``.xml`` file.
+
+    A wrong folder would otherwise label every patch ``normal`` without a word.
+    """
+    d = Path(annotations_dir)
+    if next((p for p in d.rglob("*") if p.suffix.lower() == ".xml" and p.is_file()), None) is None:
+        raise InputError(
+            f"--annotations {d} holds no .xml files; give the folder of the ASAP XML lesion "
+            "files (CAMELYON16: lesion_annotations/), or leave --annotations out"
+        )
+
+
 def load_for_slide(
     annotations_dir: str | os.PathLike[str] | None, slide: str | os.PathLike[str]
 ) -> SlideAnnotations:

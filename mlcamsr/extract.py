@@ -356,7 +356,9 @@ def _labels(
     ann_dir = Path(annotations)
     if not ann_dir.is_dir():
         raise InputError(f"--annotations {ann_dir} is not a folder; give the folder of ASAP XML files")
-    from mlcamsr.annotations import load_for_slide
+    from mlcamsr.annotations import load_for_slide, require_xml
+
+    require_xml(ann_dir)
 
     for slide, idx in df.groupby("slide", sort=False).indices.items():
         hw = half_widths.get(slide)

@@ -495,6 +495,10 @@ def sample_coords(
         raise InputError(f"--slides {slides_dir}: not a folder; give the folder holding the slides")
     if annotations_dir is not None and not Path(annotations_dir).is_dir():
         raise InputError(f"--annotations {annotations_dir}: not a folder; give the ASAP XML folder")
+    if annotations_dir is not None:
+        from mlcamsr.annotations import require_xml
+
+        require_xml(annotations_dir)
     if n < 1:
         raise InputError(f"--n {n}: must be at least 1")
     if not 0 <= min_tissue <= 1:

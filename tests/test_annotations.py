@@ -226,3 +226,35 @@ def test_tumor_mask_raster() -> None:
     assert m[:20, :20].sum() == 20 * 20 - 10 * 10
     assert not m[5:15, 5:15].any()
     assert not m[20:].any() and not m[:, 20:].any()
+
+
+def test_annotations_folder_without_xml_is_refused(tmp_path):
+    """extract and sample-coords must not label everything "normal" from a wrong folder."""
+    from mlcamsr.annotations import require_xml
+
+    empty = tmp_path / "ann"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match=r"--annotations .*ann holds no \.xml files"):
+        require_xml(empty)
+    (empty / "sub").mkdir()
+    (empty / "sub" / "tumor_001.XML").write_text("<ASAP_Annotations/>")
+    require_xml(empty)  # any .xml below it will do
+
+
+def test_extract_and_sample_coords_refuse_an_xml_less_folder(synth_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.mlcamsr import main
+
+    empty = tmp_path / "ann"
+    empty.mkdir()
+    out = tmp_path / "s.zarr"
+    r = CliRunner().invoke(main, ["extract", "--slides", str(synth_dir), "--coords",
+                                  str(synth_dir / "coords.csv"), "--annotations", str(empty),
+                                  "--out", str(out), "--size", "256", "--workers", "0", "--quiet"])
+    assert r.exit_code == 2 and "holds no .xml files" in r.output and not out.exists()
+    r = CliRunner().invoke(main, ["sample-coords", "--slides", str(synth_dir), "--annotations",
+                                  str(empty), "--n", "2", "--out", str(tmp_path / "c.csv"),
+                                  "--no-progress"])
+    assert r.exit_code == 2 and "holds no .xml files" in r.output
