@@ -202,6 +202,12 @@ def resolve_slides(df: pd.DataFrame, slides_dir: str | os.PathLike[str]) -> dict
         if path is None:
             missing.append((name, int(i)))
             continue
+        same = next((n for n, q in out.items() if q.resolve() == path.resolve()), None)
+        if same is not None:  # one slide under two names: split --by slide could put it on both sides
+            raise InputError(
+                f"slide names {same!r} and {name!r} (row {int(i)}) are the same file {path}; "
+                "use one name for it in the coords file"
+            )
         out[name] = path
     if missing:
         shown = ", ".join(repr(n) for n, _ in missing[:3])

@@ -76,3 +76,13 @@ def test_name_without_extension_matching_two_slides_is_refused(tmp_path):
     df = read_coords(_csv(tmp_path, "slide,x,y\na.svs,1,2\nb,1,2\n", "c2.csv"))
     paths = resolve_slides(df, tmp_path / "s")
     assert paths["a.svs"].name == "a.svs" and paths["b"].name == "b.tif"
+
+
+def test_one_slide_under_two_names_is_refused(tmp_path):
+    """``a`` and ``a.tif`` are one slide: two names would let split --by slide put it on both sides."""
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "a.tif").write_bytes(b"x")
+    df = read_coords(_csv(tmp_path, "slide,x,y\na.tif,1,2\nb,1,1\na,5,6\n"))
+    (tmp_path / "s" / "b.svs").write_bytes(b"x")
+    with pytest.raises(InputError, match=r"'a.tif' and 'a' \(row 2\) are the same file .*use one name"):
+        resolve_slides(df, tmp_path / "s")
