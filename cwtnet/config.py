@@ -137,7 +137,30 @@ class TrainConfig:
             raise InputError("--ema-decay must be in [0, 1)")
         if self.lr <= 0:
             raise InputError("--lr must be positive")
+        self._check_loss_and_model_options()
         return self
+
+    def _check_loss_and_model_options(self) -> None:
+        """Refuse bad ``loss`` / ``model_options`` entries in one line, before a run directory
+        is made: the loss is built, the model on the meta device (no memory, no RNG draw)."""
+        import inspect
+
+        import torch
+
+        from cwtnet.losses import CWTLoss
+        from cwtnet.train import build, model_options
+
+        loss = dict(self.loss or {})
+        known = [p for p in inspect.signature(CWTLoss.__init__).parameters if p != "self"]
+        unknown = sorted(set(loss) - set(known))
+        if unknown:
+            raise InputError(f"loss: unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        try:
+            CWTLoss(**loss)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"loss: {exc}") from None
+        with torch.device("meta"):
+            build(self.arch, int(self.scale), model_options(self))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain ``dict`` of builtin types (safe for YAML and ``torch.load(weights_only=True)``)."""

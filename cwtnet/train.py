@@ -270,7 +270,9 @@ def build(arch: str, scale: int, options: dict[str, Any]) -> nn.Module:
 
     try:
         return build_model(arch, int(scale), **options)
-    except TypeError as exc:
+    except InputError:
+        raise
+    except (TypeError, ValueError) as exc:
         raise InputError(f"model options for --arch {arch}: {exc}") from None
 
 

@@ -274,3 +274,15 @@ def test_validation_does_not_change_the_training_run(store: Path, tmp_path: Path
         assert runs[name]["step"] == 6
         for k, v in runs["quiet"]["model"].items():
             assert torch.equal(v, runs[name]["model"][k]), (name, k)
+
+
+@pytest.mark.parametrize("bad", ["loss: {variant: nope}", "loss: {lambda_x: 1}",
+                                 "model_options: {v_mode: bad}", "model_options: {bogus: 1}"])
+def test_bad_loss_or_model_option_in_config_one_line(bad: str, store: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(bad + "\nsteps: 2\n")
+    out = tmp_path / "run"
+    code, text = _run(["--zarr", str(store), "--out", str(out), "--config", str(cfg)])
+    assert code == 2, text
+    assert "Traceback" not in text and len(text.strip().splitlines()) == 1, text
+    assert not out.exists()
