@@ -280,7 +280,7 @@ def test_info_json(small_store):
 
 def test_cmu1_20x_native_and_coarser_resampled(shared_data, tmp_path):
     wsi = shared_data / "wsi"
-    c = _write_csv(tmp_path / "c.csv", ["CMU-1-Small-Region.svs,1110,1480", "CMU-1-Small-Region,1100,1000"])
+    c = _write_csv(tmp_path / "c.csv", ["CMU-1-Small-Region.svs,1110,1480", "CMU-1-Small-Region.svs,1100,1000"])
     res = extract(wsi, c, tmp_path / "cmu.zarr", size=512, base_mpp=0.499, base_mag=20,
                   workers=0, progress=False, min_tissue=0.3)
     s = open_store(res.store)
