@@ -11,6 +11,7 @@ the file, the row (0-based data row and 1-based file line) and the fix.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -23,6 +24,11 @@ from mlcamsr.errors import InputError
 __all__ = ["REQUIRED_COLUMNS", "SLIDE_SUFFIXES", "read_coords", "resolve_slides", "check_slide_name"]
 
 REQUIRED_COLUMNS = ("slide", "x", "y")
+# columns extract writes itself: a coords column of the same name would be overwritten
+RESERVED_COLUMNS = ("status", "reason", "index", "tissue_frac", "rgb_mean_r", "rgb_mean_g",
+                    "rgb_mean_b", "tumor_frac", "split")
+RESERVED_PREFIXES = ("align_psnr_", "src_")
+MAX_COORD = 2**31  # level-0 px; far beyond any slide, and int64-safe
 #: tried, in order, when a slide name is given without extension
 SLIDE_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".dcm")
 
@@ -83,7 +89,21 @@ def read_coords(path: str | os.PathLike[str]) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"coords file {p} is not a readable CSV ({first})") from None
+    with open(p, newline="", encoding="utf-8-sig") as f:
+        header = [c.strip() for c in next(csv.reader(f), [])]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise InputError(
+            f"coords file {p}: column(s) {', '.join(repeated)} appear more than once in the header; "
+            "keep one of each"
+        )
     df.columns = [str(c).strip() for c in df.columns]
+    taken = [c for c in df.columns if c in RESERVED_COLUMNS or c.startswith(RESERVED_PREFIXES)]
+    if taken:
+        raise InputError(
+            f"coords file {p}: column(s) {', '.join(taken)} would be overwritten by extract's own "
+            "table columns; rename them"
+        )
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(
@@ -100,11 +120,14 @@ def read_coords(path: str | os.PathLike[str]) -> pd.DataFrame:
     for col in ("x", "y"):
         raw = df[col].astype(str).str.strip()
         num = pd.to_numeric(raw, errors="coerce")
-        bad = np.flatnonzero(~np.isfinite(num.to_numpy(dtype=float)))
+        vals = num.to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(~(np.abs(vals) < MAX_COORD))  # NaN, inf and absurd values
         if len(bad):
             i = int(bad[0])
             raise InputError(
-                f"{_where(p, i)}: {col}={raw.iloc[i]!r} is not a finite number "
+                f"{_where(p, i)}: {col}={raw.iloc[i]!r} is "
+                f"{'out of range' if np.isfinite(vals[i]) else 'not a finite number'} "
                 f"({len(bad)} such row(s)); give level-0 pixel coordinates of the centre"
             )
         values = num.to_numpy(dtype=np.float64)

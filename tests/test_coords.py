@@ -36,6 +36,12 @@ def test_reads_types_extras_and_hash(tmp_path):
         ("slide,x,y\n/etc/passwd,1,2\n", "absolute path"),
         ("slide,x,y,mpp\na,1,2,-1\n", "mpp='-1' is not a positive number"),
         ("slide,x,y,mpp\na,1,2,0.25\na,3,4,0.5\n", "different mpp values"),
+        # int64 overflow printed the square as [-9223372036854775808, ...)
+        ("slide,x,y\na,1e20,2\n", r"row 0 \(line 2\): x='1e20' is out of range"),
+        # pandas renamed the second x to x.1 and used the first silently
+        ("slide,x,y,x\na,1,2,3\n", "column\\(s\\) x appear more than once"),
+        # extract's own columns silently replaced the user's
+        ("slide,x,y,status,src_40x\na,1,2,todo,scan\n", "status, src_40x would be overwritten"),
     ],
 )
 def test_bad_coords_files(tmp_path, text, match):
