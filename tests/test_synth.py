@@ -125,3 +125,21 @@ def test_cli_rejects_a_bad_size(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["synth", "--out", str(tmp_path), "--size", "12xfoo"])
     assert res.exit_code == 2
     assert "--size" in res.output
+
+
+def test_cli_never_writes_into_a_folder_holding_other_files(tmp_path: Path) -> None:
+    """``--out`` at the user's own slides folder must not replace their coords.csv."""
+    mine = tmp_path / "camelyon"
+    mine.mkdir()
+    (mine / "tumor_001.tif").write_bytes(b"real slide")
+    (mine / "coords.csv").write_text("slide,x,y\ntumor_001.tif,1,2\n")
+    args = ["synth", "--n-slides", "1", "--size", "1024", "--n-coords", "2"]
+    res = CliRunner().invoke(main, [*args, "--out", str(mine)])
+    assert res.exit_code == 2 and "tumor_001.tif" in res.output and "new or empty folder" in res.output
+    assert (mine / "coords.csv").read_text() == "slide,x,y\ntumor_001.tif,1,2\n"
+    assert sorted(p.name for p in mine.iterdir()) == ["coords.csv", "tumor_001.tif"]
+    # a folder of an earlier synth run is rewritten (the same command twice is fine)
+    res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
