@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import click
@@ -124,5 +125,6 @@ def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, worke
         for slide, row, reason in res.failures[:50]:
             click.echo(f"  {slide}\trow {row}\t{reason}", err=True)
         if len(res.failures) > 50:
-            click.echo(f"  ... and {len(res.failures) - 50} more (see `mlcamsr info {res.store}`)", err=True)
+            more = len(res.failures) - 50
+            click.echo(f"  ... and {more} more (see `mlcamsr info {shlex.quote(str(res.store))}`)", err=True)
     sys.exit(EXIT_PARTIAL if res.n_failed else EXIT_OK)

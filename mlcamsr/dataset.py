@@ -60,6 +60,7 @@ docs/benchmarks.md, "Data loading".
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +199,9 @@ class TripletDataset(Dataset):
             sel = kept
         else:
             if "split" not in table.columns or not (table["split"].fillna("") != "").any():
-                raise InputError(f"{name} has no split; run `mlcamsr split {name}` first")
+                raise InputError(
+                    f"{name} has no split; run `mlcamsr split {shlex.quote(str(name))}` first"
+                )
             sel = kept & (table["split"] == split)
             if not sel.any():
                 have = sorted(set(table.loc[kept, "split"].dropna().astype(str)) - {""})
@@ -249,12 +252,12 @@ class TripletDataset(Dataset):
         if target is None or target not in handle:
             raise InputError(
                 f"scale {self.scale} with ref_source bicubic needs the {target or 'bicubic'} "
-                f"member, which {name} lacks; run `mlcamsr pyramid {name}` first"
+                f"member, which {name} lacks; run `mlcamsr pyramid {shlex.quote(str(name))}` first"
             )
         if not handle.member_info(target).get("complete", True):
             raise InputError(
                 f"{name}: {target} is unfinished (an interrupted pyramid); rerun "
-                f"`mlcamsr pyramid {name}` to finish it"
+                f"`mlcamsr pyramid {shlex.quote(str(name))}` to finish it"
             )
         return target
 

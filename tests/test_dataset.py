@@ -572,3 +572,14 @@ def test_a_crop_decodes_only_the_inner_chunks_it_touches(
     assert ds._cache_threshold("40x", arrays["40x"]) == 6
     whole = TripletDataset(real_store, scale=2, patch=16, augment=False)
     assert whole._cache_threshold("40x", whole._open()["40x"]) == 2
+
+
+def test_the_suggested_command_quotes_a_store_path_with_spaces(shared_data: Path, tmp_path: Path) -> None:
+    """The fix in the message must survive copy-paste into a shell."""
+    from mlcamsr.dataset import TripletDataset
+
+    images, slides = real_patches(shared_data, 128, per_image=1)
+    store = build_store(tmp_path / "my store.zarr", images, slides)
+    with pytest.raises(InputError) as exc:
+        TripletDataset(store)
+    assert f"`mlcamsr split '{store}'`" in str(exc.value)
