@@ -130,6 +130,10 @@ def write_asap_xml(
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.write(b"\n")
+        # mkstemp makes the file 0600; give it the mode any new file gets here (umask)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

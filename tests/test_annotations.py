@@ -258,3 +258,16 @@ def test_extract_and_sample_coords_refuse_an_xml_less_folder(synth_dir, tmp_path
                                   str(empty), "--n", "2", "--out", str(tmp_path / "c.csv"),
                                   "--no-progress"])
     assert r.exit_code == 2 and "holds no .xml files" in r.output
+
+
+def test_written_xml_is_readable_like_any_new_file(tmp_path: Path) -> None:
+    """mkstemp's 0600 made synth's XML unreadable to collaborators (slides were 0644)."""
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        path = write_asap_xml(tmp_path / "s.xml", [("Tumor", np.array([[0, 0], [10, 0], [10, 10]]))])
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
