@@ -36,9 +36,12 @@ def main(checkpoint: str, input_path: str, region: str | None, level: int, out: 
 
     from cwtnet.infer import parse_region, super_resolve_file
 
-    bar = tqdm(unit="tile", desc="cwtnet-sr")
+    bar = None  # made at the first tile, so a refused input prints its one line only
 
     def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="tile", desc="cwtnet-sr")
         bar.total = total
         bar.update(done - bar.n)
 
@@ -47,7 +50,8 @@ def main(checkpoint: str, input_path: str, region: str | None, level: int, out: 
                                  tile=tile, overlap=overlap, device=device, use_ema=use_ema,
                                  progress=progress)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     click.echo(f"wrote {res['out']} ({res['width']}x{res['height']} px, x{res['scale']}, {res['tiles']} tiles)")
 
 

@@ -275,6 +275,15 @@ def open_source(
         x0, y0, w, h = 0, 0, lw, lh
     else:
         x0, y0, w, h = region
+        w0, h0 = slide.level_dimensions[0]
+        # up to one --level px of slack (level sizes are rounded); beyond it the slide reads
+        # back transparent black, which would be super-resolved as if it were tissue
+        if x0 < 0 or y0 < 0 or x0 + (w - 1) * dx >= w0 or y0 + (h - 1) * dy >= h0:
+            slide.close()
+            raise InputError(
+                f"--region {x0},{y0},{w},{h}: outside {p.name} (level 0: {w0}x{h0} px; "
+                f"--level {level}: {lw}x{lh} px); x, y are level-0 px, w, h px of --level"
+            )
     mpp = slide.mpp[0] * dx if slide.mpp else None
 
     def read_slide(x: int, y: int, tw: int, th: int) -> np.ndarray:

@@ -162,3 +162,20 @@ def test_help_shows_examples() -> None:
     r = CliRunner().invoke(main, ["--help"])
     assert r.exit_code == 0
     assert "Examples:" in r.output and "cwtnet-sr --checkpoint" in r.output and "--region" in r.output
+
+
+def test_slide_region_outside_is_refused_in_one_line(edsr_ckpt: Path, tmp_path: Path) -> None:
+    """A slide region past the slide's edge reads back transparent black: refuse it, and
+    print the one error line only (no empty progress bar before it)."""
+    from cli.sr import main
+    from mlcamsr.synth import synth_slides
+
+    slides = synth_slides(tmp_path / "sl", n_slides=1, size=(1024, 768), n_coords=0)
+    for region in ("2000,100,50,50", "900,0,100,10"):  # wholly / partly outside at --level 1
+        out = tmp_path / "s.png"
+        r = CliRunner().invoke(main, ["--checkpoint", str(edsr_ckpt), "--input", str(slides[0]), "--level", "1",
+                                      "--region", region, "--out", str(out)])
+        assert r.exit_code == 2, r.output
+        lines = [ln for ln in r.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "outside" in lines[0], r.output
+        assert not out.exists()
