@@ -613,7 +613,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, explicit: set[str] | None =
     if dist.world > 1 and trainable:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        step_module = DDP(step_module, device_ids=[device.index] if use_cuda else None)
+        # a zero loss weight (Table IV "only SR" / "only WT", lambda_wr 0) leaves a part of
+        # CWT-Net without gradient, which plain DDP takes for a broken graph
+        unused = cfg.arch == "cwtnet" and min(criterion.weights.values()) == 0
+        step_module = DDP(step_module, device_ids=[device.index] if use_cuda else None,
+                          find_unused_parameters=unused)
     if cfg.compile:
         step_module = torch.compile(step_module)
 

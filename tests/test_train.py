@@ -286,3 +286,19 @@ def test_bad_loss_or_model_option_in_config_one_line(bad: str, store: Path, tmp_
     assert code == 2, text
     assert "Traceback" not in text and len(text.strip().splitlines()) == 1, text
     assert not out.exists()
+
+
+@pytest.mark.parametrize("variant", ["only_sr", "only_wt"])
+def test_ddp_table_iv_variant_with_a_zero_weight(variant: str, store: Path, tmp_path: Path) -> None:
+    """A zero loss weight leaves part of CWT-Net without gradient: DDP must still run."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"loss: {{variant: {variant}}}\n")
+    args = ["--zarr", str(store), "--config", str(cfg), "--steps", "2", "--batch-size", "4", "--patch", "12",
+            "--blocks", "1", "--channels", "8", "--val-every", "0", "--val-images", "1", "--num-workers", "0",
+            "--no-progress", "--out", str(tmp_path / "ddp")]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                "--master-port", str(29000 + (os.getpid() + len(variant)) % 300)]
+    r = subprocess.run([*torchrun, "-m", "cli.train", *args], env=_env(), capture_output=True, text=True,
+                       timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "ddp" / LAST)["step"] == 2
