@@ -182,8 +182,11 @@ class SeededItems(torch.utils.data.Dataset):
 
 
 def check_store(store_path: str, scale: int, *, ref_source: str = "real", need_train: bool = True,
-                split: str = "test") -> Any:
-    """Open the store and check what training/evaluation at ``scale`` needs; one-line errors."""
+                split: str = "test", patch: int | None = None) -> Any:
+    """Open the store and check what training/evaluation at ``scale`` needs; one-line errors.
+
+    ``patch``: the training LR patch, checked against the finest member's size.
+    """
     from mlcamsr.store import open_store
 
     store = open_store(store_path)
@@ -203,6 +206,13 @@ def check_store(store_path: str, scale: int, *, ref_source: str = "real", need_t
                 f"{store_path}: x{scale} needs the member {need!r} as the WT-branch reference, "
                 f"but the store holds {', '.join(members)}; extract with --scales including "
                 f"{scale // 2} or train with --ref-source bicubic"
+            )
+    if patch is not None:
+        size = int(store.member_info(finest)["size"])
+        if scale * int(patch) > size:
+            raise InputError(
+                f"--patch {patch} at scale {scale} needs a {scale * int(patch)}-px gt crop, but "
+                f"{store_path}'s {finest} patches are {size} px; use --patch {size // scale} or less"
             )
     if "split" not in table.columns or table["split"].isna().all() or (
         table["split"].astype(str).isin(["train", "test"]).sum() == 0
@@ -567,7 +577,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, explicit: set[str] | None =
     """
     cfg = prepare_run(cfg, resume=resume, explicit=explicit)
     device = resolve_device(cfg.device)
-    store = check_store(cfg.store, int(cfg.scale), ref_source=cfg.ref_source)
+    store = check_store(cfg.store, int(cfg.scale), ref_source=cfg.ref_source, patch=int(cfg.patch))
     dist = init_distributed(device)
     run_dir = Path(cfg.out)  # type: ignore[arg-type]
     if dist.main:

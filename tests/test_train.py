@@ -302,3 +302,12 @@ def test_ddp_table_iv_variant_with_a_zero_weight(variant: str, store: Path, tmp_
                        timeout=600, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
     assert load_checkpoint(tmp_path / "ddp" / LAST)["step"] == 2
+
+
+def test_patch_larger_than_the_store_allows_leaves_no_run_dir(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, text = _run(["--zarr", str(store), "--out", str(out), *TINY, "--patch", "100"])
+    assert code == 2, text
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--patch 64 or less" in lines[0], text
+    assert not out.exists()
