@@ -25,7 +25,10 @@ def _opt(*decls: str, **kw):  # an option whose default is TrainConfig's, shown 
               help="Run directory [default: runs/<arch>_x<scale>_<timestamp>].")
 @_opt("--arch", type=click.Choice(ARCHS), default=_D.arch, help="Network to train.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-              help="YAML or TOML file of options (any TrainConfig field); flags override it.")
+              help="YAML or TOML file of options (any TrainConfig field); flags override it. "
+                   "Only here: loss (e.g. {variant: only_l1}, Table IV: only_l1, only_mse, only_sr, "
+                   "only_wt, weight_exchange; lambda_sr, lambda_wt, ...) and model_options "
+                   "(e.g. {v_mode: ttsr, ref_dropout: 0.5}).")
 @_opt("--steps", type=int, default=_D.steps, help="Optimisation steps (batches).")
 @click.option("--minutes", type=float, default=None, help="Also stop after this many minutes of training.")
 @_opt("--batch-size", type=int, default=_D.batch_size, help="Global batch size (split across torchrun processes).")
@@ -57,6 +60,7 @@ def main(config_file: str | None, resume: bool, **flags) -> None:
       cwtnet-train --zarr mlcamsr.zarr
       cwtnet-train --zarr mlcamsr.zarr --scale 4 --steps 20000 --out runs/x4
       cwtnet-train --out runs/x4 --resume
+      cwtnet-train --zarr mlcamsr.zarr --config ablation.yaml --steps 1000
       torchrun --nproc-per-node 2 -m cli.train --zarr mlcamsr.zarr --out runs/ddp
     """
     from cwtnet.config import resolve_config

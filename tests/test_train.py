@@ -311,3 +311,12 @@ def test_patch_larger_than_the_store_allows_leaves_no_run_dir(store: Path, tmp_p
     lines = [ln for ln in text.splitlines() if ln.strip()]
     assert len(lines) == 1 and "--patch 64 or less" in lines[0], text
     assert not out.exists()
+
+
+def test_help_shows_how_to_set_the_loss_variant_and_model_options() -> None:
+    from cli.train import main
+
+    r = CliRunner().invoke(main, ["--help"])
+    assert r.exit_code == 0
+    assert "Examples:" in r.output and "--config" in r.output
+    assert "only_l1" in r.output and "model_options" in r.output
