@@ -69,6 +69,15 @@ from cli.common import EXIT_PARTIAL, handle_errors
     help="um/px for slides without mpp metadata (also written to the mpp column).",
 )
 @click.option(
+    "--grid",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    metavar="PX",
+    help="Centres on multiples of PX level-0 px, so 20x/10x squares fall on whole pixels of "
+    "levels 1/2 and are read natively (1: off).",
+)
+@click.option(
     "--tumor-min-frac",
     type=click.FloatRange(0, 1, min_open=True),
     default=0.5,
@@ -107,6 +116,7 @@ def sample_coords(
     size: int,
     base_mpp: float,
     spacing: float | None,
+    grid: int,
     mpp: float | None,
     tumor_min_frac: float,
     include: tuple[str, ...],
@@ -141,6 +151,7 @@ def sample_coords(
         size=size,
         base_mpp=base_mpp,
         spacing=spacing,
+        grid=grid,
         mpp=mpp,
         tumor_min_frac=tumor_min_frac,
         include=list(include) or None,

@@ -315,6 +315,7 @@ def _candidates(
     min_tissue: float,
     tumor_min_frac: float,
     with_classes: bool,
+    grid: int = 1,
     max_candidates: int = 400_000,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Candidate centres (level-0 int px) per class, in a seeded random order.
@@ -340,6 +341,8 @@ def _candidates(
         ii, jj = ii[keep], jj[keep]
     cx = np.round((jj + rng.uniform(0, 1, jj.size)) * dx).astype(np.int64)
     cy = np.round((ii + rng.uniform(0, 1, ii.size)) * dy).astype(np.int64)
+    if grid > 1:  # on the grid, a member at downsample d | grid starts on a whole level px
+        cx, cy = (np.round(cx / grid) * grid).astype(np.int64), (np.round(cy / grid) * grid).astype(np.int64)
     inside = (cx - hx >= 0) & (cy - hy >= 0) & (cx + hx <= W0) & (cy + hy <= H0)
     cx, cy = cx[inside], cy[inside]
     s = integral_image(sm.mask)
@@ -447,6 +450,7 @@ def sample_coords(
     size: int = 1024,
     base_mpp: float = 0.243,
     spacing: float | None = None,
+    grid: int = 4,
     mpp: float | None = None,
     tumor_min_frac: float = 0.5,
     include: Sequence[str] | None = None,
@@ -469,6 +473,12 @@ def sample_coords(
         base_mpp: um/px of the finest member.
         spacing: minimum Chebyshev distance between centres of one slide, level-0
             px; default one square side (no overlap).
+        grid: centres are multiples of ``grid`` level-0 px (default 4). With
+            ``size`` divisible by 4 and power-of-two levels, the 20x and 10x squares
+            then start on whole pixels of levels 1 and 2 and are read natively;
+            off-grid centres are kept exact by a sub-pixel bicubic resample, which
+            softens those members a little (recorded as ``native:Lk:bicubic-aa``).
+            1 turns it off.
         mpp: um/px for slides that have none in their metadata.
         tumor_min_frac: tumour fraction a "tumor" sample's square must reach.
         include: glob patterns selecting slides (default: all known slide files).
@@ -545,7 +555,8 @@ def sample_coords(
             mpp_override=mpp if getattr(reader, "mpp", None) is None else None,
         )
         cands = _candidates(
-            plan, rng, min_tissue=min_tissue, tumor_min_frac=tumor_min_frac, with_classes=with_classes
+            plan, rng, min_tissue=min_tissue, tumor_min_frac=tumor_min_frac,
+            with_classes=with_classes, grid=grid,
         )
         for cls, (cx, cy) in cands.items():
             plan.available[cls] = int(cx.size)
@@ -607,6 +618,7 @@ def sample_coords(
             "tissue_frac": round(float(p.mask.mask.mean()), 4),
             "square_level0_px": [round(v, 3) for v in p.side0],
             "spacing_level0_px": round(p.spacing, 3),
+            "grid_level0_px": grid,
             "candidates": dict(p.available),
             "sampled": {c: sum(1 for a in p.accepted if a[2] == c) for c in classes},
         }

@@ -381,8 +381,8 @@ def pick_coords(slide: SynthSlide, n: int, *, seed: int = 0, index: int = 0,
         got, tries = 0, 0
         while got < count and tries < 50_000:
             tries += 1
-            x = int(rng.integers(half, max(half + 1, w - half)))
-            y = int(rng.integers(half, max(half + 1, h - half)))
+            x = _on_grid(int(rng.integers(half, max(half + 1, w - half))), half)
+            y = _on_grid(int(rng.integers(half, max(half + 1, h - half))), half)
             if ok(x, y):
                 out.append((x, y, label))
                 got += 1
@@ -391,6 +391,17 @@ def pick_coords(slide: SynthSlide, n: int, *, seed: int = 0, index: int = 0,
                         int(rng.integers(half, max(half + 1, h - half))), "normal"))
             got += 1
     return out
+
+
+CENTRE_GRID = 4
+"""coords.csv centres are multiples of this (level-0 px), so the 20x and 10x squares of the
+default members start on whole pixels of levels 1 and 2 and are read natively."""
+
+
+def _on_grid(v: int, low: int) -> int:
+    """``v`` rounded down to a multiple of :data:`CENTRE_GRID`, not below ``low``."""
+    g = v - v % CENTRE_GRID
+    return g if g >= low else v
 
 
 def _parse_size(size: int | tuple[int, int]) -> tuple[int, int]:

@@ -484,3 +484,9 @@ def test_info_says_when_the_extract_is_unfinished(small_store, tmp_path):
     assert "UNFINISHED" in r.output and "mlcamsr extract" in r.output
     r = CliRunner().invoke(main, ["info", str(small_store)])
     assert "UNFINISHED" not in r.output
+
+
+def test_synth_centres_give_native_reads_at_every_member(small_store):
+    kept = open_store(small_store).table.query("status == 'kept'")
+    assert len(kept)
+    assert (kept["src_20x"] == "native:L1").all() and (kept["src_10x"] == "native:L2").all()

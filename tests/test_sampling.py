@@ -318,3 +318,10 @@ def test_help_names_the_schema_file_that_exists() -> None:
     r = CliRunner().invoke(main, ["sample-coords", "--help"])
     named = [w.strip("().,") for w in r.output.split() if w.startswith("manifests/")]
     assert named and all((Path(__file__).resolve().parents[1] / w).is_file() for w in named), named
+
+
+def test_centres_are_on_the_grid_so_coarser_members_read_natively(synth_dir: Path, tmp_path: Path) -> None:
+    df = sample_coords(synth_dir, 6, None, overlays=False)
+    assert len(df) and (df["x"] % 4 == 0).all() and (df["y"] % 4 == 0).all()
+    off = sample_coords(synth_dir, 6, None, overlays=False, grid=1)
+    assert not ((off["x"] % 4 == 0).all() and (off["y"] % 4 == 0).all())
