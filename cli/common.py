@@ -57,3 +57,29 @@ def store_option(name: str = "--zarr") -> Callable[[F], F]:
         show_default=True,
         help="Path or fsspec URL of the MLCamSR Zarr store.",
     )
+
+
+def sectioned(sections: dict[str, list[str]]) -> type[click.Command]:
+    """A Command class whose ``--help`` lists options under headings.
+
+    ``sections`` maps a heading to parameter names (the Python names); options not
+    named fall under "Other options". Click has no option groups of its own; this
+    only changes how help is laid out, not parsing.
+    """
+
+    class SectionedCommand(click.Command):
+        def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+            records = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx)}
+            placed: set[str] = set()
+            for heading, names in sections.items():
+                rows = [records[n] for n in names if records.get(n)]
+                placed.update(names)
+                if rows:
+                    with formatter.section(heading):
+                        formatter.write_dl(rows)
+            rest = [r for n, r in records.items() if r and n not in placed]
+            if rest:
+                with formatter.section("Other options"):
+                    formatter.write_dl(rest)
+
+    return SectionedCommand

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cli.common import DEFAULT_STORE, EXIT_OK, EXIT_PARTIAL, handle_errors
+from cli.common import DEFAULT_STORE, EXIT_OK, EXIT_PARTIAL, handle_errors, sectioned
 
 
 def _floats(n: int):
@@ -33,7 +33,13 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
     return out
 
 
-@click.command("extract")
+@click.command("extract", cls=sectioned({
+    "Inputs and output": ["slides_dir", "coords_csv", "out", "annotations", "mpp", "backend"],
+    "Members (what each patch holds)": ["size", "base_mpp", "base_mag", "scales", "allow_upsample"],
+    "Quality control": ["min_tissue", "rgb_mean", "rgb_tol", "min_align_psnr"],
+    "Parallelism": ["workers", "processes", "scheduler", "cache_mb"],
+    "Store layout": ["shard_rows", "chunk", "zstd_level", "no_hash", "overwrite"],
+}))
 @click.option("--slides", "slides_dir", required=True, type=click.Path(file_okay=True),
               help="Folder holding the slides named in the coords file.")
 @click.option("--coords", "coords_csv", required=True, type=click.Path(),
