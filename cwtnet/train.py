@@ -646,7 +646,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, explicit: set[str] | None =
     )
 
     log = CsvLog(run_dir / "log.csv", keep_until=start if resume else None) if dist.main else None
-    val_log = CsvLog(run_dir / "val.csv", keep_until=start if resume else None) if dist.main else None
+    # a resume with nothing left to train validates step `start` again: drop its old rows
+    val_keep = (start - 1 if start >= steps else start) if resume else None
+    val_log = CsvLog(run_dir / "val.csv", keep_until=val_keep) if dist.main else None
     tb = _tensorboard(run_dir, cfg.tensorboard) if dist.main else None
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if (use_cuda and cfg.amp) else contextlib.nullcontext()

@@ -320,3 +320,13 @@ def test_help_shows_how_to_set_the_loss_variant_and_model_options() -> None:
     assert r.exit_code == 0
     assert "Examples:" in r.output and "--config" in r.output
     assert "only_l1" in r.output and "model_options" in r.output
+
+
+def test_resume_of_a_finished_run_does_not_duplicate_validation_rows(store: Path, tmp_path: Path) -> None:
+    kw = dict(store=str(store), out=str(tmp_path / "r"), arch="edsr", steps=2, batch_size=2, patch=8,
+              blocks=1, channels=8, val_every=1, val_images=1, num_workers=0, progress=False,
+              tensorboard=False)
+    train(TrainConfig(**kw))
+    before = (tmp_path / "r" / "val.csv").read_text()
+    res = train(TrainConfig(**kw), resume=True)
+    assert res.val and (tmp_path / "r" / "val.csv").read_text() == before
