@@ -11,9 +11,10 @@ from cli.common import handle_errors
 @click.option("--out", type=click.Path(file_okay=False), default="demo", show_default=True,
               help="Folder for slides, store, runs, evaluations and report/.")
 @click.option("--minutes", type=float, default=8.0, show_default=True,
-              help="Training budget of each network (CWT-Net, and EDSR with --compare).")
+              help="Total training budget: CWT-Net gets 3/4 of it and EDSR 1/4 with "
+              "--compare (6 + 2 by default), CWT-Net all of it without.")
 @click.option("--compare/--no-compare", default=True, show_default=True,
-              help="Also train EDSR on the same data for the same budget.")
+              help="Also train an EDSR-baseline on the same data (1/4 of --minutes).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--workers", type=int, default=2, show_default=True, help="Extraction worker processes.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -25,6 +26,12 @@ def demo(out: str, minutes: float, compare: bool, device: str, workers: int, see
 
     About 10 minutes on a 2-core CPU with the defaults (8 minutes of training). Open
     OUT/report/report.md.
+
+    \b
+    Examples:
+      mlcamsr demo                           # -> demo/report/report.md
+      mlcamsr demo --minutes 2 --no-compare  # a quicker look, CWT-Net only
+      mlcamsr demo --device cuda --minutes 20 --out demo_gpu
     """
     from cwtnet.demo import run_demo
 
