@@ -98,8 +98,9 @@ def stage_profile(slide: Path, centres: list[tuple[int, int]], size: int, backen
     """CPU ms per triplet of each stage of the serial extract path (no block cache)."""
     from numcodecs import Zstd
 
-    from mlcamsr.patches import Geometry, member_specs, plan_member, read_level, resample_box_fast
+    from mlcamsr.patches import Geometry, member_specs, plan_member, read_level
     from mlcamsr.qc import QCThresholds, evaluate
+    from mlcamsr.resize import resample_box
     from mlcamsr.slides import open_slide
 
     specs = member_specs(size, 0.243, 40, (1, 2, 4))
@@ -115,7 +116,7 @@ def stage_profile(slide: Path, centres: list[tuple[int, int]], size: int, backen
             img = read_level(r, geo, plan.level, plan.window)
             t1 = time.process_time()
             if not plan.crop:
-                img = resample_box_fast(img, plan.box, s.size)
+                img = resample_box(img, plan.box, (s.size, s.size))
             t2 = time.process_time()
             t["read"] += t1 - t0
             t["resample"] += t2 - t1

@@ -310,12 +310,6 @@ def read_level(
     return out
 
 
-def resample_box_fast(img: np.ndarray, box: tuple[float, float, float, float], n: int) -> np.ndarray:
-    """:func:`mlcamsr.resize.resample_box` to ``n`` x ``n`` (antialiased); kept as a name for
-    callers, the strided fast path now lives in :mod:`mlcamsr.resize` for everyone."""
-    return resample_box(img, box, (n, n))
-
-
 def read_member(
     reader: Any, geo: Geometry, plan: ReadPlan, *, cache: BlockCache | None = None
 ) -> np.ndarray:
@@ -329,7 +323,7 @@ def read_member(
     n = plan.member.size
     if plan.source.startswith("upsampled"):
         return resample_box(img, plan.box, (n, n), antialias=False)
-    return np.ascontiguousarray(resample_box_fast(np.ascontiguousarray(img), plan.box, n))
+    return np.ascontiguousarray(resample_box(np.ascontiguousarray(img), plan.box, (n, n)))
 
 
 def read_patch(

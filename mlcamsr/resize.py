@@ -42,13 +42,13 @@ def cubic(x: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=256)
 def _taps(
     in_len: int, out_len: int, scale: float, start: float, antialias: bool
-) -> tuple[np.ndarray, np.ndarray, tuple[int, int] | None]:
+) -> tuple[np.ndarray, np.ndarray, tuple[tuple[int, ...], int] | None]:
     """Sparse weights ``(idx, w, grid)``: ``idx``, ``w`` are ``(out_len, P)`` and
     out[j] = sum_p w[j,p] * in[idx[j,p]].
 
-    ``grid`` is ``(first, step)`` when every output uses the same weights and its
+    ``grid`` is ``(offsets, step)`` when every output uses the same weights and its
     (unmirrored) taps advance by a whole ``step`` (integer factors, whole-pixel
-    shifts): then tap p of output j reads input ``first + p + j * step`` of the
+    shifts): then tap p of output j reads input ``offsets[p] + j * step`` of the
     symmetric-padded input, and :func:`_apply_axis` uses strided slices instead of
     gathers. ``None`` otherwise."""
     if in_len < 1 or out_len < 1:
@@ -73,7 +73,10 @@ def _taps(
         and (out_len == 1 or (steps[0] >= 1 and np.all(steps == steps[0])))
         and np.array_equal(w, np.broadcast_to(w[0], w.shape))
     ):
-        grid = (int(idx[0, 0]), int(steps[0]) if out_len > 1 else 1)
+        # the unmirrored taps of output 0: not always consecutive, the kernel is exactly 0
+        # at whole multiples of its support (e.g. /4 with integer distances), and such
+        # columns were dropped above
+        grid = (tuple(int(v) for v in idx[0]), int(steps[0]) if out_len > 1 else 1)
     # Mirror out-of-range taps (symmetric boundary: -1 -> 0, in_len -> in_len - 1).
     period = 2 * in_len
     m = np.mod(idx, period)
@@ -112,7 +115,7 @@ def _apply_axis(
     axis: int,
     idx: np.ndarray,
     w: np.ndarray,
-    grid: tuple[int, int] | None = None,
+    grid: tuple[tuple[int, ...], int] | None = None,
 ) -> np.ndarray:
     """Resample ``img`` (float) along ``axis`` with sparse taps; a loop over taps, not a matmul.
 
@@ -123,10 +126,10 @@ def _apply_axis(
     if grid is not None:
         # Slice along ``axis`` in place (no moveaxis: strided views of a transposed array
         # are 2x slower); start from the first product (0 + a == a, still bit-identical).
-        first, step = grid
+        offsets, step = grid
         n_in = img.shape[axis]
-        lo = max(0, -first)
-        hi = max(0, first + idx.shape[1] - 1 + step * (n_out - 1) - (n_in - 1))
+        lo = max(0, -offsets[0])
+        hi = max(0, offsets[-1] + step * (n_out - 1) - (n_in - 1))
         if lo or hi:
             widths = [(0, 0)] * img.ndim
             widths[axis] = (lo, hi)
@@ -135,7 +138,7 @@ def _apply_axis(
         sl: list[slice] = [slice(None)] * img.ndim
         out = None
         for p in range(idx.shape[1]):
-            a = first + lo + p
+            a = offsets[p] + lo
             sl[axis] = slice(a, a + step * (n_out - 1) + 1, step)
             term = w0[p] * img[tuple(sl)]
             out = term if out is None else out + term

@@ -437,22 +437,6 @@ def test_existing_dask_scheduler_and_file_url(small_store, synth_dir, tmp_path):
     _assert_same_store(small_store, out)
 
 
-@pytest.mark.parametrize(
-    ("box", "n", "shape"),
-    [
-        ((3.5, 3.5, 515.5, 515.5), 512, (520, 520)),  # half-pixel centre, native level
-        ((7.5, 7.5, 1031.5, 1031.5), 256, (1040, 1040)),  # /4 from a finer level
-        ((3.25, 4.5, 516.5, 517.75), 512, (522, 522)),  # odd downsample: general path
-    ],
-)
-def test_fast_resample_is_bit_identical_to_resample_box(box, n, shape):
-    from mlcamsr.patches import resample_box_fast
-    from mlcamsr.resize import resample_box
-
-    img = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(resample_box_fast(img, box, n), resample_box(img, box, (n, n)))
-
-
 def test_info_shows_split_summary(small_store, tmp_path):
     copy = tmp_path / "split.zarr"
     shutil.copytree(small_store, copy)

@@ -178,3 +178,43 @@ def test_agrees_with_pillow_bicubic_away_from_borders(patch: np.ndarray, scale: 
     h8 = np.clip(np.rint(np.einsum("jx,yxc->yjc", w, patch.astype(np.float64))), 0, 255)
     emu = np.clip(np.rint(np.einsum("iy,yjc->ijc", w, h8)), 0, 255)
     assert np.abs(emu - pil)[m:-m, m:-m].max() <= (2 if scale > 1 else 1)
+
+
+def _gather_only(img: np.ndarray, box: tuple[float, float, float, float], n: int) -> np.ndarray:
+    """resample_box through the general gather path alone (no strided grid path)."""
+    from mlcamsr import resize as rz
+
+    x0, y0, x1, y1 = box
+    scale_hw, start_hw = (n / (y1 - y0), n / (x1 - x0)), (y0, x0)
+    work = img.astype(np.float32)
+    for axis in sorted(range(2), key=lambda a: scale_hw[a]):
+        idx, w, _ = rz._taps(img.shape[axis], n, scale_hw[axis], start_hw[axis], True)
+        work = rz._apply_axis(work, axis, idx, w, None)
+    return rz._finish(work, np.dtype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("box", "n", "shape"),
+    [
+        ((3.5, 3.5, 515.5, 515.5), 512, (520, 520)),  # half-pixel centre, native level
+        ((7.5, 7.5, 1031.5, 1031.5), 256, (1040, 1040)),  # /4 from a finer level
+        ((-3.0, -3.0, 1043.0, 1043.0), 523, (1040, 1040)),  # mirrored borders
+        ((3.25, 4.5, 516.5, 517.75), 512, (522, 522)),  # odd downsample: general path
+    ],
+)
+def test_fast_resample_is_bit_identical_to_resample_box(box, n, shape):
+    from mlcamsr.resize import resample_box
+
+    img = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(resample_box(img, box, (n, n)), _gather_only(img, box, n))
+
+
+def test_grid_path_equals_dense_weights_when_interior_taps_vanish():
+    # /4 with integer distances: the kernel is exactly 0 at +-4 px, so interior taps
+    # drop out and the strided path must not assume consecutive taps
+    from mlcamsr.resize import resample_box, resize_weights
+
+    img = np.random.default_rng(1).random((1040, 1040))
+    out = resample_box(img, (7.5, 7.5, 1031.5, 1031.5), (256, 256))
+    w = resize_weights(1040, 256, scale=0.25, start=7.5)
+    np.testing.assert_allclose(out, w @ img @ w.T, atol=1e-9)
