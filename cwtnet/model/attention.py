@@ -317,10 +317,13 @@ class TransformerBlock(nn.Module):
             Default: None.
         window (int | None): Search window of ``search_transfer`` in LR px either side of
             the query; ``None`` = global (the paper's). Default: None.
+        qk_extractor (bool): TTSR's shared texture extractor: the search compares E(Q) with
+            E(K), E one learnable conv-ReLU-conv applied to both (so both live in one feature
+            space); T is still taken from V. Default: False (the paper: Q and K as they are).
     """
 
     def __init__(self, num_feat: int = 64, v_mode: str = "paper", chunk_size: int | None = None,
-                 window: int | None = None) -> None:
+                 window: int | None = None, qk_extractor: bool = False) -> None:
         super().__init__()
         if v_mode not in ("paper", "ttsr"):
             raise ValueError(f"unknown v_mode {v_mode!r}; choose 'paper' or 'ttsr'")
@@ -329,7 +332,11 @@ class TransformerBlock(nn.Module):
         self.v_mode = v_mode
         self.chunk_size = chunk_size
         self.window = None if window is None else int(window)
+        self.extractor = nn.Sequential(default_conv(num_feat, num_feat, 3), nn.ReLU(inplace=True),
+                                       default_conv(num_feat, num_feat, 3)) if qk_extractor else None
         self.conv = default_conv(2 * num_feat, num_feat, 3)  # C{.} of Eq. (9)
+        self.record_index = False  # diagnostics: keep the hard index of the last call
+        self.last_index: torch.Tensor | None = None
 
     def key_value(self, f_hwt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(K, V) from the WT-branch feature ``f_hwt`` according to ``v_mode``."""
@@ -339,7 +346,9 @@ class TransformerBlock(nn.Module):
 
     def forward(self, q: torch.Tensor, f_hwt: torch.Tensor) -> torch.Tensor:
         k, v = self.key_value(f_hwt)
-        t, s = search_transfer(q, k, v, self.chunk_size, self.window)  # Eq. (8), h and S
+        qs, ks = (self.extractor(q), self.extractor(k)) if self.extractor is not None else (q, k)
+        t, s, h = search_transfer(qs, ks, v, self.chunk_size, self.window, return_index=True)  # Eq. (8)
+        self.last_index = h.detach() if self.record_index else None
         return q + self.conv(torch.cat([q, t], dim=1)) * s  # Eq. (9)
 
 
