@@ -62,6 +62,7 @@ from mlcamsr.patches import (
     read_member,
 )
 from mlcamsr.qc import PAPER_RGB_MEAN, QCThresholds, evaluate
+from mlcamsr.slides import BACKENDS, SlideReader, open_slide
 
 __all__ = ["ExtractResult", "extract", "TASKS_PREFIX"]
 
@@ -98,12 +99,12 @@ class ExtractResult:
 
 # ----------------------------------------------------------------------------- workers
 
-_READERS: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
+_READERS: OrderedDict[tuple[str, str, int], SlideReader] = OrderedDict()
 _READERS_LOCK = __import__("threading").Lock()
 _MAX_OPEN = 8
 
 
-def _reader(path: str, backend: str) -> Any:
+def _reader(path: str, backend: str) -> SlideReader:
     """The slide reader of this process and thread (opened once, never pickled)."""
     import threading
 
@@ -113,8 +114,6 @@ def _reader(path: str, backend: str) -> Any:
         if r is not None:
             _READERS.move_to_end(key)
             return r
-    from mlcamsr.slides import open_slide
-
     r = open_slide(path, backend=backend)
     with _READERS_LOCK:
         _READERS[key] = r
@@ -236,8 +235,6 @@ def _open_slides(
     mpp: float | None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Open each slide once: ``(info, failed)`` by name; raise for slides without mpp."""
-    from mlcamsr.slides import open_slide
-
     info: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
     no_mpp: list[str] = []
@@ -556,8 +553,8 @@ def extract(
     specs = member_specs(int(size), float(base_mpp), float(base_mag), scales)
     if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
         raise InputError(f"--mpp {mpp}: give a positive um/px, e.g. 0.243")
-    if backend not in ("auto", "openslide", "tiffslide"):
-        raise InputError(f"--backend {backend}: choose auto, openslide or tiffslide")
+    if backend not in BACKENDS:
+        raise InputError(f"--backend {backend}: choose {', '.join(BACKENDS)}")
     if shard_rows < 1:
         raise InputError(f"--shard-rows {shard_rows}: give at least 1")
     from mlcamsr.store import default_chunk, member_chunk
@@ -575,7 +572,8 @@ def extract(
         min_align_psnr=float(min_align_psnr),
     )
     if len(th.rgb_mean) != 3:
-        raise InputError(f"--rgb-mean {rgb_mean}: give three values in [0, 1], e.g. 0.7204,0.4298,0.6379")
+        raise InputError(f"--rgb-mean {rgb_mean}: give three values in [0, 1], e.g. "
+                         f"{','.join(f'{v:g}' for v in PAPER_RGB_MEAN)}")
 
     df = read_coords(coords_csv)
     original_cols = list(pd.read_csv(coords_csv, nrows=0).columns.str.strip())

@@ -142,10 +142,11 @@ def evaluate(
     finest = images[order[0]]
     coarsest = images[order[-1]]
     align: dict[str, float] = {}
-    y0 = luma(finest) if len(order) > 1 else None
-    for name in order[1:]:
-        ref = shrink_luma(y0, images[name].shape[:2])
-        align[name] = _psnr_f(ref, luma(images[name]))
+    if len(order) > 1:
+        y0 = luma(finest)
+        for name in order[1:]:
+            ref = shrink_luma(y0, images[name].shape[:2])
+            align[name] = _psnr_f(ref, luma(images[name]))
     # the coarsest member covers the same square: its mean is the patch mean (to rounding)
     mean = coarsest.reshape(-1, 3).mean(axis=0, dtype=np.float64) / 255.0
     rgb = (float(mean[0]), float(mean[1]), float(mean[2]))

@@ -53,6 +53,7 @@ from mlcamsr.annotations import (
     tumor_mask,
 )
 from mlcamsr.errors import InputError
+from mlcamsr.slides import SlideReader, open_slide
 
 #: file extensions discovered in --slides (DICOM files are not slides one by one:
 #: a folder of them is one slide)
@@ -75,7 +76,7 @@ def tissue_mask(
     min_object_um: float = 100.0,
     max_hole_um: float = 64.0,
     remove_pen: bool = True,
-) -> tuple[np.ndarray, float]:
+) -> tuple[np.ndarray, float, str]:
     """Tissue mask of a low-resolution RGB image.
 
     Args:
@@ -175,7 +176,7 @@ class SlideMask:
         return float(self.mpp[0] * self.downsample[0])
 
 
-def _read_level_reduced(reader: Any, level: int, factor: int, tile: int = 4096) -> np.ndarray:
+def _read_level_reduced(reader: SlideReader, level: int, factor: int, tile: int = 4096) -> np.ndarray:
     """Read a whole level in tiles, block-averaged by ``factor`` (white padding)."""
     w, h = reader.level_dimensions[level]
     dx, dy = reader.level_downsamples[level]
@@ -204,7 +205,7 @@ def _read_level_reduced(reader: Any, level: int, factor: int, tile: int = 4096) 
 
 
 def slide_tissue_mask(
-    reader: Any,
+    reader: SlideReader,
     *,
     mpp: tuple[float, float],
     mask_mpp: float = 8.0,
@@ -427,7 +428,7 @@ def _is_dicom_dir(p: Path) -> bool:
     return p.is_dir() and any(q.suffix.lower() == ".dcm" for q in p.iterdir())
 
 
-def _slide_mpp(reader: Any, override: float | None, name: str, slides_dir: Path) -> tuple[float, float]:
+def _slide_mpp(reader: SlideReader, override: float | None, name: str, slides_dir: Path) -> tuple[float, float]:
     mpp = getattr(reader, "mpp", None)
     if mpp is not None and all(v and v > 0 for v in mpp):
         return float(mpp[0]), float(mpp[1])
@@ -498,8 +499,6 @@ def sample_coords(
     Raises:
         InputError: bad folder or options, or no slide could be used.
     """
-    from mlcamsr.slides import open_slide
-
     slides_dir = Path(slides_dir)
     if not slides_dir.is_dir():
         raise InputError(f"--slides {slides_dir}: not a folder; give the folder holding the slides")
