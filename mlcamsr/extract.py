@@ -61,7 +61,7 @@ from mlcamsr.patches import (
     plan_member,
     read_member,
 )
-from mlcamsr.qc import PAPER_RGB_MEAN, QCThresholds, evaluate
+from mlcamsr.qc import PAPER_RGB_MEAN, QCThresholds, check_patch
 from mlcamsr.slides import BACKENDS, SlideReader, open_slide
 
 __all__ = ["ExtractResult", "extract", "TASKS_PREFIX"]
@@ -200,7 +200,7 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
         except Exception as exc:  # noqa: BLE001 - a read error fails this row only
             rec["reason"] = f"read error: {_first_line(exc)}"
             continue
-        qc = evaluate(images, order, th)
+        qc = check_patch(images, order, th)
         rec.update(
             status="kept" if qc.ok else "rejected",
             reason=qc.reason,

@@ -29,7 +29,7 @@ __all__ = [
     "tissue_fraction",
     "psnr",
     "align_psnr",
-    "evaluate",
+    "check_patch",
 ]
 
 #: MLCamSR training-set RGB mean (paper, section IV-A), channels in [0, 1]
@@ -124,10 +124,10 @@ def align_psnr(finest: np.ndarray, member: np.ndarray) -> float:
     return _psnr_f(shrink_luma(luma(finest), member.shape[:2]), luma(member))
 
 
-def evaluate(
+def check_patch(
     images: Mapping[str, np.ndarray], order: Sequence[str], th: QCThresholds
 ) -> QCResult:
-    """QC one patch.
+    """Run every QC check on one patch (all its members) and say whether it is kept.
 
     Args:
         images: member name -> ``(s, s, 3)`` uint8 image.
