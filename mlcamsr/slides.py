@@ -192,7 +192,7 @@ class SlideReader(Protocol):
     test reader) can stand in. Attributes:
 
     - ``path``: the file opened; ``backend``: ``"openslide"`` or ``"tiffslide"``;
-      ``vendor``: the backend's vendor string or None.
+      ``vendor``: the backend's vendor string or None; ``properties``: its metadata.
     - ``level_count``; ``level_dimensions``: ``(w, h)`` px of each level, level 0 first;
       ``level_downsamples``: ``(dx, dy) = (w0 / wk, h0 / hk)`` level-0 px per level-k px.
     - ``mpp``: level-0 ``(x, y)`` um/px or None; ``mpp_source``: where it came from.
@@ -201,6 +201,7 @@ class SlideReader(Protocol):
     path: Path
     backend: str
     vendor: str | None
+    properties: Mapping[str, str]
     level_count: int
     level_dimensions: tuple[tuple[int, int], ...]
     level_downsamples: tuple[tuple[float, float], ...]
