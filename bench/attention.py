@@ -246,7 +246,8 @@ def search_table(rows: list[dict]) -> str:
             d = glob.get((r["dtype"], r["size"]))
         rel = (f"{r['time_s'] / d['time_s']:.3f}x, {r['time_min_s'] / d['time_min_s']:.3f}x, "
                f"{r['peak_bytes'] / d['peak_bytes']:.2f}x"
-               if d and d["peak_bytes"] else "")
+               if d and d["peak_bytes"] and r["peak_bytes"] else
+               f"{r['time_s'] / d['time_s']:.3f}x, {r['time_min_s'] / d['time_min_s']:.3f}x, -" if d else "")
         out.append(f"| {r['dtype']} | {r['size']} | {r['method']} | {r['chunk'] or '-'} | "
                    f"{r['time_s']:.3f} / {r['time_min_s']:.3f} | "
                    f"{_mib(r['relevance_bytes'])} | {_mib(r['peak_bytes'])} | {rel} |")
@@ -296,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip dense above this relevance size (default 2 on CPU, 24 on CUDA)")
     ap.add_argument("--windows", default="", help="search windows W to time beside the global search, "
                     "e.g. 2,4,8,16 (default none)")
+    ap.add_argument("--memory-max-lr", type=int, default=10**6,
+                    help="measure peak memory (a second run in a subprocess) only up to this LR side")
     ap.add_argument("--global-max-lr", type=int, default=128,
                     help="skip the global search above this LR side (default 128)")
     ap.add_argument("--window-models", default="", help="demo and/or paper: CWT-Net step and eval "
@@ -354,7 +357,11 @@ def main(argv: list[str] | None = None) -> int:
             times = time_searches(methods, size, args.batch, args.channels, dtype, args.device,
                                   args.chunk, args.repeat)
             for method in methods:
-                row = _run({"kind": "search", **base, "method": method}, isolate)
+                if size > args.memory_max_lr:
+                    row = {**_search_case(method, size, args.batch, args.channels, dtype, args.device, args.chunk)[1],
+                           "peak_bytes": None}
+                else:
+                    row = _run({"kind": "search", **base, "method": method}, isolate)
                 if "error" not in row:
                     row.update(time_s=statistics.median(times[method]), time_min_s=min(times[method]),
                                repeat=args.repeat, threads=torch.get_num_threads())

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cwtnet.model import SEARCH_WINDOW_KEEP, apply_search_window
 from mlcamsr.errors import InputError
 
 MODES = ("reference", "sisr")
@@ -159,12 +160,13 @@ def evaluate(
     scale: int | None = None, mode: str = "reference", save_images: bool = False,
     use_ema: bool = True, device: str = "auto", tile: int | None = None, overlap: int = 16,
     max_images: int | None = None, pictures: int = 6, progress: bool = False,
-    arch: str | None = None,
+    arch: str | None = None, search_window: int | None | str = SEARCH_WINDOW_KEEP,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` and bicubic on the whole patches of ``split``; write the outputs.
 
     ``tile=None``: untiled when the LR patch is at most 256 px, else 128-px tiles
-    (overlap ``overlap``). Returns the ``metrics.json`` dict.
+    (overlap ``overlap``). ``search_window``: CWT-Net's search window in LR px for this
+    evaluation (``None`` = global; default: as trained). Returns the ``metrics.json`` dict.
     """
     from cwtnet.report import table_i
     from cwtnet.train import check_store, load_checkpoint, load_model, resolve_device
@@ -193,6 +195,7 @@ def evaluate(
 
     ds = TripletDataset(st, split=split, scale=scale, ref_source=ref_source, augment=False, full=True)
     model, _ = load_model(checkpoint, use_ema=use_ema, device=dev)
+    apply_search_window(model, search_window)
     lr_side = ds.patch
     if tile is None and lr_side > 256:
         tile = 128
@@ -256,6 +259,7 @@ def evaluate(
             "ref_source": ref_source, "gt_px": int(ds.gt_len), "lr_px": int(ds.patch),
             "tile": tile, "overlap": overlap if tile else None, "device": str(dev),
             "wall_s": round(wall, 2),
+            "search_window": getattr(getattr(model, "options", None), "search_window", None),
             "convention": "psnr/ssim: 8-bit RGB, no crop (authors); *_rgb_crop / *_y_crop: "
                           "BasicSR crop_border=scale, RGB / BT.601 Y",
         },

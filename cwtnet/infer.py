@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cwtnet.model import SEARCH_WINDOW_KEEP, apply_search_window
 from mlcamsr.errors import InputError
 
 ReadFn = Callable[[int, int, int, int], np.ndarray]
@@ -377,8 +378,12 @@ def super_resolve_file(
     region: tuple[int, int, int, int] | None = None, level: int = 0, tile: int = 128,
     overlap: int = 16, device: str = "auto", use_ema: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    search_window: int | None | str = SEARCH_WINDOW_KEEP,
 ) -> dict[str, Any]:
     """The ``cwtnet-sr`` job: SISR of an image or slide region to PNG or pyramidal TIFF.
+
+    ``search_window``: CWT-Net's search window in LR px (``None`` = global; default: as
+    trained); a window makes the cost linear in the tile area.
 
     Returns ``{"out", "width", "height", "scale", "tiles"}`` (output size in px).
     """
@@ -394,6 +399,7 @@ def super_resolve_file(
         raise InputError(f"--overlap {overlap}: use 0 <= overlap < tile ({tile})")
     dev = resolve_device(device)
     model, ckpt = load_model(checkpoint, use_ema=use_ema, device=dev)
+    apply_search_window(model, search_window)
     scale = int(ckpt["scale"])
     read, w, h, mpp, close = open_source(input_path, region=region, level=level)
     W, H = w * scale, h * scale

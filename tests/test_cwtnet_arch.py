@@ -183,3 +183,22 @@ def test_wt_input_scale_and_shared_extractor_switches():
     out["sr"].mean().backward()
     grads = [p.grad for p in lte.body[0].transformer.extractor.parameters()]
     assert all(g is not None and g.abs().sum() > 0 for g in grads)  # trained through S
+
+
+def test_search_window_for_a_loaded_model():
+    from cwtnet.model import (SEARCH_WINDOW_KEEP, ModelConfigError, apply_search_window,
+                              parse_search_window)
+
+    assert parse_search_window(None) == SEARCH_WINDOW_KEEP
+    assert parse_search_window("global") is None and parse_search_window("8") == 8
+    for bad in ("-1", "wide"):
+        with pytest.raises(ModelConfigError, match="--search-window"):
+            parse_search_window(bad)
+    model = _tiny(2)
+    apply_search_window(model, SEARCH_WINDOW_KEEP)
+    assert model.body[0].transformer.window is None
+    apply_search_window(model, 4)
+    assert [b.transformer.window for b in model.body] == [4, 4] and model.options.search_window == 4
+    assert model_config(model)["options"]["search_window"] == 4
+    with pytest.raises(ModelConfigError, match="CWT-Net only"):
+        apply_search_window(build_model("edsr", 2, num_block=1, num_feat=8), 4)

@@ -182,6 +182,15 @@ class CWTNet(nn.Module):
         self.add_mean = MeanShift(1.0, mean, sign=1)
         self.last_wt: torch.Tensor | None = None
 
+    def set_search_window(self, window: int | None) -> None:
+        """Search window of every Transformer block from now on (``None`` = global), e.g. a
+        globally trained checkpoint evaluated with a window; ``options`` follows."""
+        if window is not None and int(window) < 0:
+            raise ValueError(f"search_window must be >= 0 LR px or None (global), got {window}")
+        self.options.search_window = None if window is None else int(window)
+        for block in self.body:
+            block.transformer.window = self.options.search_window
+
     def _check(self, lr: torch.Tensor, ref: torch.Tensor | None) -> None:
         if lr.dim() != 4 or lr.shape[1] != 3:
             raise ValueError(f"lr must be (B, 3, H, W), got {tuple(lr.shape)}")
