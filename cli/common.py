@@ -13,7 +13,10 @@ from typing import Any, TypeVar
 
 import click
 
+from cwtnet.choices import DEVICES, EVAL_MODES, SCHEDULES
+from cwtnet.model import ARCH_NAMES
 from mlcamsr.errors import MLCamSRError
+from mlcamsr.triplets import DATASET_SCALES, REF_SOURCES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,3 +86,48 @@ def sectioned(sections: dict[str, list[str]]) -> type[click.Command]:
                     formatter.write_dl(rest)
 
     return SectionedCommand
+
+
+# --------------------------------------------------------------------------- cwtnet choice options
+# One parametrised helper over the one home of each list (tiatoolbox's cli/common.py,
+# without its thirty factories): ``choice_option("arch")`` means the same everywhere.
+
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "arch": ARCH_NAMES,          # cwtnet.model.ARCHS
+    "scale": DATASET_SCALES,     # mlcamsr.triplets: the scales a store gives triplets for
+    "device": DEVICES,           # cwtnet.choices
+    "ref_source": REF_SOURCES,   # mlcamsr.triplets
+    "schedule": SCHEDULES,       # cwtnet.choices
+    "mode": EVAL_MODES,          # cwtnet.choices
+}
+
+_CHOICE_HELP = {
+    "arch": "Network.",
+    "scale": "Upsampling factor.",
+    "device": "auto = CUDA when present, else CPU.",
+    "ref_source": "WT-branch input (Table III).",
+    "schedule": "Learning-rate schedule.",
+    "mode": "CWT-Net with I'_GT (reference) or through its WR module (sisr).",
+}
+
+
+def _to_int(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def choice_option(name: str, *, default: Any = None, help: str | None = None) -> Callable[[F], F]:
+    """``--NAME`` (underscores become dashes) as a ``click.Choice`` of ``CHOICES[name]``.
+
+    ``default=None`` leaves the option unset; integer lists (``scale``) parse to ``int``.
+    ``help`` replaces the list's standard help text.
+    """
+    values = CHOICES[name]
+    numeric = all(isinstance(v, int) for v in values)
+    return click.option(
+        "--" + name.replace("_", "-"), name,
+        type=click.Choice([str(v) for v in values]),
+        default=None if default is None else str(default),
+        show_default=default is not None,
+        callback=_to_int if numeric else None,
+        help=help if help is not None else _CHOICE_HELP[name],
+    )
