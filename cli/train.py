@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from cli.common import choice_option, handle_errors, store_option
-from cwtnet.config import TrainConfig
+from cwtnet.config import TrainConfig, resolve_config
 
 _D = TrainConfig()
 
@@ -66,8 +66,7 @@ def main(config_file: str | None, resume: bool, **flags) -> None:
       cwtnet-train --zarr mlcamsr.zarr --config ablation.yaml --steps 1000
       torchrun --nproc-per-node 2 -m cli.train --zarr mlcamsr.zarr --out runs/ddp
     """
-    from cwtnet.config import resolve_config
-    from cwtnet.train import train
+    from cwtnet.train import train  # torch and the trainer load only when training
 
     ctx = click.get_current_context()
     explicit = {
