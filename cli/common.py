@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -16,6 +16,8 @@ import click
 from cwtnet.choices import DEVICES, EVAL_MODES, SCHEDULES
 from cwtnet.model import ARCH_NAMES
 from mlcamsr.errors import MLCamSRError
+from mlcamsr.qc import PAPER_RGB_MEAN
+from mlcamsr.slides import BACKENDS
 from mlcamsr.triplets import DATASET_SCALES, REF_SOURCES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,46 +90,101 @@ def sectioned(sections: dict[str, list[str]]) -> type[click.Command]:
     return SectionedCommand
 
 
-# --------------------------------------------------------------------------- cwtnet choice options
-# One parametrised helper over the one home of each list (tiatoolbox's cli/common.py,
-# without its thirty factories): ``choice_option("arch")`` means the same everywhere.
-
-CHOICES: dict[str, tuple[Any, ...]] = {
-    "arch": ARCH_NAMES,          # cwtnet.model.ARCHS
-    "scale": DATASET_SCALES,     # mlcamsr.triplets: the scales a store gives triplets for
-    "device": DEVICES,           # cwtnet.choices
-    "ref_source": REF_SOURCES,   # mlcamsr.triplets
-    "schedule": SCHEDULES,       # cwtnet.choices
-    "mode": EVAL_MODES,          # cwtnet.choices
-}
-
-_CHOICE_HELP = {
-    "arch": "Network.",
-    "scale": "Upsampling factor.",
-    "device": "auto = CUDA when present, else CPU.",
-    "ref_source": "WT-branch input (Table III).",
-    "schedule": "Learning-rate schedule.",
-    "mode": "CWT-Net with I'_GT (reference) or through its WR module (sisr).",
-}
+# ----------------------------------------------------------------------------- mlcamsr choices
+# One home per mlcamsr choice list (slide backends: mlcamsr.slides.BACKENDS; the paper's
+# RGB mean: mlcamsr.qc.PAPER_RGB_MEAN); every command builds its option from here.
 
 
 def _to_int(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
     return None if value is None else int(value)
 
 
-def choice_option(name: str, *, default: Any = None, help: str | None = None) -> Callable[[F], F]:
-    """``--NAME`` (underscores become dashes) as a ``click.Choice`` of ``CHOICES[name]``.
+def choice_option(
+    name: str, choices: Sequence[str] | Sequence[int], *, default: str | int | None, help: str,
+    dest: str | None = None,
+) -> Callable[[F], F]:
+    """A ``click.Choice`` option over one of the project's choice lists (default shown).
 
-    ``default=None`` leaves the option unset; integer lists (``scale``) parse to ``int``.
-    ``help`` replaces the list's standard help text.
+    ``default=None`` leaves the option unset; a list of ints (scales) parses to ``int``.
     """
-    values = CHOICES[name]
-    numeric = all(isinstance(v, int) for v in values)
+    decls = (name,) if dest is None else (name, dest)
+    numeric = all(isinstance(c, int) for c in choices)
     return click.option(
-        "--" + name.replace("_", "-"), name,
-        type=click.Choice([str(v) for v in values]),
-        default=None if default is None else str(default),
-        show_default=default is not None,
-        callback=_to_int if numeric else None,
-        help=help if help is not None else _CHOICE_HELP[name],
+        *decls, type=click.Choice([str(c) for c in choices]),
+        default=None if default is None else str(default), show_default=default is not None,
+        callback=_to_int if numeric else None, help=help,
     )
+
+
+def backend_option(help: str = "Slide reader.") -> Callable[[F], F]:
+    """``--backend auto|openslide|tiffslide`` (:data:`mlcamsr.slides.BACKENDS`)."""
+    return choice_option("--backend", BACKENDS, default="auto", help=help)
+
+
+def parse_floats(n: int) -> Callable[[click.Context, click.Parameter, str | None], tuple[float, ...] | None]:
+    """A click callback: ``"a,b,c"`` -> ``(a, b, c)`` floats, exactly ``n`` of them (0: any number)."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+        if value is None:
+            return None
+        try:
+            out = tuple(float(v) for v in value.split(","))
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: give {n} comma-separated numbers") from None
+        if n and len(out) != n:
+            raise click.BadParameter(f"{value!r}: give {n} comma-separated numbers")
+        return out
+
+    return parse
+
+
+def rgb_mean_option(
+    help: str = "Reference RGB mean in [0,1] (the paper's MLCamSR training mean).",
+) -> Callable[[F], F]:
+    """``--rgb-mean R,G,B`` in [0, 1], default :data:`mlcamsr.qc.PAPER_RGB_MEAN`."""
+    return click.option(
+        "--rgb-mean",
+        default=",".join(f"{v:g}" for v in PAPER_RGB_MEAN),
+        show_default=True,
+        callback=parse_floats(3),
+        help=help,
+    )
+
+
+# ----------------------------------------------------------------------------- cwtnet choices
+# One home per cwtnet choice list, all torch-free: architectures cwtnet.model.ARCH_NAMES,
+# the scales the dataset serves mlcamsr.triplets.DATASET_SCALES (networks may support more:
+# cwtnet.model.MODEL_SCALES), reference sources mlcamsr.triplets.REF_SOURCES, devices,
+# schedules and evaluation modes cwtnet.choices. Each command builds its option here.
+
+
+def arch_option(default: str | None, help: str = "Network.") -> Callable[[F], F]:
+    """``--arch`` (:data:`cwtnet.model.ARCH_NAMES`)."""
+    return choice_option("--arch", ARCH_NAMES, default=default, help=help)
+
+
+def scale_option(default: int | None, help: str = "Upsampling factor.") -> Callable[[F], F]:
+    """``--scale`` as an int (:data:`mlcamsr.triplets.DATASET_SCALES`)."""
+    return choice_option("--scale", DATASET_SCALES, default=default, help=help)
+
+
+def device_option(default: str = "auto",
+                  help: str = "auto = CUDA when present, else CPU.") -> Callable[[F], F]:
+    """``--device`` (:data:`cwtnet.choices.DEVICES`)."""
+    return choice_option("--device", DEVICES, default=default, help=help)
+
+
+def ref_source_option(default: str, help: str = "WT-branch input (Table III).") -> Callable[[F], F]:
+    """``--ref-source`` (:data:`mlcamsr.triplets.REF_SOURCES`)."""
+    return choice_option("--ref-source", REF_SOURCES, default=default, help=help)
+
+
+def schedule_option(default: str, help: str = "Learning-rate schedule.") -> Callable[[F], F]:
+    """``--schedule`` (:data:`cwtnet.choices.SCHEDULES`)."""
+    return choice_option("--schedule", SCHEDULES, default=default, help=help)
+
+
+def mode_option(default: str = "reference", help: str = (
+        "CWT-Net with I'_GT (reference) or through its WR module (sisr).")) -> Callable[[F], F]:
+    """``--mode`` (:data:`cwtnet.choices.EVAL_MODES`)."""
+    return choice_option("--mode", EVAL_MODES, default=default, help=help)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from cli.common import choice_option, handle_errors, store_option
+from cli.common import (
+    arch_option,
+    device_option,
+    handle_errors,
+    mode_option,
+    scale_option,
+    store_option,
+)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -12,14 +19,14 @@ from cli.common import choice_option, handle_errors, store_option
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
               help="A .pt written by cwtnet-train (RUN_DIR/last.pt or best.pt).")
 @click.option("--split", default="test", show_default=True, help="Table split to score.")
-@choice_option("scale", help="Must match the checkpoint [default: the checkpoint's].")
+@scale_option(None, help="Must match the checkpoint [default: the checkpoint's].")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder [default: <checkpoint folder>/eval_<split>_<mode>].")
-@choice_option("arch", help="Refuse a checkpoint of another architecture [default: accept the checkpoint's].")
-@choice_option("mode", default="reference")
+@arch_option(None, help="Refuse a checkpoint of another architecture [default: accept the checkpoint's].")
+@mode_option()
 @click.option("--save-images", is_flag=True, help="Write images/<i>_sr.png, _bicubic.png, _gt.png.")
 @click.option("--use-ema/--no-ema", default=True, show_default=True, help="EMA weights when the checkpoint has them.")
-@choice_option("device", default="auto")
+@device_option()
 @click.option("--tile", type=int, default=None, help="LR tile size [default: untiled up to 256 px, else 128].")
 @click.option("--overlap", type=int, default=16, show_default=True, help="Tile overlap (LR px).")
 @click.option("--max-images", type=int, default=None, help="Score only the first N images.")

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import click
 
-from cli.common import choice_option, handle_errors, store_option
+from cli.common import (
+    arch_option,
+    device_option,
+    handle_errors,
+    ref_source_option,
+    scale_option,
+    schedule_option,
+    store_option,
+)
 from cwtnet.config import TrainConfig, resolve_config
 
 _D = TrainConfig()
@@ -23,10 +31,10 @@ def _opt(*decls: str, **kw):  # an option whose default is TrainConfig's, shown 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @store_option()
-@choice_option("scale", default=_D.scale)
+@scale_option(_D.scale)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run directory [default: runs/<arch>_x<scale>_<timestamp>].")
-@choice_option("arch", default=_D.arch, help="Network to train.")
+@arch_option(_D.arch, help="Network to train.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML or TOML file of options (any TrainConfig field); flags override it. "
                    "Only here: loss (e.g. {variant: only_l1}, Table IV: only_l1, only_mse, only_sr, "
@@ -39,8 +47,8 @@ def _opt(*decls: str, **kw):  # an option whose default is TrainConfig's, shown 
 @click.option("--blocks", type=int, default=None, help="Main blocks (CWTBs / EDSR blocks / RCAN groups) [default: paper's, 12 CWTBs].")
 @click.option("--channels", type=int, default=None, help="Feature channels [default: 64].")
 @_opt("--lr", type=float, default=_D.lr, help="Adam learning rate.")
-@choice_option("schedule", default=_D.schedule)
-@choice_option("ref_source", default=_D.ref_source)
+@schedule_option(_D.schedule)
+@ref_source_option(_D.ref_source)
 @_opt("--ema-decay", type=float, default=_D.ema_decay, help="EMA decay of the weights (0 = off).")
 @_opt("--val-every", type=int, default=_D.val_every, help="Validate every N steps (0 = at the end only).")
 @_opt("--val-images", type=int, default=_D.val_images, help="Test images used for validation (0 = all).")
@@ -49,7 +57,7 @@ def _opt(*decls: str, **kw):  # an option whose default is TrainConfig's, shown 
 @_opt("--num-workers", type=int, default=_D.num_workers, help="DataLoader worker processes.")
 @_opt("--in-memory/--no-in-memory", default=_D.in_memory, help="Hold the training split in RAM.")
 @_opt("--seed", type=int, default=_D.seed, help="Seed of weights, batches and augmentation.")
-@choice_option("device", default=_D.device)
+@device_option(_D.device)
 @_opt("--amp/--no-amp", default=_D.amp, help="bf16 autocast on CUDA (CPU always fp32).")
 @_opt("--compile/--no-compile", default=_D.compile, help="torch.compile the model.")
 @_opt("--progress/--no-progress", default=_D.progress, help="tqdm progress bar.")
