@@ -186,8 +186,12 @@ def test_wt_input_scale_and_shared_extractor_switches():
 
 
 def test_search_window_for_a_loaded_model():
-    from cwtnet.model import (SEARCH_WINDOW_KEEP, ModelConfigError, apply_search_window,
-                              parse_search_window)
+    from cwtnet.model import (
+        SEARCH_WINDOW_KEEP,
+        ModelConfigError,
+        apply_search_window,
+        parse_search_window,
+    )
 
     assert parse_search_window(None) == SEARCH_WINDOW_KEEP
     assert parse_search_window("global") is None and parse_search_window("8") == 8
