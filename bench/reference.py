@@ -88,7 +88,7 @@ def run_one(store: str, variant: str, seed: int, args: dict[str, Any]) -> dict[s
         loss.backward()
         opt.step()
         if step % 50 == 0:
-            print(f"[{variant} seed {seed}] step {step} loss {float(loss):.4f} "
+            print(f"[{variant} seed {seed}] step {step} loss {loss.item():.4f} "
                   f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         if step in evals:
             train_s = time.perf_counter() - t0
