@@ -97,11 +97,19 @@ def _fold_gather(v: torch.Tensor, h: torch.Tensor, out_hw: tuple[int, int]) -> t
         out[:, :, dy:dy + hq, dx:dx + wq] += g.view(b, c, hq, wq)
     return out[:, :, 1:-1, 1:-1] / 9.0
 
+def _window_tile(window: int) -> int:
+    """Query columns per GEMM tile of the windowed search: each tile's product covers
+    tile + 2W key columns, so wider tiles waste less of it on out-of-window pairs."""
+    return max(16, 2 * window + 1)
+
+
 def _window_band_rows(batch: int, channels: int, window: int, width: int, itemsize: int,
                       budget: int) -> int:
-    """Query rows per band of the windowed search: the (B, C, rows+2, 2W+1, W+2) product
-    stays under ``budget`` bytes, with at least 8 rows (the 2-row halo stays a small share)."""
-    per_row = batch * channels * (2 * window + 1) * (width + 2) * itemsize
+    """Query rows per band of the windowed search: the band's (B, (2W+1)^2, rows+2, W+2)
+    per-displacement dots and one (B, rows+2, W+2, tile+2W) row product stay under
+    ``budget`` bytes, with at least 8 rows (the 2-row halo stays a small share)."""
+    d1, tile = 2 * window + 1, _window_tile(window)
+    per_row = batch * (width + 2 + tile) * (d1 * d1 + tile + 2 * window + channels) * itemsize
     return int(max(8, budget // max(1, per_row) - 2))
 
 
@@ -111,16 +119,24 @@ def _window_search(q: torch.Tensor, k: torch.Tensor, window: int, rows: int) -> 
     ``q``, ``k`` (B, C, H, W) on the same grid; ``rows`` query rows per band. The relevance
     of query i and candidate i + d is ``box3(<q(p), k(p + d)>)(i) / (|q_i| |k_{i+d}|)``, the
     3x3 patch inner product (zero padding 1, as the global search) regrouped by
-    displacement; candidates outside K are -inf. Displacements are enumerated dy-major,
-    dx-minor, i.e. in increasing flat K index, so ``max`` (first maximum) breaks ties like
-    the global search.
+    displacement; candidates outside K are -inf. The per-pixel channel dots of one row
+    displacement dy come from one batched GEMM per band: each tile of ``_window_tile``
+    query columns times the key columns it can reach (tile + 2W, an ``unfold`` view),
+    whose 2W+1 diagonals are the dx displacements (an ``as_strided`` view). Displacements
+    are enumerated dy-major, dx-minor, i.e. in increasing flat K index, so ``max`` (first
+    maximum) breaks ties like the global search.
     """
     b, c, h, w = q.shape
     r = int(window)
     d1 = 2 * r + 1
+    tw = _window_tile(r)
+    wq2 = w + 2  # padded query width
+    nt = -(-wq2 // tw)
+    wpad = nt * tw
     cdt = torch.float32 if q.dtype not in (torch.float32, torch.float64) else q.dtype
-    qp = F.pad(q, (1, 1, 1, 1)).to(cdt)  # query p' = p + 1
-    kp = F.pad(k, (r + 1,) * 4).to(cdt)  # key p' = p + r + 1
+    # channels-last maps: padded query column x' meets key column x' + j (j = dx + r) of kl
+    ql = F.pad(q.to(cdt), (1, 1 + wpad - wq2, 1, 1)).permute(0, 2, 3, 1).contiguous()  # (B, H+2, wpad, C)
+    kl = F.pad(k.to(cdt), (r + 1, r + 1 + wpad - wq2, r + 1, r + 1)).permute(0, 2, 3, 1).contiguous()
     q_norm = _patch_norms(F.pad(q, (1, 1, 1, 1))).view(b, 1, h, w)
     k_norm = F.pad(_patch_norms(F.pad(k, (1, 1, 1, 1))).view(b, 1, h, w), (r,) * 4, value=1.0)
     dev = q.device
@@ -131,12 +147,16 @@ def _window_search(q: torch.Tensor, k: torch.Tensor, window: int, rows: int) -> 
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)
         m = r1 - r0
-        qb = qp[:, :, r0:r1 + 2].unsqueeze(3)  # (B, C, m+2, 1, W+2): query pixels of the band's patches
-        dots = qp.new_empty(b, d1, d1, m + 2, w + 2)  # (dy, dx) per-pixel channel dots
-        for iy in range(d1):  # row displacement dy = iy - r; all dx at once through an unfold view
-            kb = kp[:, :, r0 + iy:r0 + iy + m + 2].unfold(3, w + 2, 1)  # (B, C, m+2, 2r+1, W+2)
-            dots[:, iy] = (qb * kb).sum(1).transpose(1, 2)
-        rel = F.avg_pool2d(dots.view(b, d1 * d1, m + 2, w + 2), 3, stride=1, divisor_override=1)
+        qt = ql[:, r0:r1 + 2].view(b, m + 2, nt, tw, c)  # the band's query pixels, in column tiles
+        dots = ql.new_empty(b, d1, d1, m + 2, wq2)  # (dy, dx) per-pixel channel dots
+        for iy in range(d1):  # row displacement dy = iy - r
+            kt = kl[:, r0 + iy:r0 + iy + m + 2].unfold(2, tw + 2 * r, tw)  # (B, m+2, nt, C, tw+2r)
+            g = torch.matmul(qt, kt).contiguous()  # (B, m+2, nt, tw, tw+2r)
+            st = g.stride()
+            diag = g.as_strided((b, m + 2, nt, tw, d1), (st[0], st[1], st[2], st[3] + 1, 1),
+                                g.storage_offset())  # diag[..., x, j] = g[..., x, x + j]
+            dots[:, iy] = diag.reshape(b, m + 2, wpad, d1)[:, :, :wq2].permute(0, 3, 1, 2)
+        rel = F.avg_pool2d(dots.view(b, d1 * d1, m + 2, wq2), 3, stride=1, divisor_override=1)
         kn = k_norm[:, 0, r0:r1 + 2 * r].unfold(1, m, 1).unfold(2, w, 1)  # (B, dy, dx, m, W)
         rel = rel.view(b, d1, d1, m, w).div_(kn).div_(q_norm[:, :, r0:r1].unsqueeze(1))
         ys = torch.arange(r0, r1, device=dev)
