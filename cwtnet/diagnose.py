@@ -68,7 +68,7 @@ def reference_diagnostics(model: nn.Module, lr: torch.Tensor, ref: torch.Tensor,
     "per_block": [{"median_distance_px", "within_2px"}, ...], "n_images": B}``.
     """
     model.eval()
-    scale = int(model.scale)
+    scale = int(model.scale)  # type: ignore[arg-type]
     blocks = [m for m in model.modules() if isinstance(m, TransformerBlock)]
     out: dict[str, Any] = {"psnr": {}, "n_images": int(lr.shape[0]), "border_lr_px": border}
     for mode in modes:
@@ -83,6 +83,8 @@ def reference_diagnostics(model: nn.Module, lr: torch.Tensor, ref: torch.Tensor,
         if mode == "true" and blocks:
             per_block, all_d = [], []
             for b in blocks:
+                if b.last_index is None:
+                    raise RuntimeError("a Transformer block kept no index; record_index was off")
                 d = index_distances(b.last_index, lr.shape[-2], lr.shape[-1]).float()
                 eu = d.square().sum(0).sqrt().flatten()
                 cheb = d.abs().amax(0).flatten()

@@ -127,10 +127,11 @@ def apply_search_window(model: nn.Module, window: int | None | str) -> nn.Module
     """
     if window == SEARCH_WINDOW_KEEP:
         return model
-    if not hasattr(model, "set_search_window"):
+    setter = getattr(model, "set_search_window", None)
+    if not callable(setter):
         raise ModelConfigError(f"--search-window applies to CWT-Net only; this checkpoint is "
                                f"{getattr(model, 'arch', type(model).__name__)!r}: drop the option")
-    model.set_search_window(window)
+    setter(window)
     return model
 
 

@@ -183,12 +183,11 @@ def _selected_relevance(q: torch.Tensor, k: torch.Tensor, h: torch.Tensor) -> to
     qbase = (torch.div(i, wq, rounding_mode="floor") * (wq + 2) + i % wq).view(1, 1, -1).expand(b, c, -1)
     kbase = (torch.div(h, wk, rounding_mode="floor") * (wk + 2) + h % wk).unsqueeze(1).expand(-1, c, -1)
     qf, kf = qp.flatten(2), kp.flatten(2)
-    dot = None
+    dot = torch.zeros((), dtype=qf.dtype, device=dev)
     for dy in range(3):
         for dx in range(3):
-            t = (torch.gather(qf, 2, qbase + dy * (wq + 2) + dx)
-                 * torch.gather(kf, 2, kbase + dy * (wk + 2) + dx)).sum(1)
-            dot = t if dot is None else dot + t
+            dot = dot + (torch.gather(qf, 2, qbase + dy * (wq + 2) + dx)
+                         * torch.gather(kf, 2, kbase + dy * (wk + 2) + dx)).sum(1)
     q_norm = _patch_norms(qp).view(b, -1)
     k_norm = torch.gather(_patch_norms(kp).view(b, -1), 1, h)
     return dot.float() / (q_norm * k_norm)

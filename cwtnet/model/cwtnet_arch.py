@@ -189,7 +189,8 @@ class CWTNet(nn.Module):
             raise ValueError(f"search_window must be >= 0 LR px or None (global), got {window}")
         self.options.search_window = None if window is None else int(window)
         for block in self.body:
-            block.transformer.window = self.options.search_window
+            if isinstance(block, CWTB):
+                block.transformer.window = self.options.search_window
 
     def _check(self, lr: torch.Tensor, ref: torch.Tensor | None) -> None:
         if lr.dim() != 4 or lr.shape[1] != 3:
