@@ -51,6 +51,7 @@ import pandas as pd
 
 from mlcamsr.coords import read_coords, resolve_slides
 from mlcamsr.errors import InputError, StoreError
+from mlcamsr.fingerprint import HASH_CHOICES, fingerprint, fingerprint_change, sha256_full
 from mlcamsr.patches import (
     BLOCK_CACHE,
     Geometry,
@@ -143,19 +144,6 @@ def _close_readers() -> None:
 def _first_line(exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {msg[0]}" if msg else type(exc).__name__
-
-
-def _sha256(path: str) -> tuple[str, int]:
-    p = Path(path)
-    h = hashlib.sha256()
-    total = 0
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    for f in files:
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-                total += len(block)
-    return h.hexdigest(), total
 
 
 def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
@@ -508,7 +496,7 @@ def extract(
     shard_rows: int = 16,
     zstd_level: int = 1,
     chunk: int | None = None,
-    hash_slides: bool = True,
+    hash_slides: str | bool = "fingerprint",
     cache_mb: float = 256,
     processes: bool = False,
     progress: bool = True,
@@ -537,7 +525,12 @@ def extract(
             ``min(chunk, member size)``. Default: 256 when ``size`` > 256, else the whole
             patch (``chunk >= size``: one chunk per patch, the earlier layout). At least 16.
         zstd_level: Zstandard level of the member arrays (lossless).
-        hash_slides: record each slide's sha256 in the store attributes.
+        hash_slides: how slides are identified (:mod:`mlcamsr.fingerprint`, recorded as
+            ``attrs["slide_hash"]``): ``"fingerprint"`` (default, O(1) per slide: size,
+            mtime, TIFF structure and fixed byte ranges; checked on every rerun, so a
+            replaced or truncated slide stops a resume), ``"full"`` (also the sha256 of
+            every byte, read in a background thread) or ``"none"``. ``False`` = ``"none"``,
+            ``True`` = ``"fingerprint"``.
         cache_mb: per-process cache of decoded slide blocks (MiB; 0 disables). Patches
             sharing pyramid tiles decode them once per worker; the pixels do not change.
         progress: show a progress bar (stderr).
@@ -577,11 +570,16 @@ def extract(
     if len(th.rgb_mean) != 3:
         raise InputError(f"--rgb-mean {rgb_mean}: give three values in [0, 1], e.g. 0.7204,0.4298,0.6379")
 
+    hash_mode = {True: "fingerprint", False: "none"}.get(hash_slides, hash_slides)  # type: ignore[call-overload]
+    if hash_mode not in HASH_CHOICES:
+        raise InputError(f"--hash {hash_slides}: choose {', '.join(HASH_CHOICES)}")
+
     df = read_coords(coords_csv)
     original_cols = list(pd.read_csv(coords_csv, nrows=0).columns.str.strip())
     extra = [c for c in original_cols if c not in ("slide", "x", "y", "label")]
     paths = resolve_slides(df, slides_dir)
     slides, failed_slides = _open_slides(df, paths, backend=backend, mpp=mpp)
+    prints = _fingerprints(paths) if hash_mode != "none" else {}
     for name, meta in slides.items():
         for s in specs:
             try:
@@ -660,6 +658,7 @@ def extract(
         if resume:
             store = existing
             assert store is not None
+            _check_slides_unchanged(store.attrs.get("slides", {}), prints, out_s)
             if store.attrs.get("complete") and store.has_table:
                 table = store.table
                 return _result(out_s, table, t0, tasks_run=0, tasks_skipped=-1)
@@ -673,6 +672,9 @@ def extract(
                 params=params,
                 params_hash=phash,
                 complete=False,
+                slide_hash=hash_mode,
+                # what each slide was when the store was started: a resume checks it
+                slides={name: {"path": name, "fingerprint": fp} for name, fp in prints.items()},
             )
             for s in specs:
                 store.create_member(
@@ -727,12 +729,12 @@ def extract(
         # slide hashes in a background thread while the tasks run (hashlib releases the GIL)
         hashes: dict[str, tuple[str, int]] = {}
         hasher = None
-        if hash_slides:
+        if hash_mode == "full":
             import threading
 
             def _hash_all() -> None:
                 for name in slides:
-                    hashes[name] = _sha256(str(paths[name]))
+                    hashes[name] = sha256_full(paths[name])
 
             hasher = threading.Thread(target=_hash_all, name="mlcamsr-sha256", daemon=True)
             hasher.start()
@@ -765,11 +767,15 @@ def extract(
         for name, meta in slides.items():
             m = {k: v for k, v in meta.items() if k != "geometry"}
             m["downsamples"] = [list(d) for d in meta["geometry"].downsamples]
+            if name in prints:
+                m["fingerprint"] = prints[name]
             if name in hashes:
                 m["sha256"] = hashes[name][0]
             slide_attrs[name] = m
         for name, reason in failed_slides.items():
             slide_attrs[name] = {"path": name, "error": reason}
+            if name in prints:
+                slide_attrs[name]["fingerprint"] = prints[name]
         members = []
         for s in specs:
             col = table.loc[table.status == "kept", f"src_{s.name}"]
@@ -796,6 +802,7 @@ def extract(
         complete = not task_errors
         store.update_attrs(
             slides=slide_attrs,
+            slide_hash=hash_mode,
             members=members,
             qc_summary=_summary(table, specs),
             complete=complete,
@@ -804,6 +811,28 @@ def extract(
     finally:
         if lock is not None:
             lock.release()
+
+
+def _fingerprints(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """The O(1) fingerprint of every slide by name (an unreadable path gets none)."""
+    out = {}
+    for name, path in paths.items():
+        try:
+            out[name] = fingerprint(path)
+        except OSError:
+            continue  # the slide's rows fail when it is opened; nothing to compare
+    return out
+
+
+def _check_slides_unchanged(recorded: dict[str, Any], prints: dict[str, dict[str, Any]], store: str) -> None:
+    """Refuse to resume (or call done) a store whose slides changed since it was started."""
+    for name, fp in prints.items():
+        why = fingerprint_change((recorded.get(name) or {}).get("fingerprint"), fp)
+        if why:
+            raise StoreError(
+                f"slide {name} is not the file {store} was started from: {why}; restore the "
+                "original slide, or use another --out or --overwrite to extract from the new one"
+            )
 
 
 def _params_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
