@@ -115,3 +115,19 @@ def test_cli_hash_full_names_itself_and_changed_slide_is_one_line(slides_copy, t
     assert "slide_001.tif" in r.output and "--overwrite" in r.output
     r = CliRunner().invoke(main, [*args, "--hash", "sha1"])
     assert r.exit_code == 2 and "fingerprint" in r.output
+
+
+def test_url_fingerprint_equals_the_local_one_without_etag(synth_dir):
+    """An fsspec URL is fingerprinted through the filesystem (ranges read remotely when
+    the store has no ETag), with the same digest as the local file."""
+    import fsspec
+
+    src = synth_dir / "slide_001.tif"
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/fp_test/slide_001.tif", src.read_bytes())
+    try:
+        remote, local = fingerprint("memory://fp_test/slide_001.tif"), fingerprint(src)
+        assert "etag" not in remote and remote["size"] == local["size"]
+        assert fingerprint_change(local, remote) is None
+    finally:
+        fs.rm("/fp_test", recursive=True)
