@@ -466,7 +466,7 @@ def write_pyramid_tiff(path: Path, arr: np.ndarray, *, mpp: float | None, tile: 
     scratch: list[Path] = []
     tmp = part_path(path)
     try:
-        for k, (h, w) in enumerate(pyramid_shapes(*arr.shape[:2], tile=tile)):
+        for k, (h, w) in enumerate(pyramid_shapes(int(arr.shape[0]), int(arr.shape[1]), tile=tile)):
             nxt, name = scratch_array(folder, (h, w, 3), f"{path.name}.level{k + 1}")
             scratch.append(name)
             _halve(levels[-1], nxt)

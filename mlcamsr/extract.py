@@ -991,7 +991,10 @@ def extract(
         shard_rows=shard_rows, chunk=chunk, min_tissue=min_tissue, rgb_mean=rgb_mean,
         rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
     )
-    slide_hash = {True: "fingerprint", False: "none"}.get(hash_slides, hash_slides)  # type: ignore[call-overload]
+    if isinstance(hash_slides, bool):
+        slide_hash = "fingerprint" if hash_slides else "none"
+    else:
+        slide_hash = str(hash_slides)
     if slide_hash not in HASH_CHOICES:
         raise InputError(f"--hash {hash_slides}: choose {', '.join(HASH_CHOICES)}")
     plan = plan_rows(slides_dir, coords_csv, specs, backend=backend, mpp=mpp,

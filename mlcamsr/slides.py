@@ -423,12 +423,12 @@ class Slide:
                 dims.append(d)
         dims.sort(key=lambda d: -d[0])
         tiled = {(p.shape[1], p.shape[0]): p for p in pages if _TileLevel.usable(p)}
-        if tiled:
-            self._fd = os.open(self.path, os.O_RDONLY)
+        fd = os.open(self.path, os.O_RDONLY) if tiled else -1
+        self._fd = fd if tiled else None
         sources = []
         for d in dims:
             if d in tiled:
-                self._readers.append(_TileLevel(tiled[d], self._fd).read)
+                self._readers.append(_TileLevel(tiled[d], fd).read)
                 sources.append("tiff-tiles")
             elif d in by_dims:
                 arr = by_dims[d]

@@ -21,8 +21,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.sr import main
+from cwtnet.checkpoint import save_model
 from cwtnet.model import build_model
-from cwtnet.train import save_model
 from mlcamsr.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
