@@ -23,11 +23,14 @@ considers K positions j with |jy - iy| <= W and |jx - ix| <= W (inside K), exact
 dense search with every other candidate masked (``dense_search_transfer(..., window=W)``),
 ties resolved alike (the lowest flat K index wins). No HW x HW block is ever formed: the
 patch inner product is rewritten per displacement d = j - i as a 3x3 box sum of the
-per-pixel channel dot ``<q(p), k(p + d)>`` (C multiply-adds per pixel and displacement
-instead of 9C), computed for a band of query rows at a time with ``unfold`` views of
-K (no Python loop over positions, one over the 2W+1 row displacements per band), then
-divided by the two patch norms. Time O(HW (2W+1)^2 C), extra memory one band's
-(B, C, rows, 2W+1, Wq) product (``RELEVANCE_BUDGET_BYTES``). S is recomputed
+per-pixel channel dot ``<q(p), k(p + d)>``, computed for a band of query rows at a time:
+for each of the 2W+1 row displacements one batched GEMM of column tiles of queries
+against the tile + 2W key columns they reach (an ``unfold`` view), whose 2W+1 diagonals
+(an ``as_strided`` view) are the column displacements; no Python loop over positions.
+Then the box sum, division by the two patch norms, -inf outside K, max. Time
+O(HW (2W+1)^2 C) (the GEMM also forms out-of-window pairs: (tile + 2W)/(2W+1) of the
+needed ones, 4x at W = 2, under 2x from W = 8),
+extra memory one band's (2W+1)^2 dot maps (``RELEVANCE_BUDGET_BYTES``). S is recomputed
 differentiably from the selected pair by nine gathers (O(9C x HW)), and T is the same
 fold-gather as the global search.
 """
