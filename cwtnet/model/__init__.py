@@ -24,6 +24,9 @@ ARCHS: dict[str, tuple[str, str, str]] = {
     "edsr": ("cwtnet.model.edsr_arch", "EDSR", "EDSROptions"),
     "rcan": ("cwtnet.model.rcan_arch", "RCAN", "RCANOptions"),
     "srcnn": ("cwtnet.model.srcnn_arch", "SRCNN", "SRCNNOptions"),
+    "srgan": ("cwtnet.model.srgan_arch", "SRGAN", "SRGANOptions"),
+    "mwcnn": ("cwtnet.model.mwcnn_arch", "MWCNN", "MWCNNOptions"),
+    "swdnet": ("cwtnet.model.swdnet_arch", "SWDNet", "SWDNetOptions"),
     "bicubic": ("cwtnet.model.bicubic_arch", "Bicubic", "BicubicOptions"),
 }
 """arch name -> (module, network class, options dataclass); modules import lazily."""
