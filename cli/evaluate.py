@@ -27,11 +27,15 @@ from cli.common import handle_errors, store_option
 @click.option("--overlap", type=int, default=16, show_default=True, help="Tile overlap (LR px).")
 @click.option("--max-images", type=int, default=None, help="Score only the first N images.")
 @click.option("--pictures", type=int, default=6, show_default=True, help="Side-by-side pictures to write.")
+@click.option("--lpips-weights", type=click.Path(file_okay=False), default=None,
+              help="Folder with LPIPS files (alexnet-owt-7be5be79.pth / vgg16-397923af.pth torchvision "
+                   "backbones and the lpips package's alex.pth / vgg.pth) [default: torch hub's "
+                   "checkpoints + an installed lpips]; without them LPIPS is reported unavailable.")
 @handle_errors
 def main(store: str, checkpoint: str, split: str, scale: str | None, out: str | None,
          arch: str | None, mode: str,
          save_images: bool, use_ema: bool, device: str, tile: int | None, overlap: int,
-         max_images: int | None, pictures: int) -> None:
+         max_images: int | None, pictures: int, lpips_weights: str | None) -> None:
     """Score a checkpoint and bicubic (authors' PSNR/SSIM + BasicSR's) on STORE's test split.
 
     Writes OUT/metrics.json (keys model, bicubic: mean psnr, ssim in the authors'
@@ -51,12 +55,15 @@ def main(store: str, checkpoint: str, split: str, scale: str | None, out: str | 
     m = evaluate(store, checkpoint, out=out_dir, split=split, scale=int(scale) if scale else None,
                  mode=mode, save_images=save_images, use_ema=use_ema, device=device, tile=tile,
                  overlap=overlap, max_images=max_images, pictures=pictures, progress=True,
-                 arch=arch)
+                 arch=arch, lpips_weights=lpips_weights)
     meta = m["meta"]
     click.echo(f"{meta['label']} x{meta['scale']} on {meta['n_images']} {split} images "
                f"(8-bit RGB, no crop):")
     click.echo(f"  model   PSNR {m['model']['psnr']:.3f} dB  SSIM {m['model']['ssim']:.4f}")
     click.echo(f"  bicubic PSNR {m['bicubic']['psnr']:.3f} dB  SSIM {m['bicubic']['ssim']:.4f}")
+    for net, v in m["lpips"].items():
+        click.echo(f"  LPIPS {net}: " + (f"model {v['model']:.4f}  bicubic {v['bicubic']:.4f}"
+                                         if isinstance(v, dict) else v))
     click.echo(f"written: {out_dir}/metrics.json, per_image.csv, table.md, compare/")
 
 

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cwtnet.lpips import NETS as LPIPS_NETS
+from cwtnet.metrics import lpips_score, lpips_status
 from mlcamsr.errors import InputError
 
 MODES = ("reference", "sisr")
@@ -159,9 +161,13 @@ def evaluate(
     scale: int | None = None, mode: str = "reference", save_images: bool = False,
     use_ema: bool = True, device: str = "auto", tile: int | None = None, overlap: int = 16,
     max_images: int | None = None, pictures: int = 6, progress: bool = False,
-    arch: str | None = None,
+    arch: str | None = None, lpips_weights: str | None = None,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` and bicubic on the whole patches of ``split``; write the outputs.
+
+    LPIPS (AlexNet and VGG, Table III) is added per image and in ``metrics["lpips"]`` when
+    its weights are on disk (``lpips_weights`` folder or the default places, see
+    :mod:`cwtnet.lpips`); otherwise ``metrics["lpips"][net]`` is the ``unavailable: ...`` reason.
 
     ``tile=None``: untiled when the LR patch is at most 256 px, else 128-px tiles
     (overlap ``overlap``). Returns the ``metrics.json`` dict.
@@ -204,6 +210,7 @@ def evaluate(
     table = st.table
     n = len(ds) if not max_images else min(len(ds), max_images)
     rows: list[dict[str, Any]] = []
+    lpips_nets = {net: lpips_status(net, lpips_weights) for net in LPIPS_NETS}
     label = _label(arch, mode)
     bar = None
     if progress:
@@ -221,6 +228,10 @@ def evaluate(
                    "label": str(trow.get("label", ""))}
             row.update({k: fm[k] for k in FIGURES})
             row.update({f"bicubic_{k}": fb[k] for k in FIGURES})
+            for net, status in lpips_nets.items():
+                if status == "ok":
+                    row[f"lpips_{net}"] = lpips_score(sr, gt, net, lpips_weights)
+                    row[f"bicubic_lpips_{net}"] = lpips_score(bic, gt, net, lpips_weights)
             rows.append(row)
             if i < pictures:
                 side_by_side([(bic, f"bicubic {fb['psnr']:.2f} dB"), (sr, f"{label} {fm['psnr']:.2f} dB"),
@@ -260,6 +271,8 @@ def evaluate(
                           "BasicSR crop_border=scale, RGB / BT.601 Y",
         },
     }
+    metrics["lpips"] = {net: ({"model": mean(f"lpips_{net}"), "bicubic": mean(f"bicubic_lpips_{net}")}
+                              if status == "ok" else status) for net, status in lpips_nets.items()}
     # BasicSR figures also under their own keys (``basicsr_rgb``, ``basicsr_y``).
     metrics["basicsr_rgb"] = {
         "model": {"psnr": metrics["model"]["psnr_rgb_crop"], "ssim": metrics["model"]["ssim_rgb_crop"]},
