@@ -150,9 +150,16 @@ def side_by_side(panels: list[tuple[np.ndarray, str]], path: Path, *, crop: int 
     canvas.save(path)
 
 
-def _label(arch: str, mode: str) -> str:
-    name = {"cwtnet": "CWT-Net", "edsr": "EDSR", "rcan": "RCAN", "srcnn": "SRCNN",
-            "bicubic": "bicubic"}.get(arch, arch)
+def _label(arch: str, mode: str, config: dict[str, Any] | None = None) -> str:
+    """Table label of ``arch``; SRGAN says how it was trained (``config``: the run's TrainConfig dict)."""
+    name = {"cwtnet": "CWT-Net", "edsr": "EDSR", "rcan": "RCAN", "srcnn": "SRCNN", "srgan": "SRGAN",
+            "mwcnn": "MWCNN", "swdnet": "SWD-Net", "bicubic": "bicubic"}.get(arch, arch)
+    if arch == "srgan":
+        cfg = config or {}
+        if not float(cfg.get("adv_weight", 0) or 0):
+            return "SRGAN generator (SRResNet, pixel loss, no adversarial step)"
+        if not cfg.get("vgg_weights"):
+            return "SRGAN (pixel content loss: no VGG19 weights)"
     return f"{name} ({mode})" if arch == "cwtnet" else name
 
 
@@ -211,7 +218,7 @@ def evaluate(
     n = len(ds) if not max_images else min(len(ds), max_images)
     rows: list[dict[str, Any]] = []
     lpips_nets = {net: lpips_status(net, lpips_weights) for net in LPIPS_NETS}
-    label = _label(arch, mode)
+    label = _label(arch, mode, ckpt.get("config"))
     bar = None
     if progress:
         from tqdm import tqdm
