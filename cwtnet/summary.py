@@ -32,7 +32,9 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cwtnet.model import build_model
+from cwtnet.model import ARCHS, build_model
+from cwtnet.model.resnet_arch import resnet50
+from cwtnet.model.vgg_arch import VGG19
 
 
 def _proc_status_kib(field: str) -> int | None:
@@ -182,29 +184,37 @@ STATED: dict[str, tuple[float | None, float | None, str]] = {
 MWCNN and SWD-Net state neither, so they have no entry."""
 
 
-def summarize_all(scale: int = 2, lr_size: int = 64) -> list[dict[str, Any]]:
-    """Parameters and FLOPs (batch 1, no training step) of every arch and of ResNet-50 / VGG19."""
-    from cwtnet.model import ARCHS
-    from cwtnet.model.resnet_arch import resnet50
-    from cwtnet.model.vgg_arch import VGG19
+def helper_rows() -> list[dict[str, Any]]:
+    """Parameters and FLOPs of ResNet-50 and VGG19 on one 224-px image (on the meta device:
+    shapes only, no memory), with the figures their papers state."""
+    rows = []
+    for name, make in (("resnet50", resnet50), ("vgg19", VGG19)):
+        with torch.device("meta"):
+            net, x = make().eval(), torch.empty(1, 3, 224, 224)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(x)
+        rows.append({"name": name, "input": "224x224", "params": sum(p.numel() for p in net.parameters()),
+                     "flops": int(counter.get_total_flops())})
+    return [_with_stated(r) for r in rows]
 
+
+def _with_stated(r: dict[str, Any]) -> dict[str, Any]:
+    stated = STATED.get(r["name"])
+    r["stated_params"], r["stated_macs"], r["source"] = stated if stated else (None, None, "")
+    return r
+
+
+def summarize_all(scale: int = 2, lr_size: int = 64) -> list[dict[str, Any]]:
+    """Parameters and FLOPs (batch 1, no training step) of every arch, then ``helper_rows()``."""
     rows = []
     for arch in ARCHS:
         torch.manual_seed(0)
         model = build_model(arch, scale).eval()
         lr, ref, _ = _inputs(arch, scale, 1, lr_size, "cpu", hasattr(model, "forward_train"))
-        rows.append({"name": arch, "input": f"LR {lr_size}x{lr_size}, x{scale}",
-                     "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                     "flops": count_flops(model, lr, ref)})
-    for name, net in (("resnet50", resnet50()), ("vgg19", VGG19())):
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            net.eval()(torch.rand(1, 3, 224, 224))
-        rows.append({"name": name, "input": "224x224", "params": sum(p.numel() for p in net.parameters()),
-                     "flops": int(counter.get_total_flops())})
-    for r in rows:
-        stated = STATED.get(r["name"])
-        r["stated_params"], r["stated_macs"], r["source"] = stated if stated else (None, None, "")
-    return rows
+        rows.append(_with_stated({"name": arch, "input": f"LR {lr_size}x{lr_size}, x{scale}",
+                                  "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                                  "flops": count_flops(model, lr, ref)}))
+    return rows + helper_rows()
 
 
 def format_all(rows: list[dict[str, Any]]) -> str:
@@ -249,8 +259,6 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cwtnet.summary", description=__doc__.split("\n")[0])
-    from cwtnet.model import ARCHS
-
     ap.add_argument("--arch", default="cwtnet", choices=list(ARCHS), help="network (default cwtnet)")
     ap.add_argument("--all", action="store_true",
                     help="parameters and FLOPs of every network beside its paper's figures")

@@ -144,3 +144,16 @@ def test_tiny_swdnet_and_mwcnn_fit_one_real_patch(shared_data):
             opt.step()
             losses.append(loss.item())
         assert losses[-1] < 0.6 * losses[0], (arch, losses)
+
+
+def test_summary_helper_networks_match_their_papers():
+    from cwtnet.summary import format_all, helper_rows
+
+    rows = {r["name"]: r for r in helper_rows()}
+    for name in ("resnet50", "vgg19"):
+        r = rows[name]
+        assert abs(r["params"] / r["stated_params"] - 1) < 0.01, r
+        # FlopCounterMode counts 2 per multiply-add; He et al.'s 3.8 G for ResNet-50 is 7 % under
+        # the 4.09 G multiply-adds of torchvision's v1.5 layout (stride on the 3x3 conv)
+        assert abs(r["flops"] / 2 / r["stated_macs"] - 1) < 0.08, r
+    assert "| resnet50 | 224x224 | 25,557,032 |" in format_all(list(rows.values()))
