@@ -18,7 +18,7 @@ from cwtnet.model.vgg_arch import VGG19, VGGFeatures
 from mlcamsr.resize import imresize
 
 TINY = {
-    "mwcnn": {"channels": (8, 16, 16), "convs_per_level": 2},
+    "mwcnn": {"channels": (8, 16, 16), "convs_per_level": 2, "batch_norm": True},
     "swdnet": {"head_feat": 8, "num_feat": 16, "num_modules": 1, "num_stages": 2, "num_block": 1, "wave_feat": 8},
     "srgan": {"num_feat": 8, "num_block": 2},
 }
@@ -64,7 +64,10 @@ def test_mwcnn_paper_layout_parameter_count():
     convs = (12 * 160 + 3 * 160 * 160 + 640 * 256 + 3 * 256 * 256 + 1024 * 256 + 3 * 256 * 256  # contracting
              + 3 * 256 * 256 + 256 * 1024 + 3 * 256 * 256 + 256 * 640 + 3 * 160 * 160 + 160 * 12) * k
     bn = 2 * (4 * 160 + 4 * 256 + 4 * 256 + 3 * 256 + 1024 + 3 * 256 + 640 + 3 * 160)
-    assert _n(build_model("mwcnn", 2)) == convs + bn + 12
+    assert _n(build_model("mwcnn", 2, batch_norm=True)) == convs + bn + 12
+    # without BN (the default, as the authors' PyTorch code) the convolutions carry biases
+    biases = 4 * 160 + 4 * 256 + 4 * 256 + 3 * 256 + 1024 + 3 * 256 + 640 + 3 * 160
+    assert _n(build_model("mwcnn", 2)) == convs + biases + 12
     assert 16.1e6 < convs < 16.2e6
 
 

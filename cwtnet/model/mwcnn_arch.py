@@ -14,12 +14,13 @@ from mlcamsr.resize import imresize_torch
 
 @dataclass
 class MWCNNOptions:
-    """MWCNN options; defaults are the paper's: 3 levels of 160 / 256 / 256 channels,
-    4 conv-BN-ReLU layers per level on each side (24 layers in all), batch norm on."""
+    """MWCNN options; defaults are the paper's 3 levels of 160 / 256 / 256 channels with
+    4 conv layers per level on each side (24 layers in all), without batch norm as in the
+    authors' PyTorch code (the paper's Fig. 3 has it: ``batch_norm=True``)."""
 
     channels: tuple[int, int, int] = (160, 256, 256)
     convs_per_level: int = 4
-    batch_norm: bool = True
+    batch_norm: bool = False
 
 
 def _dwt(x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +79,10 @@ class MWCNN(nn.Module):
         options (MWCNNOptions): see below; ``None`` means the defaults.
             channels (tuple[int, int, int]): Channels at levels 1, 2, 3. Default: (160, 256, 256).
             convs_per_level (int): Layers per level and side (paper: 4). Default: 4.
-            batch_norm (bool): Batch norm after each convolution (paper: yes). Default: True.
+            batch_norm (bool): Batch norm after each convolution (paper's Fig. 3: yes; the
+                authors' PyTorch code: no). Default: False. Measured here (docs/benchmarks.md):
+                with batch norm, 120 CPU steps at batch 8 left running statistics that wreck
+                eval-mode output (7-10 dB PSNR against 26-28 dB with batch statistics).
     """
 
     has_params = True
