@@ -126,10 +126,11 @@ LEARNED = ("srcnn", "srgan", "edsr", "rcan", "mwcnn", "swdnet", "cwtnet")
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     import torch
 
+    from cwtnet.checkpoint import save_model
     from cwtnet.config import TrainConfig
     from cwtnet.demo import build_demo_store
     from cwtnet.evaluate import evaluate
-    from cwtnet.train import save_model, train
+    from cwtnet.train import train
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
