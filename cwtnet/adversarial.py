@@ -42,19 +42,22 @@ class AdversarialStep(nn.Module):
 
     Args:
         adv_weight (float): Weight of the adversarial term (paper: 1e-3).
-        vgg_weights (str | None): torchvision ``vgg19`` state dict for the VGG54 content loss;
-            ``None``: the pixel content loss given to ``generator_loss``.
+        vgg (str | VGGFeatures | None): torchvision ``vgg19`` state dict (path) or an already
+            loaded ``VGGFeatures`` for the VGG54 content loss; ``None``: the pixel content loss
+            given to ``generator_loss``.
         d_lr (float): Adam learning rate of the discriminator. Default: 1e-4.
         d_feat (int): Channels of the discriminator's first layer (paper: 64). Default: 64.
         vgg_width_div (int): VGG channel divisor (tests only). Default: 1.
     """
 
-    def __init__(self, adv_weight: float, vgg_weights: str | None = None, d_lr: float = 1e-4,
+    def __init__(self, adv_weight: float, vgg: str | VGGFeatures | None = None, d_lr: float = 1e-4,
                  d_feat: int = 64, vgg_width_div: int = 1) -> None:
         super().__init__()
         self.adv_weight = float(adv_weight)
         self.discriminator = SRGANDiscriminator(d_feat)
-        self.vgg = VGGFeatures("relu5_4", weights=vgg_weights, width_div=vgg_width_div) if vgg_weights else None
+        if isinstance(vgg, str):
+            vgg = VGGFeatures("relu5_4", weights=vgg, width_div=vgg_width_div)
+        self.vgg = vgg
         self.d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=d_lr, betas=(0.9, 0.999))
 
     @property

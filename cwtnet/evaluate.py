@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from cwtnet.checkpoint import load_checkpoint, load_model
 from cwtnet.choices import EVAL_MODES
+from cwtnet.config import DEFAULT_ADV_WEIGHT
 from cwtnet.data import check_store
 from cwtnet.infer import tiled_sr
 from cwtnet.lpips import NETS as LPIPS_NETS
@@ -153,7 +154,9 @@ def _label(arch: str, mode: str, config: dict[str, Any] | None = None) -> str:
             "mwcnn": "MWCNN", "swdnet": "SWD-Net", "bicubic": "bicubic"}.get(arch, arch)
     if arch == "srgan":
         cfg = config or {}
-        if not float(cfg.get("adv_weight", 0) or 0):
+        # no adv_weight key: a run from before the option, trained without the discriminator
+        weight = cfg.get("adv_weight", 0.0)
+        if (DEFAULT_ADV_WEIGHT["srgan"] if weight is None else float(weight)) == 0:
             return "SRGAN generator (SRResNet, pixel loss, no adversarial step)"
         if not cfg.get("vgg_weights"):
             return "SRGAN (pixel content loss: no VGG19 weights)"

@@ -40,9 +40,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cwtnet.checkpoint import load_checkpoint, load_model
+from cwtnet.data import check_store
 from cwtnet.evaluate import _label, bicubic_up, model_sr
 from cwtnet.model.resnet_arch import IMAGENET_MEAN, IMAGENET_STD, load_torchvision_state, resnet50
-from cwtnet.train import check_store, load_checkpoint, load_model, resolve_device
+from cwtnet.runtime import resolve_device
 from mlcamsr.dataset import TripletDataset
 from mlcamsr.errors import InputError, StoreError
 

@@ -54,7 +54,7 @@ def test_vgg54_content_with_local_weights(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "vgg19.pth"
     torch.save(VGG19(width_div=16).state_dict(), path)
-    adv = AdversarialStep(1e-3, vgg_weights=str(path), d_feat=8, vgg_width_div=16)
+    adv = AdversarialStep(1e-3, vgg=str(path), d_feat=8, vgg_width_div=16)
     assert adv.content == "vgg54"
     lr, gt = _batch()
     _, same = adv.generator_loss(gt, gt, torch.tensor(5.0))

@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.utility import main
+from cwtnet.checkpoint import save_model
 from cwtnet.model import build_model
 from cwtnet.model.resnet_arch import resnet50
-from cwtnet.train import save_model
 from cwtnet.utility import UtilityConfig, cut_tiles, run_utility
 from mlcamsr.resize import imresize
 from mlcamsr.store import open_store
