@@ -37,8 +37,12 @@ NETS = ("alex", "vgg")
 
 _BACKBONE_FILES = {"alex": ("alexnet-owt-7be5be79.pth", "alexnet.pth"),
                    "vgg": ("vgg16-397923af.pth", "vgg16.pth")}
-_ALEX = ((64, 11, 4, 2), "M", (192, 5, 1, 2), "M", (384, 3, 1, 1), (256, 3, 1, 1), (256, 3, 1, 1), "M")
-_VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+_ALEX: tuple[tuple[int, int, int, int] | None, ...] = (
+    (64, 11, 4, 2), None, (192, 5, 1, 2), None, (384, 3, 1, 1), (256, 3, 1, 1), (256, 3, 1, 1), None)
+"""torchvision ``alexnet().features``: (channels, kernel, stride, padding) convs, ``None`` = 3x3/2 max pool."""
+_VGG16: tuple[int | None, ...] = (64, 64, None, 128, 128, None, 256, 256, 256, None, 512, 512, 512, None,
+                                  512, 512, 512, None)
+"""torchvision ``vgg16().features``: 3x3 conv channels, ``None`` = 2x2 max pool."""
 _TAPS = {"alex": (1, 4, 7, 9, 11), "vgg": (3, 8, 15, 22, 29)}
 """Index in ``features`` of the five ReLU outputs LPIPS compares."""
 SHIFT = (-0.030, -0.088, -0.188)
@@ -51,20 +55,20 @@ def backbone_features(net: str, width_div: int = 1) -> nn.Sequential:
     layers: list[nn.Module] = []
     cin = 3
     if net == "alex":
-        for v in _ALEX:
-            if v == "M":
+        for conv in _ALEX:
+            if conv is None:
                 layers.append(nn.MaxPool2d(3, 2))
             else:
-                c, k, s, p = v
-                layers += [nn.Conv2d(cin, max(1, c // width_div), k, s, p), nn.ReLU(inplace=True)]
+                c, k, st, p = conv
+                layers += [nn.Conv2d(cin, max(1, c // width_div), k, st, p), nn.ReLU(inplace=True)]
                 cin = max(1, c // width_div)
     elif net == "vgg":
-        for v in _VGG16:
-            if v == "M":
+        for ch in _VGG16:
+            if ch is None:
                 layers.append(nn.MaxPool2d(2, 2))
             else:
-                layers += [nn.Conv2d(cin, max(1, int(v) // width_div), 3, padding=1), nn.ReLU(inplace=True)]
-                cin = max(1, int(v) // width_div)
+                layers += [nn.Conv2d(cin, max(1, ch // width_div), 3, padding=1), nn.ReLU(inplace=True)]
+                cin = max(1, ch // width_div)
     else:
         raise ValueError(f"unknown LPIPS net {net!r}; choose one of {', '.join(NETS)}")
     return nn.Sequential(*layers)
@@ -79,11 +83,14 @@ class LPIPS(nn.Module):
         lin (list[torch.Tensor]): Five non-negative weight vectors, one per tap (length = its channels).
     """
 
+    shift: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, net: str, features: nn.Sequential, lin: list[torch.Tensor]) -> None:
         super().__init__()
         self.net = net
         self.taps = _TAPS[net]
-        self.features = features[: self.taps[-1] + 1]
+        self.features = nn.Sequential(*list(features)[: self.taps[-1] + 1])
         self.lin = nn.ParameterList(nn.Parameter(w.detach().float().reshape(-1), requires_grad=False) for w in lin)
         self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1), persistent=False)
@@ -156,12 +163,14 @@ def load_lpips(net: str = "alex", weights_dir: str | Path | None = None) -> LPIP
                         name="alexnet" if net == "alex" else "vgg16")
     holder.load_state_dict(state)
     lin_state = load_state_file(str(lin_path), "--lpips-weights")
-    lin = [lin_state.get(f"lin{i}.model.1.weight") for i in range(5)]
-    convs = [m for m in holder.features if isinstance(m, nn.Conv2d)]
+    found = [lin_state.get(f"lin{i}.model.1.weight") for i in range(5)]
+    features = holder.features
+    convs = [m for m in features if isinstance(m, nn.Conv2d)]
     chans = [convs[j].out_channels for j in ([0, 1, 2, 3, 4] if net == "alex" else [1, 3, 6, 9, 12])]
-    if any(w is None or w.numel() != c for w, c in zip(lin, chans)):
+    lin = [w for w, c in zip(found, chans) if w is not None and w.numel() == c]
+    if len(lin) != 5:
         raise ValueError(f"--lpips-weights {lin_path}: not the lpips v0.1 {net}.pth (lin0..lin4.model.1.weight)")
-    return LPIPS(net, holder.features, lin)
+    return LPIPS(net, features, lin)
 
 
 _cache: dict[tuple[str, str], LPIPS] = {}

@@ -63,6 +63,9 @@ class VGGFeatures(nn.Module):
         width_div (int): Channel divisor (tests). Default: 1.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, layer: str = "relu5_4", weights: str | None = None, width_div: int = 1) -> None:
         super().__init__()
         if layer not in VGG19_LAYERS:
