@@ -23,7 +23,7 @@ import csv
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from cwtnet.checkpoint import load_checkpoint, load_model
 from cwtnet.choices import EVAL_MODES
 from cwtnet.config import DEFAULT_ADV_WEIGHT
 from cwtnet.data import check_store
-from cwtnet.infer import tiled_sr
+from cwtnet.infer import tile_starts, tiled_sr
 from cwtnet.lpips import NETS as LPIPS_NETS
 from cwtnet.metrics import lpips_score, lpips_status, psnr, ssim, tensor_to_uint8
 from cwtnet.report import table_i
@@ -169,6 +169,8 @@ def evaluate(
     use_ema: bool = True, device: str = "auto", tile: int | None = None, overlap: int = 16,
     max_images: int | None = None, pictures: int = 6, progress: bool = False,
     arch: str | None = None, lpips_weights: str | None = None,
+    on_plan: Callable[[dict[str, Any]], None] | None = None,
+    on_estimate: Callable[[float, float], None] | None = None,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` and bicubic on the whole patches of ``split``; write the outputs.
 
@@ -177,7 +179,10 @@ def evaluate(
     :mod:`cwtnet.lpips`); otherwise ``metrics["lpips"][net]`` is the ``unavailable: ...`` reason.
 
     ``tile=None``: untiled when the LR patch is at most 256 px, else 128-px tiles
-    (overlap ``overlap``). Returns the ``metrics.json`` dict.
+    (overlap ``overlap``). Before the first image: ``on_plan(plan)`` with ``images``,
+    ``gt_px`` and ``lr_px`` (sides), ``tiles`` per image (1: untiled), ``tile``, ``label``,
+    ``device``; after it: ``on_estimate(first_image_s, estimated_total_s)``.
+    Returns the ``metrics.json`` dict.
     """
     if mode not in MODES:
         raise InputError(f"--mode {mode!r}: choose {' or '.join(MODES)}")
@@ -214,6 +219,10 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     lpips_nets = {net: lpips_status(net, lpips_weights) for net in LPIPS_NETS}
     label = _label(arch, mode, ckpt.get("config"))
+    if on_plan is not None:
+        n_tiles = 1 if tile is None or tile >= lr_side else len(tile_starts(lr_side, tile, overlap)) ** 2
+        on_plan({"images": n, "gt_px": lr_side * scale, "lr_px": lr_side, "tiles": n_tiles, "tile": tile,
+                 "label": label, "device": str(dev)})
     bar = None
     if progress:
         bar = tqdm(total=n, desc=f"eval {label} x{scale}", unit="img")
@@ -240,6 +249,9 @@ def evaluate(
                 Image.fromarray(sr).save(out / "images" / f"{i}_sr.png")
                 Image.fromarray(bic).save(out / "images" / f"{i}_bicubic.png")
                 Image.fromarray(gt).save(out / "images" / f"{i}_gt.png")
+            if i == 0 and on_estimate is not None:
+                first = time.perf_counter() - t0
+                on_estimate(first, first * n)
             if bar is not None:
                 bar.update(1)
     if bar is not None:
