@@ -23,11 +23,14 @@ from cli.common import handle_errors, store_option
 @click.option("--width", type=int, default=64, show_default=True,
               help="ResNet stem width: 64 is ResNet-50; smaller only for quick checks.")
 @click.option("--max-patches", type=int, default=None, help="At most N patches per split (quick checks).")
+@click.option("--sr-tile", type=int, default=None,
+              help="LR tile (px) for the runs' SR, overlap 8 [default: whole patches; e.g. 68 for CWT-Net on a CPU].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @handle_errors
 def main(store: str, out: str, runs: tuple[str, ...], scale: str, tile: int, epochs: int, batch_size: int,
-         lr: float, weights: str | None, width: int, max_patches: int | None, seed: int, device: str) -> None:
+         lr: float, weights: str | None, width: int, max_patches: int | None, sr_tile: int | None, seed: int,
+         device: str) -> None:
     """Train a ResNet-50 on STORE's ground-truth train tiles (tumor/normal labels from
     `mlcamsr extract --annotations`), then score the test tiles as GT, bicubic(down),
     bicubic and each run's SR output. Writes OUT/table6.md, table6.json (with the
@@ -44,7 +47,7 @@ def main(store: str, out: str, runs: tuple[str, ...], scale: str, tile: int, epo
         raise click.UsageError("--epochs and --width must be >= 1, --batch-size and --tile >= 2")
     cfg = UtilityConfig(store=store, out=out, runs=list(runs), scale=int(scale), tile=tile, epochs=epochs,
                         batch_size=batch_size, lr=lr, weights=weights, width=width,
-                        max_patches=max_patches, seed=seed, device=device)
+                        max_patches=max_patches, sr_tile=sr_tile, seed=seed, device=device)
     result = run_utility(cfg, log=click.echo)
     click.echo(f"written: {out}/table6.md, table6.json, predictions.csv, classifier.pt "
                f"({result['meta']['wall_s']} s)")

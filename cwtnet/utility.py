@@ -78,6 +78,8 @@ class UtilityConfig:
         weights (str | None): torchvision ResNet-50 state dict to start from. Default: None (scratch).
         width (int): ResNet stem width (64 = ResNet-50; smaller only for quick checks). Default: 64.
         max_patches (int | None): Use at most this many patches per split (quick checks). Default: None.
+        sr_tile (int | None): LR tile (px) for the runs' SR, overlap 8 (``None``: whole patches;
+            CWT-Net's attention on a whole 128-px LR patch is slow on a CPU). Default: None.
         seed (int): Seed of initialisation, order and augmentation. Default: 0.
         device (str): ``auto | cpu | cuda``. Default: auto.
     """
@@ -93,6 +95,7 @@ class UtilityConfig:
     weights: str | None = None
     width: int = 64
     max_patches: int | None = None
+    sr_tile: int | None = None
     seed: int = 0
     device: str = "auto"
 
@@ -300,7 +303,7 @@ def run_utility(cfg: UtilityConfig, log: Callable[[str], None] = print) -> dict[
 
         def sr_variant(item: dict[str, Any], m: nn.Module = sr_model, md: str = mode) -> np.ndarray:
             lr, ref = item["lr"][None].to(dev), item["ref"][None].to(dev)
-            return _u8(model_sr(m, lr, ref, scale=cfg.scale, mode=md)[0])
+            return _u8(model_sr(m, lr, ref, scale=cfg.scale, mode=md, tile=cfg.sr_tile, overlap=8)[0])
 
         name = run_label(ck, mode)
         variants.append((name, _PAPER_KEY.get(arch, ""), collect_tiles(
@@ -329,7 +332,7 @@ def run_utility(cfg: UtilityConfig, log: Callable[[str], None] = print) -> dict[
         "rows": rows,
         "meta": {"store": cfg.store, "scale": cfg.scale, "tile": cfg.tile, "epochs": cfg.epochs,
                  "batch_size": cfg.batch_size, "lr": cfg.lr, "weights": cfg.weights, "width": cfg.width,
-                 "seed": cfg.seed, "device": str(dev), "train_tiles": len(train_tiles.labels),
+                 "seed": cfg.seed, "device": str(dev), "sr_tile": cfg.sr_tile, "train_tiles": len(train_tiles.labels),
                  "train_tumor_tiles": int(train_tiles.labels.sum()), "train_loss": losses,
                  "runs": [str(c) for c in checkpoints], "wall_s": round(time.perf_counter() - t0, 1),
                  "classifier": "ResNet-50" if cfg.width == 64 else f"ResNet-50 layout, width {cfg.width}"},

@@ -78,7 +78,8 @@ def test_utility_table_and_per_tile_predictions(labelled: Path, tmp_path: Path):
     save_model(build_model("srcnn", 2, **opts), run / "last.pt", arch="srcnn", scale=2, options=opts)
     out = tmp_path / "t6"
     res = run_utility(UtilityConfig(store=str(labelled), out=str(out), runs=[str(run)], tile=32, epochs=3,
-                                    batch_size=8, lr=1e-3, width=8, device="cpu"), log=lambda s: None)
+                                    batch_size=8, lr=1e-3, width=8, sr_tile=20, device="cpu"),
+                      log=lambda s: None)
     methods = [r["method"] for r in res["rows"]]
     assert methods[:3] == ["GT", "bicubic(↓)", "bicubic"] and methods[3].startswith("SRCNN")
     # 4 test patches of 64 px -> 16 tiles of 32 px (LR tiles 16 px for bicubic(down))
