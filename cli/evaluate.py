@@ -10,6 +10,7 @@ from cli.common import (
     handle_errors,
     mode_option,
     scale_option,
+    search_window_option,
     store_option,
 )
 
@@ -35,11 +36,13 @@ from cli.common import (
               help="Folder with LPIPS files (alexnet-owt-7be5be79.pth / vgg16-397923af.pth torchvision "
                    "backbones and the lpips package's alex.pth / vgg.pth) [default: torch hub's "
                    "checkpoints + an installed lpips]; without them LPIPS is reported unavailable.")
+@search_window_option(checkpoint=True)
 @handle_errors
 def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | None,
          arch: str | None, mode: str,
          save_images: bool, use_ema: bool, device: str, tile: int | None, overlap: int,
-         max_images: int | None, pictures: int, lpips_weights: str | None) -> None:
+         max_images: int | None, pictures: int, lpips_weights: str | None,
+         search_window: str | None) -> None:
     """Score a checkpoint and bicubic (authors' PSNR/SSIM + BasicSR's) on STORE's test split.
 
     Prints the image count, sizes and tiling first, then an estimated time from the
@@ -53,11 +56,15 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
     Examples:
       cwtnet-eval --zarr mlcamsr.zarr --checkpoint runs/x2/best.pt --out eval_x2
       cwtnet-eval --zarr mlcamsr.zarr --checkpoint runs/x2/best.pt --mode sisr --save-images
+      cwtnet-eval --zarr mlcamsr.zarr --checkpoint runs/x2/best.pt --search-window 8
     """
     from pathlib import Path
 
     from cwtnet.evaluate import evaluate
     from cwtnet.infer import format_seconds
+    from cwtnet.model import parse_search_window
+
+    window = parse_search_window(search_window)
 
     def plan(p: dict) -> None:
         tiles = "untiled" if p["tiles"] == 1 else f"{p['tiles']} tiles of {p['tile']} LR px each"
@@ -71,7 +78,8 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
     m = evaluate(store, checkpoint, out=out_dir, split=split, scale=scale,
                  mode=mode, save_images=save_images, use_ema=use_ema, device=device, tile=tile,
                  overlap=overlap, max_images=max_images, pictures=pictures, progress=True,
-                 arch=arch, lpips_weights=lpips_weights, on_plan=plan, on_estimate=estimate)
+                 arch=arch, lpips_weights=lpips_weights, on_plan=plan, on_estimate=estimate,
+                 search_window=window)
     meta = m["meta"]
     click.echo(f"{meta['label']} x{meta['scale']} on {meta['n_images']} {split} images "
                f"(8-bit RGB, no crop):")
