@@ -25,7 +25,7 @@ ARCHS = ("cwtnet", "bicubic", "srcnn", "edsr", "rcan")
 SCALES = (2, 4, 8)
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("constant", "cosine", "step")
-REF_SOURCES = ("real", "bicubic", "gt-updown", "lr")
+REF_SOURCES = ("real", "gt", "gt-updown", "lr", "bicubic")  # = mlcamsr.dataset.REF_SOURCES
 
 
 @dataclass
@@ -46,7 +46,7 @@ class TrainConfig:
             at ``steps`` or when the budget is spent, whichever comes first.
         batch_size (int): Global batch size (split across ``torchrun`` processes). Default: 16.
         patch (int): LR patch size p (gt is s*p, ref 2p). Default: 64.
-        ref_source (str): WT-branch input (Table III): ``real | bicubic | gt-updown | lr``.
+        ref_source (str): WT-branch input (Table III): ``real | gt | gt-updown | lr | bicubic``.
         in_memory (bool): Hold the training split in RAM. Default: False.
         num_workers (int): DataLoader worker processes. Default: 2.
         lr (float): Adam learning rate. Default: 1e-4.
