@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.common import handle_errors, store_option
+from mlcamsr.dataset import REF_SOURCES
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,8 +19,11 @@ from cli.common import handle_errors, store_option
               help="Output folder [default: <checkpoint folder>/eval_<split>_<mode>].")
 @click.option("--arch", type=click.Choice(["cwtnet", "bicubic", "srcnn", "edsr", "rcan"]), default=None,
               help="Refuse a checkpoint of another architecture [default: accept the checkpoint's].")
-@click.option("--mode", type=click.Choice(["reference", "sisr"]), default="reference", show_default=True,
-              help="CWT-Net with I'_GT (reference) or through its WR module (sisr).")
+@click.option("--mode", type=click.Choice(["both", "reference", "sisr"]), default="both", show_default=True,
+              help="CWT-Net with I'_GT (reference), through its WR module (sisr), or both side "
+                   "by side (other networks: sisr).")
+@click.option("--ref-source", type=click.Choice(REF_SOURCES), default=None,
+              help="Reference to score with (Table III) [default: the one the checkpoint was trained with].")
 @click.option("--save-images", is_flag=True, help="Write images/<i>_sr.png, _bicubic.png, _gt.png.")
 @click.option("--use-ema/--no-ema", default=True, show_default=True, help="EMA weights when the checkpoint has them.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -29,13 +33,14 @@ from cli.common import handle_errors, store_option
 @click.option("--pictures", type=int, default=6, show_default=True, help="Side-by-side pictures to write.")
 @handle_errors
 def main(store: str, checkpoint: str, split: str, scale: str | None, out: str | None,
-         arch: str | None, mode: str,
+         arch: str | None, mode: str, ref_source: str | None,
          save_images: bool, use_ema: bool, device: str, tile: int | None, overlap: int,
          max_images: int | None, pictures: int) -> None:
     """Score a checkpoint and bicubic (authors' PSNR/SSIM + BasicSR's) on STORE's test split.
 
-    Writes OUT/metrics.json (keys model, bicubic: mean psnr, ssim in the authors'
-    convention; *_rgb_crop, *_y_crop: BasicSR's), per_image.csv, table.md and
+    CWT-Net is scored in SISR mode and with its reference, side by side (--mode both:
+    OUT/sisr and OUT/reference). Writes OUT/metrics.json (keys model, bicubic: mean psnr,
+    ssim in the authors' convention; *_rgb_crop, *_y_crop: BasicSR's), per_image.csv, table.md and
     compare/<i>.png (bicubic | model | ground truth).
 
     \b
@@ -45,19 +50,29 @@ def main(store: str, checkpoint: str, split: str, scale: str | None, out: str | 
     """
     from pathlib import Path
 
-    from cwtnet.evaluate import evaluate
+    from cwtnet.evaluate import checkpoint_arch, evaluate
 
-    out_dir = out or str(Path(checkpoint).parent / f"eval_{split}_{mode}")
-    m = evaluate(store, checkpoint, out=out_dir, split=split, scale=int(scale) if scale else None,
-                 mode=mode, save_images=save_images, use_ema=use_ema, device=device, tile=tile,
-                 overlap=overlap, max_images=max_images, pictures=pictures, progress=True,
-                 arch=arch)
-    meta = m["meta"]
-    click.echo(f"{meta['label']} x{meta['scale']} on {meta['n_images']} {split} images "
-               f"(8-bit RGB, no crop):")
-    click.echo(f"  model   PSNR {m['model']['psnr']:.3f} dB  SSIM {m['model']['ssim']:.4f}")
-    click.echo(f"  bicubic PSNR {m['bicubic']['psnr']:.3f} dB  SSIM {m['bicubic']['ssim']:.4f}")
-    click.echo(f"written: {out_dir}/metrics.json, per_image.csv, table.md, compare/")
+    if mode == "both":
+        modes = ["sisr", "reference"] if checkpoint_arch(checkpoint) == "cwtnet" else ["sisr"]
+    else:
+        modes = [mode]
+    lines = []
+    for m_name in modes:
+        sub = f"eval_{split}_{m_name}"
+        out_dir = (str(Path(out) / m_name) if len(modes) > 1 else out) if out else str(
+            Path(checkpoint).parent / sub)
+        m = evaluate(store, checkpoint, out=out_dir, split=split, scale=int(scale) if scale else None,
+                     mode=m_name, save_images=save_images, use_ema=use_ema, device=device,
+                     tile=tile, overlap=overlap, max_images=max_images, pictures=pictures,
+                     progress=True, arch=arch, ref_source=ref_source)
+        meta = m["meta"]
+        if not lines:
+            lines.append(f"x{meta['scale']} on {meta['n_images']} {split} images (8-bit RGB, no crop; "
+                         f"reference: {meta['ref_source']}):")
+            lines.append(f"  {'bicubic':<22} PSNR {m['bicubic']['psnr']:.3f} dB  SSIM {m['bicubic']['ssim']:.4f}")
+        lines.append(f"  {meta['label']:<22} PSNR {m['model']['psnr']:.3f} dB  SSIM {m['model']['ssim']:.4f}"
+                     f"  (written: {out_dir})")
+    click.echo("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Images. Whole patches of the split (``TripletDataset(full=True)``): ``gt`` is the
 finest member's whole patch, ``lr = imresize(gt, 1/s)`` rounded to 8 bits (the
-project's one bicubic), ``ref`` by the dataset's rule (s=2: gt; s=4: 20x; s=8: 10x).
+project's one bicubic), ``ref`` by the dataset's rule for the checkpoint's
+``ref_source`` (or ``ref_source=`` given here); the default ``real`` is I'_GT, a real
+scan one level coarser (s=2: the 20x member up x2; s=4: 20x; s=8: 10x), never ``gt``.
 Bicubic is ``imresize(lr, s)`` of the same 8-bit ``lr``.
 
 Figures (``cwtnet.metrics``), every image as 8-bit RGB (rounded, clipped):
@@ -35,6 +37,7 @@ from torch import nn
 from mlcamsr.errors import InputError
 
 MODES = ("reference", "sisr")
+"""CWT-Net with its reference (I'_GT) or in SISR mode; ``cwtnet-eval`` reports both."""
 FIGURES = ("psnr", "ssim", "psnr_rgb_crop", "ssim_rgb_crop", "psnr_y_crop", "ssim_y_crop")
 
 
@@ -154,17 +157,26 @@ def _label(arch: str, mode: str) -> str:
     return f"{name} ({mode})" if arch == "cwtnet" else name
 
 
+def checkpoint_arch(checkpoint: str | Path) -> str:
+    """The architecture a checkpoint holds (one-line ``InputError`` if it is not ours)."""
+    from cwtnet.train import load_checkpoint
+
+    return str(load_checkpoint(checkpoint)["arch"])
+
+
 def evaluate(
     store: str, checkpoint: str | Path, *, out: str | Path, split: str = "test",
     scale: int | None = None, mode: str = "reference", save_images: bool = False,
     use_ema: bool = True, device: str = "auto", tile: int | None = None, overlap: int = 16,
     max_images: int | None = None, pictures: int = 6, progress: bool = False,
-    arch: str | None = None,
+    arch: str | None = None, ref_source: str | None = None,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` and bicubic on the whole patches of ``split``; write the outputs.
 
     ``tile=None``: untiled when the LR patch is at most 256 px, else 128-px tiles
-    (overlap ``overlap``). Returns the ``metrics.json`` dict.
+    (overlap ``overlap``). ``ref_source``: the reference the model is scored with;
+    ``None`` = the one it was trained with (its checkpoint's config). Returns the
+    ``metrics.json`` dict.
     """
     from cwtnet.report import table_i
     from cwtnet.train import check_store, load_checkpoint, load_model, resolve_device
@@ -184,7 +196,8 @@ def evaluate(
             f"{checkpoint}: checkpoint is for --arch {ckpt['arch']}, not {arch}; pass the matching checkpoint"
         )
     arch = str(ckpt["arch"])
-    ref_source = str((ckpt.get("config") or {}).get("ref_source", "real"))
+    trained_ref = str((ckpt.get("config") or {}).get("ref_source", "real"))
+    ref_source = trained_ref if ref_source is None else str(ref_source)
     if mode == "reference" and arch != "cwtnet":
         mode = "sisr"  # other networks ignore the reference
     dev = resolve_device(device)
@@ -253,7 +266,7 @@ def evaluate(
             "arch": arch, "label": label, "mode": mode, "scale": scale, "split": split,
             "n_images": n, "store": str(store), "checkpoint": str(checkpoint),
             "step": int(ckpt.get("step", 0)), "ema": bool(use_ema and ckpt.get("ema")),
-            "ref_source": ref_source, "gt_px": int(ds.gt_len), "lr_px": int(ds.patch),
+            "ref_source": ref_source, "trained_ref_source": trained_ref, "gt_px": int(ds.gt_len), "lr_px": int(ds.patch),
             "tile": tile, "overlap": overlap if tile else None, "device": str(dev),
             "wall_s": round(wall, 2),
             "convention": "psnr/ssim: 8-bit RGB, no crop (authors); *_rgb_crop / *_y_crop: "

@@ -126,3 +126,23 @@ def test_help_shows_examples() -> None:
     r = CliRunner().invoke(main, ["--help"])
     assert r.exit_code == 0
     assert "Examples:" in r.output and "cwtnet-eval --zarr" in r.output and "metrics.json" in r.output
+
+
+def test_both_modes_side_by_side_and_the_reference_can_be_chosen(
+    store: Path, ckpts: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue 10 "Also": CWT-Net is reported in SISR and reference mode by default, and
+    --ref-source scores with another Table III reference than the trained one."""
+    out = tmp_path / "both"
+    code, text = _eval(["--zarr", str(store), "--checkpoint", str(ckpts["cwtnet2"]), "--out", str(out),
+                        "--device", "cpu", "--ref-source", "gt", "--pictures", "0"])
+    assert code == 0, text
+    assert "CWT-Net (sisr)" in text and "CWT-Net (reference)" in text and "reference: gt" in text
+    ref = json.loads((out / "reference" / "metrics.json").read_text())
+    sisr = json.loads((out / "sisr" / "metrics.json").read_text())
+    assert ref["meta"]["mode"] == "reference" and sisr["meta"]["mode"] == "sisr"
+    assert ref["meta"]["ref_source"] == "gt" and ref["meta"]["trained_ref_source"] == "real"
+    assert ref["model"]["psnr"] != sisr["model"]["psnr"]
+    code, text = _eval(["--zarr", str(store), "--checkpoint", str(ckpts["cwtnet2"]), "--out",
+                        str(tmp_path / "x"), "--ref-source", "hr"])
+    assert code == 2 and "hr" in text
