@@ -393,14 +393,16 @@ class TripletDataset(Dataset):
         """``ref`` from the coarser member for the gt crop at finest ``(y0, x0)``: the native
         crop (s >= 4), or at s=2 the ``p``-px crop read with context and brought to ``2p``
         by the project's bicubic x2 (equal to the whole member patch up x2, cropped)."""
+        member = self.ref_member
+        assert member is not None  # only called for "real" / "bicubic"
         f, n = self.ref_factor, self.ref_crop
         my, mx = y0 // f, x0 // f
         if self.ref_up == 1:
-            return _chw(self._crop(self.ref_member, k, my, mx, n))
+            return _chw(self._crop(member, k, my, mx, n))
         size, m, u = self.size // f, 4, self.ref_up
         ry, rx = max(0, my - m), max(0, mx - m)
         hy, hx = min(size, my + n + m) - ry, min(size, mx + n + m) - rx
-        up = self._resize(_chw(self._crop(self.ref_member, k, ry, rx, hy, hx)), u * hy, u * hx)
+        up = self._resize(_chw(self._crop(member, k, ry, rx, hy, hx)), u * hy, u * hx)
         oy, ox = u * (my - ry), u * (mx - rx)
         return up[:, oy : oy + self.ref_len, ox : ox + self.ref_len]
 
