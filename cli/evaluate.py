@@ -29,12 +29,15 @@ from mlcamsr.dataset import REF_SOURCES
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--tile", type=int, default=None, help="LR tile size [default: untiled up to 256 px, else 128].")
 @click.option("--overlap", type=int, default=16, show_default=True, help="Tile overlap (LR px).")
+@click.option("--pad", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Mirror-pad each LR image by this many px before the model and cut the result "
+                   "(the border is otherwise the convolutions' zero-padded edge); 0 = off.")
 @click.option("--max-images", type=int, default=None, help="Score only the first N images.")
 @click.option("--pictures", type=int, default=6, show_default=True, help="Side-by-side pictures to write.")
 @handle_errors
 def main(store: str, checkpoint: str, split: str, scale: str | None, out: str | None,
          arch: str | None, mode: str, ref_source: str | None,
-         save_images: bool, use_ema: bool, device: str, tile: int | None, overlap: int,
+         save_images: bool, use_ema: bool, device: str, tile: int | None, overlap: int, pad: int,
          max_images: int | None, pictures: int) -> None:
     """Score a checkpoint and bicubic (authors' PSNR/SSIM + BasicSR's) on STORE's test split.
 
@@ -64,7 +67,7 @@ def main(store: str, checkpoint: str, split: str, scale: str | None, out: str | 
         m = evaluate(store, checkpoint, out=out_dir, split=split, scale=int(scale) if scale else None,
                      mode=m_name, save_images=save_images, use_ema=use_ema, device=device,
                      tile=tile, overlap=overlap, max_images=max_images, pictures=pictures,
-                     progress=True, arch=arch, ref_source=ref_source)
+                     progress=True, arch=arch, ref_source=ref_source, pad=pad)
         meta = m["meta"]
         if not lines:
             lines.append(f"x{meta['scale']} on {meta['n_images']} {split} images (8-bit RGB, no crop; "

@@ -32,9 +32,16 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mlcamsr.errors import InputError
+
+EVAL_PAD = 8
+"""LR px of mirror padding around every image a trained model super-resolves for scoring
+(``model_sr(pad=)``): without it the outermost 2 HR px are the convolutions' zero-padded
+edge (measured in docs/benchmarks.md, "Border error"). Networks without parameters
+(bicubic) are never padded."""
 
 MODES = ("reference", "sisr")
 """CWT-Net with its reference (I'_GT) or in SISR mode; ``cwtnet-eval`` reports both."""
@@ -68,26 +75,46 @@ def figures(sr: np.ndarray, gt: np.ndarray, scale: int, *, full: bool = True) ->
 
 
 def model_sr(model: nn.Module, lr: torch.Tensor, ref: torch.Tensor | None, *, scale: int, mode: str,
-             tile: int | None = None, overlap: int = 16, amp: bool = False) -> torch.Tensor:
-    """The model's SR of a (1, 3, H, W) batch in ``mode`` (``sisr`` drops ``ref``)."""
+             tile: int | None = None, overlap: int = 16, amp: bool = False,
+             pad: int = 0) -> torch.Tensor:
+    """The model's SR of a (1, 3, H, W) batch in ``mode`` (``sisr`` drops ``ref``).
+
+    ``pad`` > 0: mirror-pad ``lr`` by ``pad`` LR px (``ref`` by ``2 pad``) before the call
+    and cut the ``scale * pad`` px the padding produced, so the image border is not the
+    convolutions' zero-padded edge (``bench/border.py`` measures what this changes).
+    """
     from cwtnet.infer import tiled_sr
 
-    return tiled_sr(model, lr, scale=scale, ref=ref if mode == "reference" else None,
-                    tile=tile, overlap=overlap, amp=amp)
+    ref = ref if mode == "reference" else None
+    if pad > 0:
+        lr = F.pad(lr, (pad, pad, pad, pad), mode="reflect")
+        if ref is not None:
+            ref = F.pad(ref, (2 * pad,) * 4, mode="reflect")
+    sr = tiled_sr(model, lr, scale=scale, ref=ref, tile=tile, overlap=overlap, amp=amp)
+    if pad > 0:
+        c = scale * pad
+        sr = sr[:, :, c:-c, c:-c]
+    return sr
 
 
 @torch.no_grad()
 def iter_scored(
     model: nn.Module, dataset: Any, n: int, *, scale: int, mode: str, device: torch.device | str,
     tile: int | None = None, overlap: int = 16, amp: bool = False, full: bool = True,
+    pad: int = EVAL_PAD,
 ) -> Iterator[tuple[int, dict[str, Any], np.ndarray, np.ndarray, np.ndarray, dict, dict]]:
     """Score the first ``n`` items: yields ``(i, item, sr, bicubic, gt, model_figures,
-    bicubic_figures)`` with uint8 HWC images; the one loop behind validation and eval."""
+    bicubic_figures)`` with uint8 HWC images; the one loop behind validation and eval.
+    ``pad``: mirror padding in LR px (``model_sr``) for a model with parameters."""
+    from cwtnet.model import has_trainable_params
+
+    pad = pad if has_trainable_params(model) else 0
     for i in range(n):
         item = dataset[i]
         lr = item["lr"][None].to(device)
         ref = item["ref"][None].to(device)
-        sr = _u8(model_sr(model, lr, ref, scale=scale, mode=mode, tile=tile, overlap=overlap, amp=amp))
+        sr = _u8(model_sr(model, lr, ref, scale=scale, mode=mode, tile=tile, overlap=overlap, amp=amp,
+                          pad=pad))
         gt, lr8 = _u8(item["gt"]), _u8(item["lr"])
         bic = bicubic_up(lr8, scale)
         yield i, item, sr, bic, gt, figures(sr, gt, scale, full=full), figures(bic, gt, scale, full=full)
@@ -169,13 +196,14 @@ def evaluate(
     scale: int | None = None, mode: str = "reference", save_images: bool = False,
     use_ema: bool = True, device: str = "auto", tile: int | None = None, overlap: int = 16,
     max_images: int | None = None, pictures: int = 6, progress: bool = False,
-    arch: str | None = None, ref_source: str | None = None,
+    arch: str | None = None, ref_source: str | None = None, pad: int = EVAL_PAD,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` and bicubic on the whole patches of ``split``; write the outputs.
 
     ``tile=None``: untiled when the LR patch is at most 256 px, else 128-px tiles
     (overlap ``overlap``). ``ref_source``: the reference the model is scored with;
-    ``None`` = the one it was trained with (its checkpoint's config). Returns the
+    ``None`` = the one it was trained with (its checkpoint's config). ``pad``: LR px of
+    mirror padding around each image (0 = none; see ``EVAL_PAD``). Returns the
     ``metrics.json`` dict.
     """
     from cwtnet.report import table_i
@@ -227,7 +255,8 @@ def evaluate(
     amp = dev.type == "cuda"
     with torch.no_grad():
         for i, item, sr, bic, gt, fm, fb in iter_scored(
-            model, ds, n, scale=scale, mode=mode, device=dev, tile=tile, overlap=overlap, amp=amp
+            model, ds, n, scale=scale, mode=mode, device=dev, tile=tile, overlap=overlap, amp=amp,
+            pad=pad,
         ):
             trow = table.loc[int(item["row"])] if int(item["row"]) in table.index else {}
             row = {"i": i, "row": int(item["row"]), "slide": str(trow.get("slide", "")),
@@ -267,7 +296,7 @@ def evaluate(
             "n_images": n, "store": str(store), "checkpoint": str(checkpoint),
             "step": int(ckpt.get("step", 0)), "ema": bool(use_ema and ckpt.get("ema")),
             "ref_source": ref_source, "trained_ref_source": trained_ref, "gt_px": int(ds.gt_len), "lr_px": int(ds.patch),
-            "tile": tile, "overlap": overlap if tile else None, "device": str(dev),
+            "tile": tile, "overlap": overlap if tile else None, "device": str(dev), "pad": int(pad),
             "wall_s": round(wall, 2),
             "convention": "psnr/ssim: 8-bit RGB, no crop (authors); *_rgb_crop / *_y_crop: "
                           "BasicSR crop_border=scale, RGB / BT.601 Y",

@@ -146,3 +146,25 @@ def test_both_modes_side_by_side_and_the_reference_can_be_chosen(
     code, text = _eval(["--zarr", str(store), "--checkpoint", str(ckpts["cwtnet2"]), "--out",
                         str(tmp_path / "x"), "--ref-source", "hr"])
     assert code == 2 and "hr" in text
+
+
+def test_mirror_padding_changes_only_the_border_of_a_local_model() -> None:
+    """Issue 10 s3: eval pads the LR image by mirroring (model_sr(pad=)) so the border is
+    not the convolutions' zero-padded edge; away from the border a local network's output
+    is unchanged, and bicubic (no parameters) is never padded."""
+    from cwtnet.evaluate import EVAL_PAD, model_sr
+    from cwtnet.model import build_model
+
+    torch.manual_seed(0)
+    edsr = build_model("edsr", 2, num_block=1, num_feat=8).eval()
+    lr = torch.rand(1, 3, 40, 40)
+    with torch.no_grad():
+        plain = model_sr(edsr, lr, None, scale=2, mode="sisr", pad=0)
+        padded = model_sr(edsr, lr, None, scale=2, mode="sisr", pad=6)
+        want = edsr(torch.nn.functional.pad(lr, (6, 6, 6, 6), mode="reflect"))[:, :, 12:-12, 12:-12]
+    assert padded.shape == plain.shape == (1, 3, 80, 80)
+    assert torch.allclose(padded, want, atol=1e-6)
+    inner = (slice(None), slice(None), slice(24, -24), slice(24, -24))  # beyond the receptive field
+    assert torch.allclose(padded[inner], plain[inner], atol=1e-5)
+    assert (padded[:, :, :2] - plain[:, :, :2]).abs().max() > 1e-3
+    assert EVAL_PAD > 0
