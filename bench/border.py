@@ -45,7 +45,7 @@ def main() -> None:
     import torch
 
     from cwtnet.evaluate import _u8, bicubic_up, figures, model_sr
-    from cwtnet.train import load_checkpoint, load_model
+    from cwtnet.checkpoint import load_checkpoint, load_model
     from mlcamsr.dataset import TripletDataset
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import click
 
-from cli.common import handle_errors, store_option
-from mlcamsr.dataset import REF_SOURCES
+from cli.common import (
+    arch_option,
+    choice_option,
+    device_option,
+    handle_errors,
+    ref_source_option,
+    scale_option,
+    store_option,
+)
+from cwtnet.choices import EVAL_MODES
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,20 +21,18 @@ from mlcamsr.dataset import REF_SOURCES
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
               help="A .pt written by cwtnet-train (RUN_DIR/last.pt or best.pt).")
 @click.option("--split", default="test", show_default=True, help="Table split to score.")
-@click.option("--scale", type=click.Choice(["2", "4", "8"]), default=None,
-              help="Must match the checkpoint [default: the checkpoint's].")
+@scale_option(None, help="Must match the checkpoint [default: the checkpoint's].")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder [default: <checkpoint folder>/eval_<split>_<mode>].")
-@click.option("--arch", type=click.Choice(["cwtnet", "bicubic", "srcnn", "edsr", "rcan"]), default=None,
-              help="Refuse a checkpoint of another architecture [default: accept the checkpoint's].")
-@click.option("--mode", type=click.Choice(["both", "reference", "sisr"]), default="both", show_default=True,
-              help="CWT-Net with I'_GT (reference), through its WR module (sisr), or both side "
-                   "by side (other networks: sisr).")
-@click.option("--ref-source", type=click.Choice(REF_SOURCES), default=None,
-              help="Reference to score with (Table III) [default: the one the checkpoint was trained with].")
+@arch_option(None, help="Refuse a checkpoint of another architecture [default: accept the checkpoint's].")
+@choice_option("--mode", ("both", *EVAL_MODES), default="both",
+               help="CWT-Net with I'_GT (reference), through its WR module (sisr), or both side "
+                    "by side (other networks: sisr).")
+@ref_source_option(None, help="Reference to score with (Table III) [default: the one the "
+                              "checkpoint was trained with].")
 @click.option("--save-images", is_flag=True, help="Write images/<i>_sr.png, _bicubic.png, _gt.png.")
 @click.option("--use-ema/--no-ema", default=True, show_default=True, help="EMA weights when the checkpoint has them.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 @click.option("--tile", type=int, default=None, help="LR tile size [default: untiled up to 256 px, else 128].")
 @click.option("--overlap", type=int, default=16, show_default=True, help="Tile overlap (LR px).")
 @click.option("--pad", type=click.IntRange(min=0), default=8, show_default=True,
@@ -35,7 +41,7 @@ from mlcamsr.dataset import REF_SOURCES
 @click.option("--max-images", type=int, default=None, help="Score only the first N images.")
 @click.option("--pictures", type=int, default=6, show_default=True, help="Side-by-side pictures to write.")
 @handle_errors
-def main(store: str, checkpoint: str, split: str, scale: str | None, out: str | None,
+def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | None,
          arch: str | None, mode: str, ref_source: str | None,
          save_images: bool, use_ema: bool, device: str, tile: int | None, overlap: int, pad: int,
          max_images: int | None, pictures: int) -> None:
@@ -64,7 +70,7 @@ def main(store: str, checkpoint: str, split: str, scale: str | None, out: str | 
         sub = f"eval_{split}_{m_name}"
         out_dir = (str(Path(out) / m_name) if len(modes) > 1 else out) if out else str(
             Path(checkpoint).parent / sub)
-        m = evaluate(store, checkpoint, out=out_dir, split=split, scale=int(scale) if scale else None,
+        m = evaluate(store, checkpoint, out=out_dir, split=split, scale=scale,
                      mode=m_name, save_images=save_images, use_ema=use_ema, device=device,
                      tile=tile, overlap=overlap, max_images=max_images, pictures=pictures,
                      progress=True, arch=arch, ref_source=ref_source, pad=pad)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from cli.common import handle_errors, store_option
-from cwtnet.experiment import SIZES, TABLES
+from cli.common import device_option, handle_errors, scale_option, store_option
+from cwtnet.choices import EXPERIMENT_SIZES as SIZES
+from cwtnet.choices import EXPERIMENT_TABLES as TABLES
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,7 +16,7 @@ from cwtnet.experiment import SIZES, TABLES
               help="Output folder: OUT/TABLE.md, OUT/TABLE.json and one run folder per row.")
 @click.option("--steps", type=int, default=300, show_default=True,
               help="Training steps (batches) of every row: equal steps, not equal time.")
-@click.option("--scale", type=click.Choice(["2", "4", "8"]), default="2", show_default=True)
+@scale_option(2, help="Upsampling factor of every row.")
 @click.option("--seeds", default="0", show_default=True,
               help="Comma-separated seeds; one run per seed per row (two measure the noise).")
 @click.option("--size", type=click.Choice(SIZES), default="small", show_default=True,
@@ -24,10 +25,13 @@ from cwtnet.experiment import SIZES, TABLES
 @click.option("--lr", "lr", type=float, default=2e-4, show_default=True, help="Adam learning rate.")
 @click.option("--only", default="", help="Comma-separated row names to run [default: all].")
 @click.option("--max-images", type=int, default=None, help="Score only the first N test images.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--tile", type=int, default=None,
+              help="Score in LR tiles of this size, 8-px overlap (CPU: the search is quadratic in "
+                   "the tile area) [default: untiled up to 256 px].")
+@device_option()
 @handle_errors
-def main(table: str, store: str, out: str, steps: int, scale: str, seeds: str, size: str,
-         lr: float, only: str, max_images: int | None, device: str) -> None:
+def main(table: str, store: str, out: str, steps: int, scale: int, seeds: str, size: str,
+         lr: float, only: str, max_images: int | None, tile: int | None, device: str) -> None:
     """Train every row of TABLE for the same steps, seed and data; score it on the test split.
 
     TABLE: table1 (every architecture in the registry), table2 (CWT-Net variants),
@@ -49,8 +53,8 @@ def main(table: str, store: str, out: str, steps: int, scale: str, seeds: str, s
         raise InputError(f"--seeds {seeds!r}: give comma-separated integers, e.g. 0,1") from None
     if not seed_list:
         raise InputError("--seeds: give at least one seed")
-    doc = run_experiment(table, store=store, out=out, steps=steps, scale=int(scale), device=device,
-                         seeds=seed_list, size=size, lr=lr, max_images=max_images,
+    doc = run_experiment(table, store=store, out=out, steps=steps, scale=scale, device=device,
+                         seeds=seed_list, size=size, lr=lr, max_images=max_images, tile=tile,
                          only=tuple(s.strip() for s in only.split(",") if s.strip()),
                          log=lambda s: click.echo(s, err=True))
     click.echo(open(f"{out}/{table}.md").read().rstrip())

@@ -5,8 +5,10 @@ CLI flags (``cwtnet-train``) and config files (YAML ``.yaml``/``.yml`` or TOML
 flags given on the command line. The resolved config is written to
 ``RUN_DIR/config.yaml`` and stored (as plain types) inside every checkpoint.
 
-Defaults are the paper's (CWT-Net IV-B): 12 CWTBs, 64 channels, LR patch 64,
-batch 16, Adam 1e-4, random 90-degree rotations and flips.
+Defaults: the paper's where it gives them (CWT-Net IV-B: 12 CWTBs, 64 channels, LR
+patch 64, random 90-degree rotations; the loss of III-E); this project's where the paper
+is silent (Adam 1e-4, constant rate, batch 16, flips, EMA 0.999, bf16 on CUDA; see
+docs/training.md).
 """
 
 from __future__ import annotations
@@ -19,13 +21,11 @@ from typing import Any
 
 import yaml
 
+from cwtnet.choices import DEVICES, EVAL_MODES, SCHEDULES
+from cwtnet.model import ARCH_NAMES, build_checked
+from cwtnet.model import model_options as map_model_options
 from mlcamsr.errors import InputError
-
-ARCHS = ("cwtnet", "bicubic", "srcnn", "edsr", "rcan")
-SCALES = (2, 4, 8)
-DEVICES = ("auto", "cpu", "cuda")
-SCHEDULES = ("constant", "cosine", "step")
-REF_SOURCES = ("real", "gt", "gt-updown", "lr", "bicubic")  # = mlcamsr.dataset.REF_SOURCES
+from mlcamsr.triplets import DATASET_SCALES, REF_SOURCES
 
 
 @dataclass
@@ -62,6 +62,9 @@ class TrainConfig:
         val_images (int): Test images used for validation (0 = all). Default: 8.
         val_patch (int | None): LR size of the centre crop used for validation (capped at
             the whole patch); ``None`` = whole patches. Default: 64.
+        best_mode (str): CWT-Net mode whose validation PSNR picks ``best.pt``: ``sisr`` (what
+            ``cwtnet-sr`` runs, no reference) or ``reference``; other networks: sisr.
+            Default: sisr.
         ckpt_every (int): Write ``last.pt`` every N steps. Default: 500.
         log_every (int): Append to the CSV log every N steps. Default: 10.
         seed (int): Seed of weights, batches and augmentation. Default: 0.
@@ -99,6 +102,7 @@ class TrainConfig:
     val_every: int = 500
     val_images: int = 8
     val_patch: int | None = 64
+    best_mode: str = "sisr"
     ckpt_every: int = 500
     log_every: int = 10
     seed: int = 0
@@ -111,14 +115,18 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ``InputError`` naming the option and the fix."""
-        if self.arch not in ARCHS:
-            raise InputError(f"--arch {self.arch!r} is unknown; choose one of {', '.join(ARCHS)}")
-        if int(self.scale) not in SCALES:
-            raise InputError(f"--scale {self.scale} is not supported; choose 2, 4 or 8")
+        if self.arch not in ARCH_NAMES:
+            raise InputError(f"--arch {self.arch!r} is unknown; choose one of {', '.join(ARCH_NAMES)}")
+        if int(self.scale) not in DATASET_SCALES:
+            raise InputError(
+                f"--scale {self.scale} is not supported; choose {', '.join(map(str, DATASET_SCALES))}"
+            )
         if self.device not in DEVICES:
-            raise InputError(f"--device {self.device!r} is unknown; choose auto, cpu or cuda")
+            raise InputError(f"--device {self.device!r} is unknown; choose {', '.join(DEVICES)}")
         if self.schedule not in SCHEDULES:
             raise InputError(f"schedule {self.schedule!r} is unknown; choose {', '.join(SCHEDULES)}")
+        if self.best_mode not in EVAL_MODES:
+            raise InputError(f"--best-mode {self.best_mode!r} is unknown; choose {', '.join(EVAL_MODES)}")
         if self.ref_source not in REF_SOURCES:
             raise InputError(
                 f"--ref-source {self.ref_source!r} is unknown; choose {', '.join(REF_SOURCES)}"
@@ -145,10 +153,11 @@ class TrainConfig:
         is made: the loss is built, the model on the meta device (no memory, no RNG draw)."""
         import inspect
 
+        # import cost only (no circle: losses imports nothing of cwtnet's): torch stays out
+        # of `import cwtnet.config`, so `cwtnet-train --help` starts without it
         import torch
 
         from cwtnet.losses import CWTLoss
-        from cwtnet.train import build, model_options
 
         loss = dict(self.loss or {})
         known = [p for p in inspect.signature(CWTLoss.__init__).parameters if p != "self"]
@@ -160,7 +169,13 @@ class TrainConfig:
         except (TypeError, ValueError) as exc:
             raise InputError(f"loss: {exc}") from None
         with torch.device("meta"):
-            build(self.arch, int(self.scale), model_options(self))
+            build_checked(self.arch, int(self.scale), self.network_options())
+
+    def network_options(self) -> dict[str, Any]:
+        """``build_model`` keyword options: ``blocks``/``channels`` under the arch's own names,
+        then ``model_options`` as given (:func:`cwtnet.model.model_options`)."""
+        return map_model_options(self.arch, blocks=self.blocks, channels=self.channels,
+                                 extra=self.model_options)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain ``dict`` of builtin types (safe for YAML and ``torch.load(weights_only=True)``)."""

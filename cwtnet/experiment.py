@@ -29,7 +29,6 @@ steps, wall seconds, samples/s and the paper's figure.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import shutil
@@ -39,10 +38,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cwtnet.checkpoint import LAST, load_checkpoint, save_model
+from cwtnet.choices import EXPERIMENT_SIZES, EXPERIMENT_TABLES
+from cwtnet.config import TrainConfig
+from cwtnet.data import check_store
+from cwtnet.evaluate import evaluate
+from cwtnet.model import ARCHS, build_model, model_options
+from cwtnet.train import train
 from mlcamsr.errors import InputError
 
-TABLES = ("table1", "table2", "table3", "table4", "table5", "wr")
-SIZES = ("small", "paper")
+TABLES = EXPERIMENT_TABLES
+SIZES = EXPERIMENT_SIZES
 
 # The paper's MLCamSR figures (PSNR dB, SSIM). Table I by arch name and scale.
 PAPER_TABLE1: dict[str, dict[int, tuple[float, float]]] = {
@@ -70,8 +76,6 @@ SMALL = {"blocks": 2, "channels": 32, "batch_size": 4, "patch": 32}
 PAPER = {"blocks": None, "channels": None, "batch_size": 16, "patch": 64}
 """The paper's size (12 CWTBs x 64, EDSR/RCAN at their defaults), batch 16, LR 64."""
 
-# option names of the main block count of each architecture's options dataclass
-_BLOCK_KEYS = ("n_cwtb", "num_block", "num_group")
 
 
 @dataclass
@@ -88,8 +92,6 @@ class Row:
 def rows_for(table: str, scale: int) -> list[Row]:
     """The rows of ``table`` at ``scale`` (table1 reads the architecture registry)."""
     if table == "table1":
-        from cwtnet.model import ARCHS
-
         return [Row(a, arch=a, paper=PAPER_TABLE1.get(a, {}).get(scale)) for a in ARCHS]
     if table == "table2":
         return [Row(v, model_options={"variant": v}, paper=PAPER_TABLE2[v]) for v in PAPER_TABLE2]
@@ -107,17 +109,18 @@ def rows_for(table: str, scale: int) -> list[Row]:
 
 
 def _size_options(arch: str, size: dict[str, Any]) -> dict[str, Any]:
-    """``blocks``/``channels`` of ``size`` as the option names ``arch`` has (none if it has none)."""
-    from cwtnet.model import options_for
-
-    names = {f.name for f in dataclasses.fields(options_for(arch))}
+    """``blocks``/``channels`` of ``size`` under ``arch``'s own option names
+    (``cwtnet.model.model_options``); an arch without such an option keeps its default."""
     out: dict[str, Any] = {}
-    for blocks_key in _BLOCK_KEYS:
-        if blocks_key in names and size.get("blocks") is not None:
-            out[blocks_key] = int(size["blocks"])
-            break
-    if "num_feat" in names and size.get("channels") is not None:
-        out["num_feat"] = int(size["channels"])
+    for key in ("blocks", "channels"):
+        if size.get(key) is not None:
+            try:
+                if key == "blocks":
+                    out.update(model_options(arch, blocks=int(size[key])))
+                else:
+                    out.update(model_options(arch, channels=int(size[key])))
+            except InputError:
+                pass
     return out
 
 
@@ -131,8 +134,6 @@ def _modes(arch: str) -> list[str]:
 
 def _config(row: Row, *, store: str, scale: int, steps: int, seed: int, size: dict[str, Any],
             device: str, run_dir: Path, lr: float) -> Any:
-    from cwtnet.config import TrainConfig
-
     opts = {**_size_options(row.arch, size), **row.model_options}
     patch = int(row.train.get("patch", size["patch"]))
     return TrainConfig(
@@ -145,27 +146,22 @@ def _config(row: Row, *, store: str, scale: int, steps: int, seed: int, size: di
 
 
 def _run_row(row: Row, run_dir: Path, cfg: Any, *, store: str, device: str,
-             max_images: int | None, log: Callable[[str], None]) -> dict[str, Any]:
+             max_images: int | None, tile: int | None, log: Callable[[str], None]) -> dict[str, Any]:
     """Train (or resume) one row's run and evaluate it; returns and writes ``row.json``."""
-    from cwtnet.evaluate import evaluate
-    from cwtnet.train import LAST, load_checkpoint, save_model, train
-
     done = run_dir / "row.json"
     if done.is_file():
-        res = json.loads(done.read_text())
-        if res.get("steps") == cfg.steps and res.get("config") == _key(cfg):
+        old: dict[str, Any] = json.loads(done.read_text())
+        if old.get("steps") == cfg.steps and old.get("config") == _key(cfg):
             log(f"  {row.name} seed {cfg.seed}: done earlier, kept")
-            return res
+            return old
         raise InputError(
-            f"{run_dir} holds a row run with other settings (steps {res.get('steps')}); "
+            f"{run_dir} holds a row run with other settings (steps {old.get('steps')}); "
             "give another --out or delete that folder"
         )
     progress = run_dir / "progress.json"
     wall = json.loads(progress.read_text())["wall_s"] if progress.is_file() else 0.0
     if row.arch == "bicubic":
         run_dir.mkdir(parents=True, exist_ok=True)
-        from cwtnet.model import build_model
-
         ckpt = save_model(build_model("bicubic", cfg.scale), run_dir / LAST, arch="bicubic",
                           scale=cfg.scale)
         steps_done, sps = 0, 0.0
@@ -191,7 +187,7 @@ def _run_row(row: Row, run_dir: Path, cfg: Any, *, store: str, device: str,
                            "paper": list(row.paper) if row.paper else None, "config": _key(cfg)}
     for mode in _modes(row.arch):
         m = evaluate(store, ckpt, out=run_dir / f"eval_{mode}", mode=mode, device=device,
-                     max_images=max_images, pictures=1)
+                     max_images=max_images, pictures=1, tile=tile, overlap=8)
         res[mode] = {k: m["model"][k] for k in ("psnr", "ssim", "psnr_y_crop", "ssim_y_crop")}
         res["bicubic"] = {k: m["bicubic"][k] for k in ("psnr", "ssim", "psnr_y_crop", "ssim_y_crop")}
         res["n_images"] = m["meta"]["n_images"]
@@ -210,6 +206,7 @@ def run_experiment(
     table: str, *, store: str, out: str | Path, steps: int = 300, scale: int = 2,
     device: str = "auto", seeds: tuple[int, ...] = (0,), size: str | dict[str, Any] = "small",
     lr: float = 2e-4, max_images: int | None = None, only: tuple[str, ...] = (),
+    tile: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train and score every row of ``table``; write ``OUT/TABLE.md`` and ``OUT/TABLE.json``.
@@ -218,7 +215,9 @@ def run_experiment(
     same keys (``blocks``, ``channels``, ``batch_size``, ``patch``). ``seeds``: one run
     per seed per row (two seeds measure the noise). ``only``: row names to run (default
     all). ``lr``: Adam learning rate of every row (2e-4, the project's short-budget rate;
-    the paper's 1e-4 with ``--lr 1e-4``). Returns the ``TABLE.json`` dict.
+    the paper's 1e-4 with ``--lr 1e-4``). ``tile``: score in LR tiles of this size (8-px
+    overlap; a CPU saving: the global search is quadratic in the tile's area; default
+    untiled up to 256 px). Returns the ``TABLE.json`` dict.
     """
     if isinstance(size, dict):
         preset = {**SMALL, **size}
@@ -237,8 +236,6 @@ def run_experiment(
         rows = [r for r in rows if r.name in only]
     if table == "table1" and int(scale) not in (2, 4, 8):
         raise InputError(f"--scale {scale}: choose 2, 4 or 8")
-    from cwtnet.train import check_store
-
     check_store(store, int(scale), need_train=True)  # one-line errors before any run
     out = Path(out)
     t0 = time.perf_counter()
@@ -251,11 +248,11 @@ def run_experiment(
             cfg = _config(row, store=store, scale=int(scale), steps=int(steps), seed=int(seed),
                           size=preset, device=device, run_dir=run_dir, lr=float(lr))
             runs.append(_run_row(row, run_dir, cfg, store=store, device=device,
-                                 max_images=max_images, log=log))
+                                 max_images=max_images, tile=tile, log=log))
         results.append(_aggregate(row, runs))
     doc = {"table": table, "scale": int(scale), "steps": int(steps), "seeds": list(seeds),
            "size": size if isinstance(size, str) else "custom", "size_options": preset, "lr": float(lr), "store": str(store),
-           "device": device, "wall_s": round(time.perf_counter() - t0, 1), "rows": results,
+           "device": device, "tile": tile, "wall_s": round(time.perf_counter() - t0, 1), "rows": results,
            "convention": "psnr/ssim: 8-bit RGB, no crop (authors); *_y_crop: BasicSR Y, "
                          "crop_border=scale; spread: max - min PSNR over seeds"}
     out.mkdir(parents=True, exist_ok=True)

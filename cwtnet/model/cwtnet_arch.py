@@ -178,6 +178,7 @@ class CWTNet(nn.Module):
         self.has_wt = opt.variant != "sr-only"
         self.has_wr = opt.variant == "full"
         self.wr_paper = self.has_wr and opt.wr_mode == "paper"
+        self.wr: nn.Module
         if self.wr_paper:  # Eq. 6-7 on the WT branch's entrance features
             self.wr = make_layer(RCAB, n_wrb, num_feat=c, reduction=opt.wr_reduction)
         elif self.has_wr:
@@ -302,7 +303,9 @@ class CWTNet(nn.Module):
                 used = ref_mask.to(device=lr.device, dtype=torch.bool).view(-1)
             else:
                 used = torch.rand(b, device=lr.device) >= self.options.ref_dropout
-            f_hwt = torch.where(used.view(-1, 1, 1, 1), target.to(wr.dtype), wr) if predict else target
+            f_hwt = target
+            if wr is not None:  # predict: dropped samples take WR's prediction
+                f_hwt = torch.where(used.view(-1, 1, 1, 1), target.to(wr.dtype), wr)
         sr, wt = self._branches(x, f_hwt, used if self.wr_paper else None)
         self.last_wt = wt
         return {"sr": sr, "wt": wt, "wt_target": target if self.has_wt else None, "wr": wr,
