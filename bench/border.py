@@ -44,8 +44,8 @@ def _psnr(sse: float, n: int) -> float:
 def main() -> None:
     import torch
 
-    from cwtnet.evaluate import _u8, bicubic_up, figures, model_sr
     from cwtnet.checkpoint import load_checkpoint, load_model
+    from cwtnet.evaluate import _u8, bicubic_up, figures, model_sr
     from mlcamsr.dataset import TripletDataset
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

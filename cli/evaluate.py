@@ -48,8 +48,11 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
     """Score a checkpoint and bicubic (authors' PSNR/SSIM + BasicSR's) on STORE's test split.
 
     CWT-Net is scored in SISR mode and with its reference, side by side (--mode both:
-    OUT/sisr and OUT/reference). Writes OUT/metrics.json (keys model, bicubic: mean psnr,
-    ssim in the authors' convention; *_rgb_crop, *_y_crop: BasicSR's), per_image.csv, table.md and
+    OUT/sisr and OUT/reference). Prints the image count, sizes and tiling first, then an
+    estimated time from the first image.
+
+    Writes OUT/metrics.json (keys model, bicubic: mean psnr, ssim in the authors'
+    convention; *_rgb_crop, *_y_crop: BasicSR's), per_image.csv, table.md and
     compare/<i>.png (bicubic | model | ground truth).
 
     \b
@@ -60,6 +63,15 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
     from pathlib import Path
 
     from cwtnet.evaluate import checkpoint_arch, evaluate
+    from cwtnet.infer import format_seconds
+
+    def plan(p: dict) -> None:
+        tiles = "untiled" if p["tiles"] == 1 else f"{p['tiles']} tiles of {p['tile']} LR px each"
+        click.echo(f"scoring {p['label']} on {p['images']} images: {p['gt_px']} px ground truth, "
+                   f"{p['lr_px']} px LR ({tiles}) on {p['device']}", err=True)
+
+    def estimate(first: float, total: float) -> None:
+        click.echo(f"first image {first:.2f} s: about {format_seconds(total)} in all", err=True)
 
     if mode == "both":
         modes = ["sisr", "reference"] if checkpoint_arch(checkpoint) == "cwtnet" else ["sisr"]
@@ -73,7 +85,8 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
         m = evaluate(store, checkpoint, out=out_dir, split=split, scale=scale,
                      mode=m_name, save_images=save_images, use_ema=use_ema, device=device,
                      tile=tile, overlap=overlap, max_images=max_images, pictures=pictures,
-                     progress=True, arch=arch, ref_source=ref_source, pad=pad)
+                     progress=True, arch=arch, ref_source=ref_source, pad=pad,
+                     on_plan=plan, on_estimate=estimate)
         meta = m["meta"]
         if not lines:
             lines.append(f"x{meta['scale']} on {meta['n_images']} {split} images (8-bit RGB, no crop; "
