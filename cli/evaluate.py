@@ -11,6 +11,7 @@ from cli.common import (
     handle_errors,
     ref_source_option,
     scale_option,
+    search_window_option,
     store_option,
 )
 from cwtnet.choices import EVAL_MODES
@@ -40,11 +41,12 @@ from cwtnet.choices import EVAL_MODES
                    "(the border is otherwise the convolutions' zero-padded edge); 0 = off.")
 @click.option("--max-images", type=int, default=None, help="Score only the first N images.")
 @click.option("--pictures", type=int, default=6, show_default=True, help="Side-by-side pictures to write.")
+@search_window_option(checkpoint=True)
 @handle_errors
 def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | None,
          arch: str | None, mode: str, ref_source: str | None,
          save_images: bool, use_ema: bool, device: str, tile: int | None, overlap: int, pad: int,
-         max_images: int | None, pictures: int) -> None:
+         max_images: int | None, pictures: int, search_window: str | None) -> None:
     """Score a checkpoint and bicubic (authors' PSNR/SSIM + BasicSR's) on STORE's test split.
 
     CWT-Net is scored in SISR mode and with its reference, side by side (--mode both:
@@ -59,11 +61,15 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
     Examples:
       cwtnet-eval --zarr mlcamsr.zarr --checkpoint runs/x2/best.pt --out eval_x2
       cwtnet-eval --zarr mlcamsr.zarr --checkpoint runs/x2/best.pt --mode sisr --save-images
+      cwtnet-eval --zarr mlcamsr.zarr --checkpoint runs/x2/best.pt --search-window 8
     """
     from pathlib import Path
 
     from cwtnet.evaluate import checkpoint_arch, evaluate
     from cwtnet.infer import format_seconds
+    from cwtnet.model import parse_search_window
+
+    window = parse_search_window(search_window)
 
     def plan(p: dict) -> None:
         tiles = "untiled" if p["tiles"] == 1 else f"{p['tiles']} tiles of {p['tile']} LR px each"
@@ -86,7 +92,7 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
                      mode=m_name, save_images=save_images, use_ema=use_ema, device=device,
                      tile=tile, overlap=overlap, max_images=max_images, pictures=pictures,
                      progress=True, arch=arch, ref_source=ref_source, pad=pad,
-                     on_plan=plan, on_estimate=estimate)
+                     on_plan=plan, on_estimate=estimate, search_window=window)
         meta = m["meta"]
         if not lines:
             lines.append(f"x{meta['scale']} on {meta['n_images']} {split} images (8-bit RGB, no crop; "
