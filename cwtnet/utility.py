@@ -261,7 +261,7 @@ def run_utility(cfg: UtilityConfig, log: Callable[[str], None] = print) -> dict[
             raise InputError(f"--runs {c}: checkpoint is x{ck['scale']}, this table is x{cfg.scale}; "
                              f"pass --scale {ck['scale']} or x{cfg.scale} runs")
     dev = resolve_device(cfg.device)
-    store = check_store(cfg.store, cfg.scale, ref_source="bicubic", need_train=True, split="test")
+    store = check_store(cfg.store, cfg.scale, ref_source="lr", need_train=True, split="test")
     labels = check_labels(store, cfg.store)
     slides = {int(r): str(s) for r, s in store.table["slide"].items()} if "slide" in store.table else {}
     if cfg.tile % cfg.scale:
@@ -270,7 +270,7 @@ def run_utility(cfg: UtilityConfig, log: Callable[[str], None] = print) -> dict[
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    def dataset(split: str, ref_source: str = "bicubic") -> Any:
+    def dataset(split: str, ref_source: str = "lr") -> Any:  # "lr": a reference no SISR path reads
         return TripletDataset(store, split=split, scale=cfg.scale, ref_source=ref_source,
                               augment=False, full=True)
 
@@ -299,7 +299,7 @@ def run_utility(cfg: UtilityConfig, log: Callable[[str], None] = print) -> dict[
         arch = str(ck["arch"])
         ref_source = str((ck.get("config") or {}).get("ref_source", "real"))
         mode = "reference" if arch == "cwtnet" else "sisr"
-        ds = dataset("test", ref_source if mode == "reference" else "bicubic")
+        ds = dataset("test", ref_source if mode == "reference" else "lr")
 
         def sr_variant(item: dict[str, Any], m: nn.Module = sr_model, md: str = mode) -> np.ndarray:
             lr, ref = item["lr"][None].to(dev), item["ref"][None].to(dev)
