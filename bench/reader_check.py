@@ -56,8 +56,9 @@ def main() -> None:
             for r in range(a.rounds):
                 for mode, acc in (("off", x0), ("on", x1)):
                     out = tmp / f"{fmt}-{mode}-{r}.zarr"
-                    acc.append(_time(lambda: extract(d, d / "coords.csv", out, workers=0, progress=False,
-                                                     reader_check=mode, hash_slides=False)) / len(slides))
+                    acc.append(_time(lambda d=d, out=out, mode=mode: extract(
+                        d, d / "coords.csv", out, workers=0, progress=False, reader_check=mode,
+                        hash_slides=False)) / len(slides))
                     shutil.rmtree(out)
                 c.append(sum(_time(lambda p=p: check_readers(p, [0, 1, 2])) for p in slides) / len(slides))
             m0, m1, mc = statistics.median(x0), statistics.median(x1), statistics.median(c)
