@@ -9,8 +9,8 @@ that can (docs/slides.md, "Reader agreement").
 
 :func:`check_readers` opens a slide with both backends, reads the same small fixed sample
 of regions with each (:func:`sample_regions`: ``regions`` windows of ``region`` x
-``region`` level-k px per level, deterministic, centred on the tissue-richest cells of a
-grid over the coarsest level, in grid order), and records per level the max and mean
+``region`` level-k px per level, deterministic, on the tissue of the tissue-richest cells
+of a grid over the coarsest level, each inside one 256/512-px tile), and records per level the max and mean
 absolute difference (uint8 grey levels, over all channels and regions). Then
 :func:`decide`:
 
@@ -28,6 +28,7 @@ The result (:class:`ReaderCheck`) is plain data for the store's slide attributes
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -138,7 +139,8 @@ def sample_regions(reader: SlideReader, levels: Sequence[int], *, regions: int =
     is cut into ``grid`` x ``grid`` cells, the ``regions`` cells with the most tissue
     (ties in grid order) are taken, and each window is centred on its cell's tissue
     centroid (its centre when the level is too large to read, or holds no tissue),
-    mapped to each level and clamped inside it.
+    mapped to each level, snapped down to a multiple of ``region_px`` (one tile of a
+    256/512-px tiling) and clamped inside the level.
     """
     dims = reader.level_dimensions
     last = len(dims) - 1
@@ -170,9 +172,12 @@ def sample_regions(reader: SlideReader, levels: Sequence[int], *, regions: int =
             x = cx * (w0 / lw) / (w0 / kw)
             y = cy * (h0 / lh) / (h0 / kh)
             side_x, side_y = min(region_px, kw), min(region_px, kh)
-            wx = int(min(max(round(x - side_x / 2), 0), kw - side_x))
-            wy = int(min(max(round(y - side_y / 2), 0), kh - side_y))
-            wins.append((wx, wy))
+            # snapped to multiples of the region side: inside one tile of any 256/512-px
+            # tiling, so each read decodes one tile per reader, not up to four
+            wx = int(min(max(math.floor(x / side_x) * side_x, 0), kw - side_x))
+            wy = int(min(max(math.floor(y / side_y) * side_y, 0), kh - side_y))
+            if (wx, wy) not in wins:  # a small level may map two cells to one window
+                wins.append((wx, wy))
         out[k] = wins
     return out
 
