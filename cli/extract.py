@@ -19,6 +19,7 @@ from cli.common import (
     rgb_mean_option,
     sectioned,
 )
+from mlcamsr.fingerprint import HASH_CHOICES
 
 
 @click.command("extract", cls=sectioned({
@@ -26,7 +27,7 @@ from cli.common import (
     "Members (what each patch holds)": ["size", "base_mpp", "base_mag", "scales", "allow_upsample"],
     "Quality control": ["min_tissue", "rgb_mean", "rgb_tol", "min_align_psnr"],
     "Parallelism": ["workers", "processes", "scheduler", "cache_mb"],
-    "Store layout": ["shard_rows", "chunk", "zstd_level", "no_hash", "overwrite"],
+    "Store layout": ["shard_rows", "chunk", "zstd_level", "slide_hash", "overwrite"],
 }))
 @click.option("--slides", "slides_dir", required=True, type=click.Path(file_okay=True),
               help="Folder holding the slides named in the coords file.")
@@ -77,12 +78,16 @@ from cli.common import (
               help="Zstandard level of the (lossless) member arrays.")
 @click.option("--cache-mb", default=256, show_default=True, type=click.FloatRange(min=0),
               help="Per-worker cache of decoded slide blocks in MiB (0: off); pixels unchanged.")
-@click.option("--no-hash", is_flag=True, help="Do not record each slide's sha256 (large collections).")
+@click.option("--hash", "slide_hash", default="fingerprint", show_default=True, type=click.Choice(HASH_CHOICES),
+              help="How each slide is identified in the store and checked on a rerun: fingerprint "
+              "(size + TIFF structure + a few byte ranges, O(1) per slide), full (also the sha256 "
+              "of every byte: reads the whole collection), none.")
+@click.option("--no-hash", is_flag=True, hidden=True, help="Same as --hash none (kept for old scripts).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
 def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, workers, processes, scheduler,
             backend, reader_check, mpp, annotations, overwrite, allow_upsample, min_tissue, rgb_mean, rgb_tol,
-            min_align_psnr, shard_rows, chunk, zstd_level, cache_mb, no_hash, quiet) -> None:
+            min_align_psnr, shard_rows, chunk, zstd_level, cache_mb, slide_hash, no_hash, quiet) -> None:
     """Extract aligned multi-scale patches (e.g. 40x/20x/10x) around each centre of --coords.
 
     Each member is read from a native pyramid level when its mpp is within 2 %, else
@@ -106,7 +111,7 @@ def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, worke
         reader_check=reader_check, mpp=mpp,
         annotations=annotations, overwrite=overwrite, allow_upsample=allow_upsample,
         min_tissue=min_tissue, rgb_mean=rgb_mean, rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
-        shard_rows=shard_rows, zstd_level=zstd_level, chunk=chunk, cache_mb=cache_mb, hash_slides=not no_hash,
+        shard_rows=shard_rows, zstd_level=zstd_level, chunk=chunk, cache_mb=cache_mb, hash_slides="none" if no_hash else slide_hash,
         progress=not quiet,
     )
     print_warnings(res.warnings)
