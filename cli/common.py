@@ -17,6 +17,7 @@ from cwtnet.choices import DEVICES, EVAL_MODES, SCHEDULES
 from cwtnet.model import ARCH_NAMES
 from mlcamsr.errors import MLCamSRError
 from mlcamsr.qc import PAPER_RGB_MEAN
+from mlcamsr.reader_check import READER_CHECK_MODES
 from mlcamsr.slides import BACKENDS
 from mlcamsr.triplets import DATASET_SCALES, REF_SOURCES
 
@@ -119,6 +120,30 @@ def choice_option(
 def backend_option(help: str = "Slide reader.") -> Callable[[F], F]:
     """``--backend auto|openslide|tiffslide`` (:data:`mlcamsr.slides.BACKENDS`)."""
     return choice_option("--backend", BACKENDS, default="auto", help=help)
+
+
+def reader_check_option() -> Callable[[F], F]:
+    """``--reader-check on|off`` (:data:`mlcamsr.reader_check.READER_CHECK_MODES`)."""
+    return choice_option(
+        "--reader-check", READER_CHECK_MODES, default="on",
+        help="With --backend auto, read a small fixed sample of each slide with openslide and "
+        "tiffslide; a slide they disagree on is read with openslide (warned, recorded).",
+    )
+
+
+def print_warnings(lines: Sequence[str]) -> None:
+    """Each warning line on stderr, prefixed ``Warning:``."""
+    for line in lines:
+        click.echo(f"Warning: {line}", err=True)
+
+
+def parse_scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    """A click callback: ``"1,2,4"`` -> ``(1, 2, 4)`` (member scales of extract and slides)."""
+    try:
+        out = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give integers separated by commas, e.g. 1,2,4") from None
+    return out
 
 
 def parse_floats(n: int) -> Callable[[click.Context, click.Parameter, str | None], tuple[float, ...] | None]:

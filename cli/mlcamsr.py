@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "pyramid": "cli.pyramid:pyramid",
     "split": "cli.split:split",
     "sample-coords": "cli.sample_coords:sample_coords",
+    "slides": "cli.slides:slides",
     "demo": "cli.demo:demo",
 }
 

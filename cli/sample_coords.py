@@ -6,7 +6,13 @@ import sys
 
 import click
 
-from cli.common import EXIT_PARTIAL, backend_option, handle_errors
+from cli.common import (
+    EXIT_PARTIAL,
+    backend_option,
+    handle_errors,
+    print_warnings,
+    reader_check_option,
+)
 
 
 @click.command("sample-coords")
@@ -98,6 +104,7 @@ from cli.common import EXIT_PARTIAL, backend_option, handle_errors
 )
 @click.option("--no-overlay", is_flag=True, help="Do not write overlay PNGs.")
 @backend_option()
+@reader_check_option()
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
 @handle_errors
 def sample_coords(
@@ -117,6 +124,7 @@ def sample_coords(
     overlay_dir: str | None,
     no_overlay: bool,
     backend: str,
+    reader_check: str,
     progress: bool,
 ) -> None:
     """Sample N patch centres whose whole finest-member square lies in tissue.
@@ -152,8 +160,10 @@ def sample_coords(
         overlay_dir=overlay_dir,
         overlays=not no_overlay,
         backend=backend,
+        reader_check=reader_check,
         progress=progress,
     )
+    print_warnings(df.attrs.get("warnings", []))
     classes = df.attrs.get("classes", {})
     per_class = ", ".join(f"{k} {v}" for k, v in classes.items() if k != "any")
     msg = f"Wrote {len(df)} centres from {df['slide'].nunique()} slide(s) to {out}"

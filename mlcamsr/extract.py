@@ -10,7 +10,10 @@
    not a slide) makes its rows ``failed`` and the run goes on (exit 1); a slide without
    mpp and no override, or one that would need upsampling, is refused (exit 2);
    every row planned: a square that leaves the slide makes that row ``failed``;
-   rows labelled from the annotations;
+   rows labelled from the annotations; each slide's reader chosen by
+   :func:`choose_readers` (:mod:`mlcamsr.reader_check`: openslide and tiffslide compared
+   on a fixed sample at the levels the run reads; a disagreement reads that slide with
+   openslide and warns);
 3. :func:`open_or_create_store` (under the store's lock): resume, refuse or create;
 4. :func:`make_tasks`: one task per shard not yet done (:func:`done_records`);
 5. :func:`execute_tasks` runs them (:func:`run_task` each) while :class:`SlideHasher`
@@ -78,6 +81,7 @@ from mlcamsr.patches import (
     read_member,
 )
 from mlcamsr.qc import PAPER_RGB_MEAN, QCThresholds, check_patch
+from mlcamsr.reader_check import READER_CHECK_MODES, check_readers
 from mlcamsr.slides import BACKENDS, SlideReader, open_slide
 from mlcamsr.store import (
     LOCK_NAME,
@@ -96,6 +100,7 @@ __all__ = [
     "TASKS_PREFIX",
     "build_table",
     "check_options",
+    "choose_readers",
     "done_records",
     "execute_tasks",
     "extract",
@@ -119,6 +124,7 @@ class ExtractResult:
         failures: ``(slide, row, reason)`` of every failed row.
         tasks_run, tasks_skipped: shards written now / found already done (resume).
         seconds: wall time of the run.
+        warnings: one line per slide whose readers disagree (read with openslide).
     """
 
     store: str
@@ -130,6 +136,7 @@ class ExtractResult:
     tasks_run: int = 0
     tasks_skipped: int = 0
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -205,7 +212,7 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
         if rec["reason"]:
             continue
         try:
-            reader = _reader(row["path"], task["backend"])
+            reader = _reader(row["path"], row.get("backend", task["backend"]))
         except Exception as exc:  # noqa: BLE001 - any open error fails this slide's rows
             rec["reason"] = f"cannot open slide: {_first_line(exc)}"
             continue
@@ -515,6 +522,7 @@ class ExtractPlan:
         failed_slides: name -> reason, for slides that did not open (their rows fail).
         pre_fail: row -> reason, for rows failed before any read.
         labels, tumor_frac: per-row label and tumour fraction (NaN without annotations).
+        warnings: one line per slide whose two readers disagree (:func:`choose_readers`).
     """
 
     coords: pd.DataFrame
@@ -525,6 +533,7 @@ class ExtractPlan:
     pre_fail: dict[int, str]
     labels: np.ndarray
     tumor_frac: np.ndarray
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -542,6 +551,7 @@ def check_options(
     mpp: float | None,
     shard_rows: int,
     chunk: int | None,
+    reader_check: str = "on",
     min_tissue: float,
     rgb_mean: Sequence[float],
     rgb_tol: float,
@@ -553,6 +563,8 @@ def check_options(
         raise InputError(f"--mpp {mpp}: give a positive um/px, e.g. 0.243")
     if backend not in BACKENDS:
         raise InputError(f"--backend {backend}: choose {', '.join(BACKENDS)}")
+    if reader_check not in READER_CHECK_MODES:
+        raise InputError(f"--reader-check {reader_check}: choose {', '.join(READER_CHECK_MODES)}")
     if shard_rows < 1:
         raise InputError(f"--shard-rows {shard_rows}: give at least 1")
     if chunk is not None and int(chunk) < 16:
@@ -582,8 +594,10 @@ def plan_rows(
     mpp: float | None,
     allow_upsample: bool,
     annotations: str | os.PathLike[str] | None,
+    reader_check: str = "on",
 ) -> ExtractPlan:
-    """Stage 2: read the coords, open every slide once, plan every row, label the rows.
+    """Stage 2: read the coords, open every slide once, plan every row, label the rows,
+    choose each slide's reader (:func:`choose_readers`).
 
     File-level problems raise InputError (nothing is written yet); an unreadable slide or
     a square outside its slide only fails the rows concerned (``pre_fail``).
@@ -604,7 +618,35 @@ def plan_rows(
         name: specs[0].size * specs[0].mpp / meta["geometry"].mpp[0] / 2.0 for name, meta in slides.items()
     }
     labels, tumor = _labels(df, annotations, half_widths)
-    return ExtractPlan(df, extra, paths, slides, failed_slides, pre_fail, labels, tumor)
+    warnings = choose_readers(slides, paths, specs, backend=backend, mode=reader_check,
+                              allow_upsample=allow_upsample)
+    return ExtractPlan(df, extra, paths, slides, failed_slides, pre_fail, labels, tumor, warnings)
+
+
+def choose_readers(
+    slides: dict[str, dict[str, Any]],
+    paths: dict[str, Path],
+    specs: Sequence[MemberSpec],
+    *,
+    backend: str,
+    mode: str,
+    allow_upsample: bool,
+) -> list[str]:
+    """Stage 2, last step: for each opened slide, compare openslide and tiffslide at the
+    levels its members are read from (:func:`mlcamsr.reader_check.check_readers`) and set
+    ``slides[name]["reader"]`` (the backend its rows are read with) and
+    ``["reader_check"]`` (status, per-level max/mean absolute difference, timing).
+    Returns the warning line of every slide whose readers disagree."""
+    warnings: list[str] = []
+    for name, meta in slides.items():
+        levels = sorted({choose_level(meta["geometry"], s.mpp, allow_upsample=allow_upsample)[0] for s in specs})
+        check = check_readers(paths[name], levels, backend=backend, mode=mode)
+        if check.reader:
+            meta["reader"] = check.reader
+        meta["reader_check"] = check.as_attrs()
+        if check.status == "disagree":
+            warnings.append(check.message)
+    return warnings
 
 
 def _plan_failures(
@@ -743,6 +785,7 @@ def make_tasks(
             if not row["fail"]:
                 row["path"] = str(plan.paths[slide])
                 row["geometry"] = plan.slides[slide]["geometry"]
+                row["backend"] = plan.slides[slide]["reader"]  # per slide (choose_readers)
             rows.append(row)
         tasks.append(
             {
@@ -928,6 +971,7 @@ def extract(
     workers: int = 2,
     scheduler: str | None = None,
     backend: str = "auto",
+    reader_check: str = "on",
     mpp: float | None = None,
     annotations: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
@@ -957,7 +1001,9 @@ def extract(
         scales: member scales (default 1,2,4 -> 40x 1024 px, 20x 512 px, 10x 256 px).
         workers: local dask worker processes; 0 runs serially in this process.
         scheduler: address of a running dask.distributed scheduler (overrides ``workers``).
-        backend: slide reader, ``auto``, ``openslide`` or ``tiffslide``.
+        backend: slide reader, ``auto``, ``openslide`` or ``tiffslide`` (forces that reader).
+        reader_check: ``on`` (with ``auto``, compare both readers per slide and read a
+            slide they disagree on with openslide; :mod:`mlcamsr.reader_check`) or ``off``.
         mpp: um/px for slides without metadata and no ``mpp`` column value.
         annotations: folder of ASAP XML lesion files; labels ``tumor``/``normal`` + ``tumor_frac``.
         overwrite: replace a store made with other parameters.
@@ -989,7 +1035,7 @@ def extract(
     specs, th, chunk_px = check_options(
         size=size, base_mpp=base_mpp, base_mag=base_mag, scales=scales, backend=backend, mpp=mpp,
         shard_rows=shard_rows, chunk=chunk, min_tissue=min_tissue, rgb_mean=rgb_mean,
-        rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
+        rgb_tol=rgb_tol, min_align_psnr=min_align_psnr, reader_check=reader_check,
     )
     if isinstance(hash_slides, bool):
         slide_hash = "fingerprint" if hash_slides else "none"
@@ -998,10 +1044,10 @@ def extract(
     if slide_hash not in HASH_CHOICES:
         raise InputError(f"--hash {hash_slides}: choose {', '.join(HASH_CHOICES)}")
     plan = plan_rows(slides_dir, coords_csv, specs, backend=backend, mpp=mpp,
-                     allow_upsample=allow_upsample, annotations=annotations)
+                     allow_upsample=allow_upsample, annotations=annotations, reader_check=reader_check)
     prints = fingerprint_slides(plan.paths, slide_hash)
     params = _store_params(plan, specs, th, size=size, base_mpp=base_mpp, base_mag=base_mag,
-                           backend=backend, mpp=mpp, allow_upsample=allow_upsample,
+                           backend=backend, reader_check=reader_check, mpp=mpp, allow_upsample=allow_upsample,
                            shard_rows=shard_rows, zstd_level=zstd_level, chunk_px=chunk_px,
                            annotations=annotations)
     out_s = local_path(out)
@@ -1012,7 +1058,7 @@ def extract(
         if resumed:
             check_slides_unchanged(store, prints, out_s)
         if resumed and store.attrs.get("complete") and store.has_table:
-            return _result(out_s, store.table, t0, tasks_run=0, tasks_skipped=-1)
+            return _result(out_s, store.table, t0, tasks_run=0, tasks_skipped=-1, warnings=plan.warnings)
         done = done_records(store)
         tasks = make_tasks(plan, specs, th, store=out_s, skip=done, shard_rows=shard_rows, backend=backend,
                            allow_upsample=allow_upsample, token=_params_hash(params)[:8], cache_mb=cache_mb)
@@ -1023,7 +1069,8 @@ def extract(
         table = build_table(plan, done, specs)
         finish_store(store, table, plan, specs, chunk_px=chunk_px, hashes=hasher.join(),
                      complete=not task_errors, slide_hash=slide_hash, prints=prints)
-        return _result(out_s, table, t0, tasks_run=len(tasks), tasks_skipped=len(done) - len(tasks))
+        return _result(out_s, table, t0, tasks_run=len(tasks), tasks_skipped=len(done) - len(tasks),
+                       warnings=plan.warnings)
     finally:
         if lock is not None:
             lock.release()
@@ -1038,6 +1085,7 @@ def _store_params(
     base_mpp: float,
     base_mag: float,
     backend: str,
+    reader_check: str,
     mpp: float | None,
     allow_upsample: bool,
     shard_rows: int,
@@ -1052,6 +1100,7 @@ def _store_params(
         "base_mag": float(base_mag),
         "scales": [s.scale for s in specs],
         "backend": backend,
+        "reader_check": reader_check,
         "mpp": None if mpp is None else float(mpp),
         "allow_upsample": bool(allow_upsample),
         "qc": th.as_dict(),
@@ -1075,7 +1124,8 @@ def _params_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "; ".join(parts) + more
 
 
-def _result(store: str, table: pd.DataFrame, t0: float, *, tasks_run: int, tasks_skipped: int) -> ExtractResult:
+def _result(store: str, table: pd.DataFrame, t0: float, *, tasks_run: int, tasks_skipped: int,
+            warnings: list[str] | None = None) -> ExtractResult:
     failed = table[table.status == "failed"]
     return ExtractResult(
         store=store,
@@ -1087,4 +1137,5 @@ def _result(store: str, table: pd.DataFrame, t0: float, *, tasks_run: int, tasks
         tasks_run=tasks_run,
         tasks_skipped=max(0, tasks_skipped),
         seconds=time.perf_counter() - t0,
+        warnings=list(warnings or []),
     )
