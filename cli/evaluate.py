@@ -41,12 +41,17 @@ from cwtnet.choices import EVAL_MODES
                    "(the border is otherwise the convolutions' zero-padded edge); 0 = off.")
 @click.option("--max-images", type=int, default=None, help="Score only the first N images.")
 @click.option("--pictures", type=int, default=6, show_default=True, help="Side-by-side pictures to write.")
+@click.option("--lpips-weights", type=click.Path(file_okay=False), default=None,
+              help="Folder with LPIPS files (alexnet-owt-7be5be79.pth / vgg16-397923af.pth torchvision "
+                   "backbones and the lpips package's alex.pth / vgg.pth) [default: torch hub's "
+                   "checkpoints + an installed lpips]; without them LPIPS is reported unavailable.")
 @search_window_option(checkpoint=True)
 @handle_errors
 def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | None,
          arch: str | None, mode: str, ref_source: str | None,
          save_images: bool, use_ema: bool, device: str, tile: int | None, overlap: int, pad: int,
-         max_images: int | None, pictures: int, search_window: str | None) -> None:
+         max_images: int | None, pictures: int, search_window: str | None,
+         lpips_weights: str | None) -> None:
     """Score a checkpoint and bicubic (authors' PSNR/SSIM + BasicSR's) on STORE's test split.
 
     CWT-Net is scored in SISR mode and with its reference, side by side (--mode both:
@@ -92,7 +97,8 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
                      mode=m_name, save_images=save_images, use_ema=use_ema, device=device,
                      tile=tile, overlap=overlap, max_images=max_images, pictures=pictures,
                      progress=True, arch=arch, ref_source=ref_source, pad=pad,
-                     on_plan=plan, on_estimate=estimate, search_window=window)
+                     on_plan=plan, on_estimate=estimate, search_window=window,
+                     lpips_weights=lpips_weights)
         meta = m["meta"]
         if not lines:
             lines.append(f"x{meta['scale']} on {meta['n_images']} {split} images (8-bit RGB, no crop; "
@@ -100,6 +106,9 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
             lines.append(f"  {'bicubic':<22} PSNR {m['bicubic']['psnr']:.3f} dB  SSIM {m['bicubic']['ssim']:.4f}")
         lines.append(f"  {meta['label']:<22} PSNR {m['model']['psnr']:.3f} dB  SSIM {m['model']['ssim']:.4f}"
                      f"  (written: {out_dir})")
+        for net, v in m["lpips"].items():
+            lines.append(f"  LPIPS {net}: " + (f"model {v['model']:.4f}  bicubic {v['bicubic']:.4f}"
+                                             if isinstance(v, dict) else v))
     click.echo("\n".join(lines))
 
 

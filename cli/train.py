@@ -67,16 +67,22 @@ def _opt(*decls: str, **kw):  # an option whose default is TrainConfig's, shown 
 @_opt("--amp/--no-amp", default=_D.amp, help="bf16 autocast on CUDA (CPU always fp32).")
 @_opt("--compile/--no-compile", default=_D.compile, help="torch.compile the model.")
 @_opt("--progress/--no-progress", default=_D.progress, help="tqdm progress bar.")
+@click.option("--adv-weight", type=float, default=None,
+              help="--arch srgan: weight of the adversarial loss [default: the paper's 1e-3; 0 = SRResNet].")
+@click.option("--vgg-weights", type=click.Path(dir_okay=False), default=None,
+              help="--arch srgan: torchvision vgg19 state dict for the VGG54 content loss "
+                   "[default: none, the pixel loss is the content loss and results are labelled so].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly from its last.pt.")
 @handle_errors
 def main(config_file: str | None, resume: bool, **flags) -> None:
-    """Train CWT-Net (or --arch bicubic|srcnn|edsr|rcan) on an MLCamSR store.
+    """Train CWT-Net (or a baseline: --arch srcnn|srgan|edsr|rcan|mwcnn|swdnet|bicubic) on an MLCamSR store.
 
     \b
     Examples:
       cwtnet-train --zarr mlcamsr.zarr
       cwtnet-train --zarr mlcamsr.zarr --scale 4 --steps 20000 --out runs/x4
       cwtnet-train --out runs/x4 --resume
+      cwtnet-train --zarr mlcamsr.zarr --arch srgan --vgg-weights vgg19-dcbb9e9d.pth
       cwtnet-train --zarr mlcamsr.zarr --config ablation.yaml --steps 1000
       torchrun --nproc-per-node 2 -m cli.train --zarr mlcamsr.zarr --out runs/ddp
     """

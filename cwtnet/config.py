@@ -27,6 +27,9 @@ from cwtnet.model import model_options as map_model_options
 from mlcamsr.errors import InputError
 from mlcamsr.triplets import DATASET_SCALES, REF_SOURCES
 
+DEFAULT_ADV_WEIGHT: dict[str, float] = {"srgan": 1e-3}
+"""Adversarial weight per arch when ``adv_weight`` is unset (SRGAN: the paper's 1e-3)."""
+
 
 @dataclass
 class TrainConfig:
@@ -77,6 +80,11 @@ class TrainConfig:
         compile (bool): ``torch.compile`` the model. Default: False.
         progress (bool): Show a tqdm progress bar. Default: True.
         tensorboard (bool): Write TensorBoard events when tensorboard is installed.
+        adv_weight (float | None): SRGAN's adversarial weight (``--arch srgan`` only); ``None`` =
+            the paper's 1e-3, 0 = the SRResNet generator alone (``cwtnet.adversarial``).
+        vgg_weights (str | None): torchvision ``vgg19`` state dict for SRGAN's VGG54 content
+            loss; ``None`` = the pixel loss as content loss (labelled so in every table).
+        d_lr (float): Adam learning rate of SRGAN's discriminator. Default: 1e-4.
     """
 
     store: str = "mlcamsr.zarr"
@@ -116,6 +124,13 @@ class TrainConfig:
     compile: bool = False
     progress: bool = True
     tensorboard: bool = True
+    adv_weight: float | None = None
+    vgg_weights: str | None = None
+    d_lr: float = 1e-4
+
+    def adversarial_weight(self) -> float:
+        """The adversarial weight in effect: ``adv_weight``, or the arch's default (SRGAN 1e-3, else 0)."""
+        return float(self.adv_weight) if self.adv_weight is not None else DEFAULT_ADV_WEIGHT.get(self.arch, 0.0)
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ``InputError`` naming the option and the fix."""
@@ -155,8 +170,20 @@ class TrainConfig:
             raise InputError("--ema-decay must be in [0, 1)")
         if self.lr <= 0:
             raise InputError("--lr must be positive")
+        self._check_adversarial()
         self._check_loss_and_model_options()
         return self
+
+    def _check_adversarial(self) -> None:
+        """SRGAN options: only for ``--arch srgan``; the VGG19 file is checked by the trainer."""
+        if self.arch != "srgan" and (self.adv_weight or self.vgg_weights):
+            raise InputError(f"--adv-weight / --vgg-weights apply to --arch srgan only, not {self.arch}")
+        if self.adversarial_weight() < 0:
+            raise InputError("--adv-weight must be >= 0 (0 = the SRResNet generator alone)")
+        if self.vgg_weights and not Path(self.vgg_weights).is_file():
+            raise InputError(f"--vgg-weights {self.vgg_weights}: no such file; give a torchvision vgg19 state dict")
+        if self.d_lr <= 0:
+            raise InputError("d_lr (the discriminator's learning rate) must be positive")
 
     def _check_loss_and_model_options(self) -> None:
         """Refuse bad ``loss`` / ``model_options`` entries in one line, before a run directory

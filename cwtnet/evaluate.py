@@ -38,9 +38,11 @@ from tqdm import tqdm
 
 from cwtnet.checkpoint import load_checkpoint, load_model
 from cwtnet.choices import EVAL_MODES
+from cwtnet.config import DEFAULT_ADV_WEIGHT
 from cwtnet.data import check_store
 from cwtnet.infer import tile_starts, tiled_sr
-from cwtnet.metrics import psnr, ssim, tensor_to_uint8
+from cwtnet.lpips import NETS as LPIPS_NETS
+from cwtnet.metrics import lpips_score, lpips_status, psnr, ssim, tensor_to_uint8
 from cwtnet.model import SEARCH_WINDOW_KEEP, apply_search_window, has_trainable_params
 from cwtnet.report import table_i
 from cwtnet.runtime import resolve_device
@@ -175,9 +177,18 @@ def side_by_side(panels: list[tuple[np.ndarray, str]], path: Path, *, crop: int 
     canvas.save(path)
 
 
-def _label(arch: str, mode: str) -> str:
-    name = {"cwtnet": "CWT-Net", "edsr": "EDSR", "rcan": "RCAN", "srcnn": "SRCNN",
-            "bicubic": "bicubic"}.get(arch, arch)
+def _label(arch: str, mode: str, config: dict[str, Any] | None = None) -> str:
+    """Table label of ``arch``; SRGAN says how it was trained (``config``: the run's TrainConfig dict)."""
+    name = {"cwtnet": "CWT-Net", "edsr": "EDSR", "rcan": "RCAN", "srcnn": "SRCNN", "srgan": "SRGAN",
+            "mwcnn": "MWCNN", "swdnet": "SWD-Net", "bicubic": "bicubic"}.get(arch, arch)
+    if arch == "srgan":
+        cfg = config or {}
+        # no adv_weight key: a run from before the option, trained without the discriminator
+        weight = cfg.get("adv_weight", 0.0)
+        if (DEFAULT_ADV_WEIGHT["srgan"] if weight is None else float(weight)) == 0:
+            return "SRGAN generator (SRResNet, pixel loss, no adversarial step)"
+        if not cfg.get("vgg_weights"):
+            return "SRGAN (pixel content loss: no VGG19 weights)"
     return f"{name} ({mode})" if arch == "cwtnet" else name
 
 
@@ -192,11 +203,16 @@ def evaluate(
     use_ema: bool = True, device: str = "auto", tile: int | None = None, overlap: int = 16,
     max_images: int | None = None, pictures: int = 6, progress: bool = False,
     arch: str | None = None, ref_source: str | None = None, pad: int = EVAL_PAD,
+    lpips_weights: str | None = None,
     on_plan: Callable[[dict[str, Any]], None] | None = None,
     on_estimate: Callable[[float, float], None] | None = None,
     search_window: int | None | str = SEARCH_WINDOW_KEEP,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` and bicubic on the whole patches of ``split``; write the outputs.
+
+    LPIPS (AlexNet and VGG, Table III) is added per image and in ``metrics["lpips"]`` when
+    its weights are on disk (``lpips_weights`` folder or the default places, see
+    :mod:`cwtnet.lpips`); otherwise ``metrics["lpips"][net]`` is the ``unavailable: ...`` reason.
 
     ``tile=None``: untiled when the LR patch is at most 256 px, else 128-px tiles
     (overlap ``overlap``). ``ref_source``: the reference the model is scored with;
@@ -243,7 +259,8 @@ def evaluate(
     table = st.table
     n = len(ds) if not max_images else min(len(ds), max_images)
     rows: list[dict[str, Any]] = []
-    label = _label(arch, mode)
+    lpips_nets = {net: lpips_status(net, lpips_weights) for net in LPIPS_NETS}
+    label = _label(arch, mode, ckpt.get("config"))
     if on_plan is not None:
         n_tiles = 1 if tile is None or tile >= lr_side else len(tile_starts(lr_side, tile, overlap)) ** 2
         on_plan({"images": n, "gt_px": lr_side * scale, "lr_px": lr_side, "tiles": n_tiles, "tile": tile,
@@ -263,6 +280,10 @@ def evaluate(
                    "label": str(trow.get("label", ""))}
             row.update({k: fm[k] for k in FIGURES})
             row.update({f"bicubic_{k}": fb[k] for k in FIGURES})
+            for net, status in lpips_nets.items():
+                if status == "ok":
+                    row[f"lpips_{net}"] = lpips_score(sr, gt, net, lpips_weights)
+                    row[f"bicubic_lpips_{net}"] = lpips_score(bic, gt, net, lpips_weights)
             rows.append(row)
             if i < pictures:
                 side_by_side([(bic, f"bicubic {fb['psnr']:.2f} dB"), (sr, f"{label} {fm['psnr']:.2f} dB"),
@@ -304,6 +325,8 @@ def evaluate(
                           "BasicSR crop_border=scale, RGB / BT.601 Y",
         },
     }
+    metrics["lpips"] = {net: ({"model": mean(f"lpips_{net}"), "bicubic": mean(f"bicubic_lpips_{net}")}
+                              if status == "ok" else status) for net, status in lpips_nets.items()}
     # BasicSR figures also under their own keys (``basicsr_rgb``, ``basicsr_y``).
     metrics["basicsr_rgb"] = {
         "model": {"psnr": metrics["model"]["psnr_rgb_crop"], "ssim": metrics["model"]["ssim_rgb_crop"]},
