@@ -550,7 +550,7 @@ def extract(
         StoreError: the store is locked, foreign, or made with other parameters.
     """
     from mlcamsr import __version__
-    from mlcamsr.store import LOCK_NAME, StoreLock, local_path, open_store
+    from mlcamsr.store import FORMAT_VERSION, LOCK_NAME, StoreLock, local_path, open_store
 
     t0 = time.perf_counter()
     specs = member_specs(int(size), float(base_mpp), float(base_mag), scales)
@@ -668,7 +668,7 @@ def extract(
                 raise StoreError(f"{out_s} is a Zarr store but not an MLCamSR one; choose another --out or --overwrite")
             store = open_store(out_s, mode="w")
             store.update_attrs(
-                format_version=1,
+                format_version=FORMAT_VERSION,
                 tool_version=__version__,
                 params=params,
                 params_hash=phash,
