@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "split": "cli.split:split",
     "sample-coords": "cli.sample_coords:sample_coords",
     "demo": "cli.demo:demo",
+    "verify": "cli.verify:verify",
 }
 
 
@@ -45,5 +46,6 @@ def main() -> None:
       mlcamsr synth --out slides/                 # or use your CAMELYON folder
       mlcamsr extract --slides slides/ --coords slides/coords.csv
       mlcamsr pyramid && mlcamsr split && mlcamsr info
+      mlcamsr verify                              # every chunk against its crc32c
       cwtnet-train --zarr mlcamsr.zarr
     """

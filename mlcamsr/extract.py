@@ -62,10 +62,11 @@ from mlcamsr.patches import (
     read_member,
 )
 from mlcamsr.qc import PAPER_RGB_MEAN, QCThresholds, evaluate
+from mlcamsr.verify import EXTRACT_RECORDS, damaged_shards, read_records, record_key
 
 __all__ = ["ExtractResult", "extract", "TASKS_PREFIX"]
 
-TASKS_PREFIX = "_extract/tasks/"
+TASKS_PREFIX = EXTRACT_RECORDS
 
 
 @dataclass
@@ -77,6 +78,7 @@ class ExtractResult:
         n_rows, n_kept, n_rejected, n_failed: table counts after the run.
         failures: ``(slide, row, reason)`` of every failed row.
         tasks_run, tasks_skipped: shards written now / found already done (resume).
+        repaired: shards found damaged by this rerun and written again.
         seconds: wall time of the run.
     """
 
@@ -89,6 +91,7 @@ class ExtractResult:
     tasks_run: int = 0
     tasks_skipped: int = 0
     seconds: float = 0.0
+    repaired: list[int] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -215,9 +218,9 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
             for name, img in images.items():
                 blocks[name][i] = img
     store = open_store(task["store"], mode="r+")
-    for name, block in blocks.items():
-        store.write_shard(name, start, block)
-    store.put_bytes(f"{TASKS_PREFIX}{task['shard']:06d}.json", json.dumps(records).encode())
+    written = {name: store.write_shard(name, start, block).as_dict() for name, block in blocks.items()}
+    record = {"rows": records, "shards": written}
+    store.put_bytes(record_key(TASKS_PREFIX, task["shard"]), json.dumps(record).encode())
     return records
 
 
@@ -657,10 +660,16 @@ def extract(
                     f"{out_s} was made with other parameters ({what}); use the same options, "
                     "another --out, or --overwrite to replace it"
                 )
+        repaired: list[int] = []
         if resume:
             store = existing
             assert store is not None
-            if store.attrs.get("complete") and store.has_table:
+            # what an earlier run wrote, read back: damaged shards lose their record and
+            # are written again below (`mlcamsr verify` lists the same ones)
+            repaired = sorted(damaged_shards(store, [s.name for s in specs], TASKS_PREFIX))
+            for k in repaired:
+                store.delete_key(record_key(TASKS_PREFIX, k))
+            if not repaired and store.attrs.get("complete") and _table_ok(store):
                 table = store.table
                 return _result(out_s, table, t0, tasks_run=0, tasks_skipped=-1)
         else:
@@ -689,12 +698,9 @@ def extract(
                 )
 
         # ---- tasks
-        done: dict[int, list[dict[str, Any]]] = {}
-        for key in store.list_prefix(TASKS_PREFIX):
-            k = int(key.rsplit("/", 1)[1].split(".")[0])
-            data = store.get_bytes(key)
-            if data is not None:
-                done[k] = json.loads(data)
+        done: dict[int, list[dict[str, Any]]] = {
+            k: rec["rows"] for k, rec in read_records(store, TASKS_PREFIX).items() if "rows" in rec
+        }
         token = phash[:8]
         tasks: list[dict[str, Any]] = []
         for k, start in enumerate(range(0, n, shard_rows)):
@@ -800,10 +806,21 @@ def extract(
             qc_summary=_summary(table, specs),
             complete=complete,
         )
-        return _result(out_s, table, t0, tasks_run=len(tasks), tasks_skipped=len(done) - len(tasks))
+        result = _result(out_s, table, t0, tasks_run=len(tasks), tasks_skipped=len(done) - len(tasks))
+        result.repaired = repaired
+        return result
     finally:
         if lock is not None:
             lock.release()
+
+
+def _table_ok(store: Any) -> bool:
+    """Whether the store's table reads and checks out (else a rerun rewrites it)."""
+    try:
+        store.table  # noqa: B018 - reading it is the check
+    except StoreError:
+        return False
+    return True
 
 
 def _params_diff(old: dict[str, Any], new: dict[str, Any]) -> str:

@@ -50,6 +50,7 @@ __all__ = [
     "store_get",
     "store_list_prefix",
     "store_set",
+    "store_size",
 ]
 
 EMPTY = np.iinfo(np.uint64).max
@@ -311,6 +312,14 @@ def store_get(store: Any, key: str) -> bytes | None:
 def store_set(store: Any, key: str, data: bytes) -> None:
     """Write ``data`` at ``key`` of zarr store ``store``."""
     sync(store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
+
+
+def store_size(store: Any, key: str) -> int | None:
+    """Size in bytes of ``key`` of zarr store ``store``, or ``None`` when absent."""
+    try:
+        return int(sync(store.getsize(key)))
+    except (FileNotFoundError, KeyError):
+        return None
 
 
 def store_delete(store: Any, key: str) -> None:

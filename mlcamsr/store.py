@@ -403,24 +403,46 @@ class Store:
     # -- the table -----------------------------------------------------------------
     @property
     def table(self) -> pd.DataFrame:
-        """The patch table (pandas DataFrame, one row per coords row, index 0..N-1)."""
+        """The patch table (pandas DataFrame, one row per coords row, index 0..N-1).
+
+        Raises:
+            StoreError: no table, or one that is cut short, damaged (its size or crc32c
+                differ from what :meth:`write_table` recorded) or not Parquet; one line
+                naming the file and the fix.
+        """
         data = self.get_bytes(TABLE_KEY)
         if data is None:
             raise StoreError(
                 f"{self.path} has no patch table yet (an unfinished extract?); rerun "
                 "`mlcamsr extract` with the same options to finish it"
             )
-        return pd.read_parquet(io.BytesIO(data))
+        where = f"{str(self.path).rstrip('/')}/{TABLE_KEY}"
+        fix = "rerun the same `mlcamsr extract` to rewrite it"
+        rec = self.attrs.get("table")
+        if isinstance(rec, dict) and (
+            rec.get("bytes") != len(data) or rec.get("crc32c") != _shards.crc32c(data)
+        ):
+            raise StoreError(
+                f"{where} is damaged ({len(data)} bytes, recorded {rec.get('bytes')}, crc32c "
+                f"differs); {fix}"
+            )
+        try:
+            return pd.read_parquet(io.BytesIO(data))
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad bytes
+            raise StoreError(f"{where} cannot be read ({_shards.first_line(exc)}); {fix}") from None
 
     @property
     def has_table(self) -> bool:
         return self.get_bytes(TABLE_KEY) is not None
 
     def write_table(self, df: pd.DataFrame) -> None:
-        """Replace the patch table atomically (Parquet bytes at ``table.parquet``)."""
+        """Replace the patch table atomically (Parquet bytes at ``table.parquet``) and
+        record its size and crc32c in the root attribute (``table``)."""
         buf = io.BytesIO()
         df.reset_index(drop=True).to_parquet(buf, index=False)
-        self.put_bytes(TABLE_KEY, buf.getvalue())
+        data = buf.getvalue()
+        self.put_bytes(TABLE_KEY, data)
+        self.update_attrs(table={"bytes": len(data), "crc32c": _shards.crc32c(data)})
 
     # -- locking -------------------------------------------------------------------
     def lock(self) -> StoreLock | _NoLock:
@@ -692,7 +714,8 @@ def store_summary(path_or_url: str | os.PathLike[str]) -> dict[str, Any]:
     ``counts`` (rows/kept/rejected/failed), ``n_slides``, ``members`` (name, size, mpp,
     scale, kind, sources, shape, chunk: inner chunk side in px, shard_rows), ``qc`` (kept rows: tissue and alignment figures),
     ``reasons`` (most common reasons of rows not kept), ``split`` (counts, when set),
-    ``size_bytes`` (local stores).
+    ``size_bytes`` (local stores). ``mlcamsr info`` adds ``integrity``
+    (:func:`mlcamsr.verify.store_info`).
     """
     s = open_store(path_or_url, "r")
     attrs = s.attrs
@@ -714,8 +737,12 @@ def store_summary(path_or_url: str | os.PathLike[str]) -> dict[str, Any]:
         members.append(info)
     out["members"] = members
     counts = {"rows": 0, "kept": 0, "rejected": 0, "failed": 0}
-    if s.has_table:
+    table_ok = True
+    try:
         t = s.table
+    except StoreError:
+        table_ok = False
+    if table_ok:
         counts["rows"] = len(t)
         for k in ("kept", "rejected", "failed"):
             counts[k] = int((t["status"] == k).sum())
