@@ -37,7 +37,7 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
     "Inputs and output": ["slides_dir", "coords_csv", "out", "annotations", "mpp", "backend"],
     "Members (what each patch holds)": ["size", "base_mpp", "base_mag", "scales", "allow_upsample"],
     "Quality control": ["min_tissue", "rgb_mean", "rgb_tol", "min_align_psnr"],
-    "Parallelism": ["workers", "processes", "scheduler", "cache_mb"],
+    "Parallelism": ["workers", "processes", "scheduler", "cache_mb", "dashboard"],
     "Store layout": ["shard_rows", "chunk", "zstd_level", "no_hash", "overwrite"],
 }))
 @click.option("--slides", "slides_dir", required=True, type=click.Path(file_okay=True),
@@ -90,12 +90,15 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
               help="Zstandard level of the (lossless) member arrays.")
 @click.option("--cache-mb", default=256, show_default=True, type=click.FloatRange(min=0),
               help="Per-worker cache of decoded slide blocks in MiB (0: off); pixels unchanged.")
+@click.option("--dashboard", is_flag=True,
+              help="Serve the local dask cluster's dashboard on 127.0.0.1:8787 (default: none; "
+              "nothing listens on a network interface).")
 @click.option("--no-hash", is_flag=True, help="Do not record each slide's sha256 (large collections).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
 def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, workers, processes, scheduler,
             backend, mpp, annotations, overwrite, allow_upsample, min_tissue, rgb_mean, rgb_tol,
-            min_align_psnr, shard_rows, chunk, zstd_level, cache_mb, no_hash, quiet) -> None:
+            min_align_psnr, shard_rows, chunk, zstd_level, cache_mb, dashboard, no_hash, quiet) -> None:
     """Extract aligned multi-scale patches (e.g. 40x/20x/10x) around each centre of --coords.
 
     Each member is read from a native pyramid level when its mpp is within 2 %, else
@@ -119,9 +122,11 @@ def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, worke
         annotations=annotations, overwrite=overwrite, allow_upsample=allow_upsample,
         min_tissue=min_tissue, rgb_mean=rgb_mean, rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
         shard_rows=shard_rows, zstd_level=zstd_level, chunk=chunk, cache_mb=cache_mb, hash_slides=not no_hash,
-        progress=not quiet,
+        progress=not quiet, dashboard=dashboard,
     )
     resumed = f", {res.tasks_skipped} shard(s) already done" if res.tasks_skipped else ""
+    if res.repaired:
+        resumed += f", {len(res.repaired)} damaged shard(s) rewritten"
     click.echo(
         f"{res.store}: {res.n_rows} rows: {res.n_kept} kept, {res.n_rejected} rejected, "
         f"{res.n_failed} failed ({res.seconds:.1f} s{resumed})"

@@ -409,8 +409,13 @@ def _run_tasks(
     workers: int,
     scheduler: str | None,
     processes: bool = False,
+    dashboard: bool = False,
 ) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]] | BaseException]]:
-    """Yield ``(task, records or exception)`` as tasks finish."""
+    """Yield ``(task, records or exception)`` as tasks finish.
+
+    A local cluster listens on no network interface: no dashboard unless ``dashboard``
+    (then on 127.0.0.1:8787, or a free port), and distributed's own HTTP endpoints (which
+    it always starts) on 127.0.0.1 at a free port; process workers talk over 127.0.0.1."""
     if not tasks:
         return
     if scheduler is None and workers <= 0:
@@ -443,22 +448,20 @@ def _run_tasks(
         # large numpy temporary into a fresh mmap (page faults): +50 % CPU per patch here.
         # Keep its one-thread BLAS settings, drop that one.
         environ = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
+        # dashboard_address=None alone still serves distributed's HTTP routes on 0.0.0.0:8787
+        http = "127.0.0.1:8787" if dashboard else "127.0.0.1:0"
+        loopback: dict[str, Any] = {
+            "dashboard_address": None,
+            "worker_dashboard_address": "127.0.0.1:0",
+            "scheduler_kwargs": {"dashboard": bool(dashboard), "dashboard_address": http},
+            "silence_logs": logging.ERROR,
+        }
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
             if not processes:  # one in-process worker with N threads: no start-up, one shared cache
-                cluster = LocalCluster(
-                    n_workers=1,
-                    threads_per_worker=workers,
-                    processes=False,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
-                )
+                cluster = LocalCluster(n_workers=1, threads_per_worker=workers, processes=False, **loopback)
             else:
                 cluster = LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
+                    n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", **loopback
                 )
         client = Client(cluster)
     try:
@@ -515,6 +518,7 @@ def extract(
     cache_mb: float = 256,
     processes: bool = False,
     progress: bool = True,
+    dashboard: bool = False,
 ) -> ExtractResult:
     """Extract aligned multi-scale patches from ``slides_dir`` at the centres in ``coords_csv``.
 
@@ -544,6 +548,8 @@ def extract(
         cache_mb: per-process cache of decoded slide blocks (MiB; 0 disables). Patches
             sharing pyramid tiles decode them once per worker; the pixels do not change.
         progress: show a progress bar (stderr).
+        dashboard: serve the local dask cluster's dashboard on 127.0.0.1 (default: none;
+            nothing listens on a network interface).
 
     Returns:
         :class:`ExtractResult`; ``result.exit_code`` is 1 when rows failed.
@@ -553,10 +559,29 @@ def extract(
         StoreError: the store is locked, foreign, or made with other parameters.
     """
     from mlcamsr import __version__
-    from mlcamsr.store import FORMAT_VERSION, LOCK_NAME, StoreLock, local_path, open_store
+    from mlcamsr.store import (
+        FORMAT_VERSION,
+        LOCK_NAME,
+        StoreLock,
+        local_path,
+        made_by_us,
+        open_store,
+    )
 
     t0 = time.perf_counter()
+    _check_numbers(
+        size=size, base_mpp=base_mpp, base_mag=base_mag, min_tissue=min_tissue, rgb_mean=rgb_mean,
+        rgb_tol=rgb_tol, min_align_psnr=min_align_psnr, cache_mb=cache_mb,
+    )
     specs = member_specs(int(size), float(base_mpp), float(base_mag), scales)
+    small = [s for s in specs if s.size < MIN_MEMBER_PX]
+    if small:
+        raise InputError(
+            f"--scales {','.join(map(str, scales))}: member {small[0].name} would be {small[0].size} px "
+            f"(--size {size} / {small[0].scale}); every member needs at least {MIN_MEMBER_PX} px"
+        )
+    if str(out).startswith("memory://"):
+        raise InputError(f"--out {out}: a memory:// store vanishes when the command ends; give a path or URL")
     if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
         raise InputError(f"--mpp {mpp}: give a positive um/px, e.g. 0.243")
     if backend not in ("auto", "openslide", "tiffslide"):
@@ -637,11 +662,15 @@ def extract(
         p = Path(out_s)
         if p.exists() and not p.is_dir():
             raise StoreError(f"--out {p} exists and is not a folder; choose another path")
-        if p.is_dir() and any(p.iterdir()) and not (p / "zarr.json").is_file():
-            only_lock = [c.name for c in p.iterdir()] == [LOCK_NAME]
-            if not only_lock:
-                raise StoreError(f"--out {p} is a non-empty folder that is not a store; choose another path")
-        p.mkdir(parents=True, exist_ok=True)
+        if made_by_us(p) is False:  # never written into, never replaced, even with --overwrite
+            raise StoreError(
+                f"--out {p} is not a store this tool made (a foreign Zarr store or other "
+                "files); it is never replaced: choose another --out"
+            )
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"--out {p}: cannot create the folder ({exc.strerror}); choose another path") from None
         lock = StoreLock(p / LOCK_NAME).acquire()
     try:
         existing = None
@@ -673,8 +702,10 @@ def extract(
                 table = store.table
                 return _result(out_s, table, t0, tasks_run=0, tasks_skipped=-1)
         else:
-            if not is_url and (Path(out_s) / "zarr.json").is_file() and existing is None and not overwrite:
-                raise StoreError(f"{out_s} is a Zarr store but not an MLCamSR one; choose another --out or --overwrite")
+            if is_url and made_by_us(out_s) is False:
+                raise StoreError(
+                    f"--out {out_s} is not a store this tool made; it is never replaced: choose another --out"
+                )
             store = open_store(out_s, mode="w")
             store.update_attrs(
                 format_version=FORMAT_VERSION,
@@ -746,7 +777,9 @@ def extract(
         bar = _progress_bar(n, progress, initial=n_done_rows)
         task_errors: dict[int, str] = {}
         try:
-            for t, res in _run_tasks(tasks, workers=int(workers), scheduler=scheduler, processes=processes):
+            for t, res in _run_tasks(
+                tasks, workers=int(workers), scheduler=scheduler, processes=processes, dashboard=dashboard
+            ):
                 if isinstance(res, BaseException):
                     # no record was written: a rerun retries exactly this shard
                     reason = f"task error: {_first_line(res)}"
@@ -812,6 +845,37 @@ def extract(
     finally:
         if lock is not None:
             lock.release()
+
+
+MIN_MEMBER_PX = 8
+"""Smallest member side (px) extract makes."""
+
+
+def _check_numbers(**options: Any) -> None:
+    """Every numeric option finite and in range (a NaN would switch QC off silently)."""
+
+    def bad(name: str, value: Any, want: str) -> InputError:
+        return InputError(f"--{name.replace('_', '-')} {value}: give {want}")
+
+    for name, value in options.items():
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        shown = ",".join(map(str, values))
+        try:
+            nums = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise bad(name, shown, "a number") from None
+        if not all(math.isfinite(v) for v in nums):
+            raise bad(name, shown, "finite numbers" if len(nums) > 1 else "a finite number")
+    if not 0 <= float(options["min_tissue"]) <= 1:
+        raise bad("min_tissue", options["min_tissue"], "a fraction in [0, 1]")
+    if len(options["rgb_mean"]) != 3 or not all(0 <= float(v) <= 1 for v in options["rgb_mean"]):
+        raise bad("rgb_mean", ",".join(map(str, options["rgb_mean"])), "three values in [0, 1], e.g. 0.7204,0.4298,0.6379")
+    for name in ("base_mpp", "base_mag", "size"):
+        if float(options[name]) <= 0:
+            raise bad(name, options[name], "a positive number")
+    for name in ("rgb_tol", "cache_mb"):
+        if float(options[name]) < 0:
+            raise bad(name, options[name], "a number >= 0")
 
 
 def _table_ok(store: Any) -> bool:

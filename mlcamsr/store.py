@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import pandas as pd
 import zarr
@@ -138,14 +139,22 @@ class StoreLock:
         return False
 
     def acquire(self) -> StoreLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.path.parent} ({exc.strerror}); choose a writable path") from None
         payload = json.dumps(
             {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         ).encode()
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+            except OSError as exc:
+                if not isinstance(exc, FileExistsError):
+                    raise StoreError(
+                        f"cannot take the writer lock {self.path} ({exc.strerror}: a read-only "
+                        "mount?); run writing commands where the store is writable"
+                    ) from None
                 info = self._read()
                 if not info and time.time() - self._mtime() < 5:
                     time.sleep(0.2)  # another writer is between create and write
@@ -628,15 +637,49 @@ def _writev_all(fd: int, bufs: list[bytes]) -> int:
     return done
 
 
+_WORK_DIRS = ("_extract", "_pyramid")
+
+
 def _clear_local(root: Path) -> None:
-    """Delete a local store's contents, keeping our lock file (we hold it)."""
+    """Delete what this tool made in a local store (root ``zarr.json``, the table, work
+    folders, Zarr arrays and groups), keeping our lock file (we hold it) and anything else
+    (a user's notes are not ours to delete)."""
     for child in root.iterdir():
         if child.name == LOCK_NAME:
             continue
         if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
+            if child.name in _WORK_DIRS or (child / "zarr.json").is_file():
+                shutil.rmtree(child)
+        elif child.name in ("zarr.json", TABLE_KEY):
             child.unlink()
+
+
+def made_by_us(path_or_url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> bool | None:
+    """Whether ``path_or_url`` holds a store this tool made (root ``zarr.json`` with the
+    ``mlcamsr`` attribute): ``True``; something else (a foreign Zarr store, other files):
+    ``False``; nothing there (absent, or an empty folder / only our lock): ``None``."""
+    target = local_path(path_or_url)
+    if not _is_url(target):
+        p = Path(target)
+        if not p.exists():
+            return None
+        if not p.is_dir():
+            return False
+        entries = [c.name for c in p.iterdir() if c.name != LOCK_NAME]
+        if not entries:
+            return None
+        try:
+            meta = json.loads((p / "zarr.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(meta, dict) and ATTR_KEY in (meta.get("attributes") or {})
+    try:
+        kwargs = {"storage_options": storage_options} if storage_options else {}
+        group = zarr.open_group(target, mode="r", zarr_format=3, **kwargs)
+    except Exception:  # noqa: BLE001 - nothing readable there (or not a group)
+        fs, _, paths = fsspec.get_fs_token_paths(target, storage_options=storage_options or {})
+        return False if fs.exists(paths[0]) and fs.ls(paths[0]) else None
+    return ATTR_KEY in group.attrs
 
 
 def open_store(
@@ -672,6 +715,11 @@ def open_store(
     if url and storage_options:
         kwargs["storage_options"] = storage_options
     target = str(path_or_url)
+    if mode == "w" and made_by_us(target, storage_options) is False:
+        raise StoreError(
+            f"{target} is not a store this tool made (a foreign Zarr store or other files); it "
+            "is never replaced: choose another --out, or move it away yourself"
+        )
     try:
         if mode == "w":
             if not url and Path(target).is_dir():

@@ -77,6 +77,10 @@ def test_verify_lists_damage_and_the_same_extract_repairs_exactly_it(clean, synt
     with pytest.raises(StoreError, match="member 20x row 14 is damaged .*crc32c"):
         TripletDataset(str(bad), split="all", scale=4, augment=False, full=True)[pos[14]]
     ds[pos[0]]  # an undamaged row reads
+    with pytest.raises(StoreError, match="member 40x row 4 is damaged"):
+        TripletDataset(str(bad), split="all", scale=2, augment=False, full=True, in_memory=True)
+    res = _run("preview", str(bad), "--out", str(tmp_path / "sheet.png"), "--rows", "5")
+    assert res.exit_code == 2 and "member 40x row 5 is damaged" in res.output
     info = _run("info", str(bad))
     assert "DAMAGED" in info.output and info.exit_code == 1
 
@@ -117,3 +121,27 @@ def test_a_flipped_table_byte_is_caught_by_its_recorded_crc(clean, tmp_path):
     with pytest.raises(StoreError, match="table.parquet is damaged"):
         open_store(bad).table  # noqa: B018
     assert not verify(bad).ok
+
+
+def test_overwrite_never_replaces_data_this_tool_did_not_make(synth_dir, tmp_path):
+    import zarr
+
+    foreign = tmp_path / "foreign.zarr"
+    zarr.open_group(foreign, mode="w").create_array("x", shape=(4,), dtype="uint8")
+    (foreign / "notes.txt").write_text("mine")
+    before = _files(foreign)
+    base = ["extract", "--slides", str(synth_dir), "--coords", str(synth_dir / "coords.csv"),
+            "--size", "64", "--workers", "0", "--quiet"]
+    for extra in ([], ["--overwrite"]):
+        res = _run(*base, "--out", str(foreign), *extra)
+        assert res.exit_code == 2 and "not a store this tool made" in res.output and "--overwrite" not in res.output
+    assert _files(foreign) == before
+    with pytest.raises(StoreError, match="not a store this tool made"):
+        open_store(foreign, "w")
+    # a store of ours is replaced, a file the user put inside it is not ours to delete
+    ours = tmp_path / "ours.zarr"
+    assert _run(*base, "--out", str(ours)).exit_code == 0
+    (ours / "notes.txt").write_text("mine")
+    assert _run(*base, "--out", str(ours), "--scales", "1,2", "--overwrite").exit_code == 0
+    assert open_store(ours).members == ["40x", "20x"] and (ours / "notes.txt").read_text() == "mine"
+    assert not (ours / "10x").exists()
