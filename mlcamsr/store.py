@@ -266,6 +266,7 @@ class Store:
         zstd_level: int = 1,
         chunk: int | None = None,
         overwrite: bool = False,
+        checksum: bool = True,
         **info: Any,
     ) -> zarr.Array:
         """Create (or replace) a member array ``uint8 (n, size, size, 3)`` and register it.
@@ -274,7 +275,8 @@ class Store:
         one chunk per patch), ``shard_rows`` whole patches per shard file (a shard's sides
         are ``size`` rounded up to a multiple of ``c``, as zarr requires), lossless
         ``BytesCodec + ZstdCodec(zstd_level) + Crc32cCodec`` (a checksum per inner chunk,
-        format version 2); unwritten slots read as 0. Writers must
+        format version 2; ``checksum=False`` gives the version-1 layout, for benchmarks);
+        unwritten slots read as 0. Writers must
         write whole shards (concurrent writes to one shard lose data). The chunk side is
         registered in the member's entry (``chunk``).
         """
@@ -290,7 +292,7 @@ class Store:
             chunks=(1, c, c, 3),
             shards=(shard, side, side, 3),
             serializer=BytesCodec(),
-            compressors=[ZstdCodec(level=int(zstd_level)), Crc32cCodec()],
+            compressors=[ZstdCodec(level=int(zstd_level))] + ([Crc32cCodec()] if checksum else []),
             fill_value=0,
             dimension_names=("row", "y", "x", "c"),
             config={"write_empty_chunks": False},

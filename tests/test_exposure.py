@@ -21,7 +21,7 @@ def _listening(pid: int) -> set[tuple[str, int]]:
         if link.startswith("socket:["):
             inodes.add(link[8:-1])
     out = set()
-    for table, width in (("tcp", 8), ("tcp6", 32)):
+    for table in ("tcp", "tcp6"):
         for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
             f = line.split()
             if f[3] == "0A" and f[9] in inodes:  # LISTEN
