@@ -248,6 +248,8 @@ def _open_slides(
     for name, path in paths.items():
         try:
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+            if size == 0 and path.is_dir():
+                raise InputError(f"slide {path} is a folder without files (a DICOM slide folder holds .dcm files)")
             if size == 0:
                 raise InputError(f"slide {path} is empty (0 bytes)")
             with open_slide(path, backend=backend) as r:

@@ -47,3 +47,51 @@ def test_a_lock_that_cannot_be_created_is_a_store_error():
         StoreLock(Path("/proc/self/mlcamsr.lock")).acquire()
     with pytest.raises(StoreError, match="cannot create /proc/nope"):
         StoreLock(Path("/proc/nope/mlcamsr.lock")).acquire()
+
+
+def test_a_row_with_an_extra_field_is_named_as_such(tmp_path):
+    from mlcamsr.coords import read_coords
+    from mlcamsr.errors import InputError
+
+    p = tmp_path / "c.csv"
+    p.write_text("slide,x,y\na.tif,1,2,extra\n")  # pandas shifted it: "y='extra' is not a number"
+    with pytest.raises(InputError, match=r"row 0 \(line 2\) has 4 fields, the header 3"):
+        read_coords(p)
+
+
+def test_a_slide_name_in_another_unicode_normalisation_says_so(tmp_path):
+    import unicodedata
+
+    import pandas as pd
+
+    from mlcamsr.coords import resolve_slides
+    from mlcamsr.errors import InputError
+
+    (tmp_path / unicodedata.normalize("NFC", "café.tif")).write_bytes(b"x")
+    df = pd.DataFrame({"slide": [unicodedata.normalize("NFD", "café.tif")]})
+    with pytest.raises(InputError, match="another Unicode normalisation"):
+        resolve_slides(df, tmp_path)
+
+
+def test_an_empty_folder_named_like_a_slide_is_not_called_0_bytes(tmp_path):
+    from mlcamsr.extract import extract
+
+    (tmp_path / "slides" / "dir.tif").mkdir(parents=True)
+    (tmp_path / "c.csv").write_text("slide,x,y\ndir.tif,100,100\n")
+    res = extract(tmp_path / "slides", tmp_path / "c.csv", tmp_path / "s.zarr", size=64, workers=0,
+                  progress=False, mpp=0.25)
+    assert res.exit_code == 1 and "folder without files" in res.failures[0][2]
+
+
+def test_split_ratio_preview_cell_and_sample_coords_size_limits(synth_dir, tmp_path):
+    from mlcamsr.errors import InputError
+    from mlcamsr.split import parse_ratio
+
+    with pytest.raises(InputError, match="less than 1/1e\\+06"):
+        parse_ratio("1e308:1e-308")
+    res = CliRunner().invoke(main, ["preview", str(tmp_path / "none.zarr"), "--cell", "100000",
+                                    "--out", str(tmp_path / "p.png")])
+    assert res.exit_code == 2 and "--cell" in res.output  # was: OOM-killed
+    res = CliRunner().invoke(main, ["sample-coords", "--slides", str(synth_dir), "--n", "4", "--size",
+                                    "100000", "--out", str(tmp_path / "c.csv"), "--no-progress"])
+    assert res.exit_code == 1 and "no centre fits" in res.output  # was: 0 centres, rc 0
