@@ -264,7 +264,7 @@ class TripletDataset(Dataset):
     def _load_memory(self, handle: Any) -> dict[str, np.ndarray]:
         mem: dict[str, np.ndarray] = {}
         order = np.argsort(self.indices)
-        for mname in {self.gt_member, self.ref_member} - {None}:
+        for mname in {m for m in (self.gt_member, self.ref_member) if m is not None}:
             arr = handle.region_reader(mname)  # checked reads: damage is an error, never zeros
             out = np.empty((len(self.indices),) + tuple(arr.shape[1:]), dtype=np.uint8)
             for k in order:
@@ -288,7 +288,7 @@ class TripletDataset(Dataset):
             from mlcamsr.store import open_store
 
             handle = open_store(self.path, mode="r")
-            members = {self.gt_member, self.ref_member} - {None}
+            members = {m for m in (self.gt_member, self.ref_member) if m is not None}
             self._arrays = {m: handle.region_reader(m) for m in members}
             self._pid = pid
         return self._arrays

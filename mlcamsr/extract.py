@@ -1,14 +1,23 @@
 """The extract job: coords + slides -> an aligned, quality-checked, resumable Zarr store.
 
-Plan (driver, cheap, before anything is written):
+:func:`extract` runs these stages, each a function of this module:
 
-1. members from ``size``/``scales`` (:func:`mlcamsr.patches.member_specs`);
-2. the coords file (:func:`mlcamsr.coords.read_coords`) and its slides
+1. :func:`check_options`: members from ``size``/``scales``
+   (:func:`mlcamsr.patches.member_specs`), QC thresholds, inner chunk side;
+2. :func:`plan_rows`: the coords file (:func:`mlcamsr.coords.read_coords`) and its slides
    (:func:`mlcamsr.coords.resolve_slides`): file-level problems are ``InputError`` (exit 2);
-3. every slide opened once for its geometry: an unreadable slide (zero bytes, truncated,
+   every slide opened once for its geometry: an unreadable slide (zero bytes, truncated,
    not a slide) makes its rows ``failed`` and the run goes on (exit 1); a slide without
    mpp and no override, or one that would need upsampling, is refused (exit 2);
-4. every row planned: a square that leaves the slide makes that row ``failed``.
+   every row planned: a square that leaves the slide makes that row ``failed``;
+   rows labelled from the annotations;
+3. :func:`open_or_create_store` (under the store's lock): resume, refuse or create;
+4. :func:`make_tasks`: one task per shard not yet done (:func:`done_records`);
+5. :func:`execute_tasks` runs them (:func:`run_task` each) while :class:`SlideHasher`
+   hashes the slides;
+6. :func:`build_table` and :func:`finish_store`: the table and attributes, ``complete``.
+
+Stages 1-2 are cheap and write nothing.
 
 Layout: every member is ``(N, size, size, 3)`` in shards of ``shard_rows`` whole patches
 with inner chunks of ``min(chunk, member size)`` px (default ``chunk`` 256 when the finest
@@ -20,8 +29,12 @@ Work: rows are cut into shards of ``shard_rows`` consecutive rows; one task per 
 reads its rows (each worker process keeps its slides open), runs QC
 (:mod:`mlcamsr.qc`), writes the whole shard of every member in one write (zeros for
 rows not kept, so a rerun never leaves stale pixels), then writes a small JSON record
-``_extract/tasks/<k>.json``. Resume = skip the shards that have a record; the table is
-assembled from the records in row order, so a resumed store equals an uninterrupted one.
+``_extract/tasks/<k>.json`` (the rows' QC records, and the size and crc32c of every shard
+file written, :mod:`mlcamsr.verify`). Resume = skip the shards that have a record; the
+table is assembled from the records in row order, so a resumed store equals an
+uninterrupted one. Repair = a rerun first reads back every recorded shard
+(:func:`mlcamsr.verify.damaged_shards`) and drops the record of a damaged one, so it is
+written again: exactly what ``mlcamsr verify`` lists, and the result equals a clean run.
 Tasks run serially (``workers=0``), on a local dask cluster (``workers=N`` threads of one
 in-process worker by default, or N processes with ``processes=True``) or on a running
 dask.distributed cluster (``scheduler=ADDRESS``; its
@@ -39,6 +52,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -49,6 +63,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlcamsr import __version__
+from mlcamsr.annotations import load_for_slide, require_xml
 from mlcamsr.coords import read_coords, resolve_slides
 from mlcamsr.errors import InputError, StoreError
 from mlcamsr.patches import (
@@ -61,10 +77,38 @@ from mlcamsr.patches import (
     plan_member,
     read_member,
 )
-from mlcamsr.qc import PAPER_RGB_MEAN, QCThresholds, evaluate
+from mlcamsr.qc import PAPER_RGB_MEAN, QCThresholds, check_patch
+from mlcamsr.slides import BACKENDS, SlideReader, open_slide
+from mlcamsr.store import (
+    FORMAT_VERSION,
+    LOCK_NAME,
+    Store,
+    StoreLock,
+    default_chunk,
+    local_path,
+    made_by_us,
+    member_chunk,
+    open_store,
+)
 from mlcamsr.verify import EXTRACT_RECORDS, damaged_shards, read_records, record_key
 
-__all__ = ["ExtractResult", "extract", "TASKS_PREFIX"]
+__all__ = [
+    "ExtractPlan",
+    "ExtractResult",
+    "SlideHasher",
+    "TASKS_PREFIX",
+    "build_table",
+    "check_options",
+    "done_records",
+    "drop_damaged",
+    "execute_tasks",
+    "extract",
+    "finish_store",
+    "make_tasks",
+    "open_or_create_store",
+    "plan_rows",
+    "run_task",
+]
 
 TASKS_PREFIX = EXTRACT_RECORDS
 
@@ -101,23 +145,19 @@ class ExtractResult:
 
 # ----------------------------------------------------------------------------- workers
 
-_READERS: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
-_READERS_LOCK = __import__("threading").Lock()
+_READERS: OrderedDict[tuple[str, str, int], SlideReader] = OrderedDict()
+_READERS_LOCK = threading.Lock()
 _MAX_OPEN = 8
 
 
-def _reader(path: str, backend: str) -> Any:
+def _reader(path: str, backend: str) -> SlideReader:
     """The slide reader of this process and thread (opened once, never pickled)."""
-    import threading
-
     key = (path, backend, threading.get_ident())
     with _READERS_LOCK:
         r = _READERS.get(key)
         if r is not None:
             _READERS.move_to_end(key)
             return r
-    from mlcamsr.slides import open_slide
-
     r = open_slide(path, backend=backend)
     with _READERS_LOCK:
         _READERS[key] = r
@@ -168,8 +208,6 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
     their slide path, geometry and planned failure, the member specs and thresholds.
     Returns the record (one dict per row of the shard).
     """
-    from mlcamsr.store import open_store
-
     specs: list[MemberSpec] = task["specs"]
     th: QCThresholds = task["thresholds"]
     start, stop = task["start"], task["stop"]
@@ -204,7 +242,7 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
         except Exception as exc:  # noqa: BLE001 - a read error fails this row only
             rec["reason"] = f"read error: {_first_line(exc)}"
             continue
-        qc = evaluate(images, order, th)
+        qc = check_patch(images, order, th)
         rec.update(
             status="kept" if qc.ok else "rejected",
             reason=qc.reason,
@@ -239,8 +277,6 @@ def _open_slides(
     mpp: float | None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Open each slide once: ``(info, failed)`` by name; raise for slides without mpp."""
-    from mlcamsr.slides import open_slide
-
     info: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
     no_mpp: list[str] = []
@@ -361,8 +397,6 @@ def _labels(
     ann_dir = Path(annotations)
     if not ann_dir.is_dir():
         raise InputError(f"--annotations {ann_dir} is not a folder; give the folder of ASAP XML files")
-    from mlcamsr.annotations import load_for_slide, require_xml
-
     require_xml(ann_dir)
 
     for slide, idx in df.groupby("slide", sort=False).indices.items():
@@ -493,6 +527,440 @@ def _restore_environ(before: dict[str, str]) -> None:
             os.environ[key] = value
 
 
+@dataclass
+class ExtractPlan:
+    """What the driver knows before anything is written (stage 2, :func:`plan_rows`).
+
+    Attributes:
+        coords: the coords table (:func:`mlcamsr.coords.read_coords`), one row per patch.
+        extra: the coords file's own extra columns, copied into the store table.
+        paths: slide name -> file (or DICOM folder).
+        slides: name -> metadata of every slide that opened (its ``geometry`` included).
+        failed_slides: name -> reason, for slides that did not open (their rows fail).
+        pre_fail: row -> reason, for rows failed before any read.
+        labels, tumor_frac: per-row label and tumour fraction (NaN without annotations).
+    """
+
+    coords: pd.DataFrame
+    extra: list[str]
+    paths: dict[str, Path]
+    slides: dict[str, dict[str, Any]]
+    failed_slides: dict[str, str]
+    pre_fail: dict[int, str]
+    labels: np.ndarray
+    tumor_frac: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Number of rows (patches) of the run."""
+        return len(self.coords)
+
+
+def check_options(
+    *,
+    size: int,
+    base_mpp: float,
+    base_mag: float,
+    scales: Sequence[int],
+    backend: str,
+    mpp: float | None,
+    shard_rows: int,
+    chunk: int | None,
+    min_tissue: float,
+    rgb_mean: Sequence[float],
+    rgb_tol: float,
+    min_align_psnr: float,
+    cache_mb: float = 0.0,
+) -> tuple[list[MemberSpec], QCThresholds, int]:
+    """Stage 1: the members, QC thresholds and inner chunk side (px) of a run, or InputError
+    (every number finite and in range: a NaN threshold would switch QC off silently)."""
+    _check_numbers(
+        size=size, base_mpp=base_mpp, base_mag=base_mag, min_tissue=min_tissue, rgb_mean=rgb_mean,
+        rgb_tol=rgb_tol, min_align_psnr=min_align_psnr, cache_mb=cache_mb,
+    )
+    specs = member_specs(int(size), float(base_mpp), float(base_mag), scales)
+    small = [s for s in specs if s.size < MIN_MEMBER_PX]
+    if small:
+        raise InputError(
+            f"--scales {','.join(map(str, scales))}: member {small[0].name} would be {small[0].size} px "
+            f"(--size {size} / {small[0].scale}); every member needs at least {MIN_MEMBER_PX} px"
+        )
+    if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
+        raise InputError(f"--mpp {mpp}: give a positive um/px, e.g. 0.243")
+    if backend not in BACKENDS:
+        raise InputError(f"--backend {backend}: choose {', '.join(BACKENDS)}")
+    if shard_rows < 1:
+        raise InputError(f"--shard-rows {shard_rows}: give at least 1")
+    if chunk is not None and int(chunk) < 16:
+        raise InputError(
+            f"--chunk {chunk}: give an inner chunk side of at least 16 px (default 256; "
+            f"{int(size)} = one chunk per patch)"
+        )
+    chunk_px = member_chunk(default_chunk(size) if chunk is None else int(chunk), int(size))
+    th = QCThresholds(
+        min_tissue=float(min_tissue),
+        rgb_mean=tuple(float(v) for v in rgb_mean),  # type: ignore[arg-type]
+        rgb_tol=float(rgb_tol),
+        min_align_psnr=float(min_align_psnr),
+    )
+    if len(th.rgb_mean) != 3:
+        raise InputError(f"--rgb-mean {rgb_mean}: give three values in [0, 1], e.g. "
+                         f"{','.join(f'{v:g}' for v in PAPER_RGB_MEAN)}")
+    return specs, th, chunk_px
+
+
+MIN_MEMBER_PX = 8
+"""Smallest member side (px) extract makes."""
+
+
+def _check_numbers(**options: Any) -> None:
+    """Every numeric option finite and in range (a NaN would switch QC off silently)."""
+
+    def bad(name: str, value: Any, want: str) -> InputError:
+        return InputError(f"--{name.replace('_', '-')} {value}: give {want}")
+
+    for name, value in options.items():
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        shown = ",".join(map(str, values))
+        try:
+            nums = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise bad(name, shown, "a number") from None
+        if not all(math.isfinite(v) for v in nums):
+            raise bad(name, shown, "finite numbers" if len(nums) > 1 else "a finite number")
+    if not 0 <= float(options["min_tissue"]) <= 1:
+        raise bad("min_tissue", options["min_tissue"], "a fraction in [0, 1]")
+    if len(options["rgb_mean"]) != 3 or not all(0 <= float(v) <= 1 for v in options["rgb_mean"]):
+        shown = ",".join(map(str, options["rgb_mean"]))
+        raise bad("rgb_mean", shown, "three values in [0, 1], e.g. 0.7204,0.4298,0.6379")
+    for name in ("base_mpp", "base_mag", "size"):
+        if float(options[name]) <= 0:
+            raise bad(name, options[name], "a positive number")
+    for name in ("rgb_tol", "cache_mb"):
+        if float(options[name]) < 0:
+            raise bad(name, options[name], "a number >= 0")
+
+
+def plan_rows(
+    slides_dir: str | os.PathLike[str],
+    coords_csv: str | os.PathLike[str],
+    specs: Sequence[MemberSpec],
+    *,
+    backend: str,
+    mpp: float | None,
+    allow_upsample: bool,
+    annotations: str | os.PathLike[str] | None,
+) -> ExtractPlan:
+    """Stage 2: read the coords, open every slide once, plan every row, label the rows.
+
+    File-level problems raise InputError (nothing is written yet); an unreadable slide or
+    a square outside its slide only fails the rows concerned (``pre_fail``).
+    """
+    df = read_coords(coords_csv)
+    original_cols = list(pd.read_csv(coords_csv, nrows=0).columns.str.strip())
+    extra = [c for c in original_cols if c not in ("slide", "x", "y", "label")]
+    paths = resolve_slides(df, slides_dir)
+    slides, failed_slides = _open_slides(df, paths, backend=backend, mpp=mpp)
+    for name, meta in slides.items():
+        for s in specs:
+            try:
+                choose_level(meta["geometry"], s.mpp, allow_upsample=allow_upsample)
+            except InputError as exc:
+                raise InputError(f"slide {name}: {exc}") from None
+    pre_fail = _plan_failures(df, slides, failed_slides, specs, allow_upsample=allow_upsample)
+    half_widths = {
+        name: specs[0].size * specs[0].mpp / meta["geometry"].mpp[0] / 2.0 for name, meta in slides.items()
+    }
+    labels, tumor = _labels(df, annotations, half_widths)
+    return ExtractPlan(df, extra, paths, slides, failed_slides, pre_fail, labels, tumor)
+
+
+def _plan_failures(
+    df: pd.DataFrame,
+    slides: dict[str, dict[str, Any]],
+    failed_slides: dict[str, str],
+    specs: Sequence[MemberSpec],
+    *,
+    allow_upsample: bool,
+) -> dict[int, str]:
+    """Row -> reason for the rows that fail before any read (slide unreadable, square outside)."""
+    pre_fail: dict[int, str] = {}
+    xs, ys = df["x"].to_numpy(dtype=np.float64), df["y"].to_numpy(dtype=np.float64)
+    for i, slide in enumerate(df["slide"]):
+        if slide in failed_slides:
+            pre_fail[i] = failed_slides[slide]
+            continue
+        geo = slides[slide]["geometry"]
+        try:
+            for s in specs:
+                plan_member(geo, xs[i], ys[i], s, allow_upsample=allow_upsample)
+        except SquareOutside as exc:
+            pre_fail[i] = str(exc)
+    return pre_fail
+
+
+def _lock_out(out: str) -> StoreLock | None:
+    """Refuse an ``out`` folder that is not a store, then take its lock (None for URLs)."""
+    if "://" in out:
+        return None
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise StoreError(f"--out {p} exists and is not a folder; choose another path")
+    if made_by_us(p) is False:  # never written into, never replaced, even with --overwrite
+        raise StoreError(
+            f"--out {p} is not a store this tool made (a foreign Zarr store or other "
+            "files); it is never replaced: choose another --out"
+        )
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"--out {p}: cannot create the folder ({exc.strerror}); choose another path") from None
+    return StoreLock(p / LOCK_NAME).acquire()
+
+
+def open_or_create_store(
+    out: str,
+    params: dict[str, Any],
+    specs: Sequence[MemberSpec],
+    *,
+    overwrite: bool,
+) -> tuple[Store, bool]:
+    """Stage 3: ``(store, resumed)``: resume a store made with the same ``params``, refuse
+    one made with others (unless ``overwrite``) or anything this tool did not make (even
+    with ``overwrite``), else create it with empty members. The caller holds the lock."""
+    phash = _params_hash(params)
+    try:
+        existing: Store | None = open_store(out, mode="r+")
+    except StoreError:
+        existing = None
+    if existing is not None:
+        old = existing.attrs
+        if old.get("params_hash") == phash:
+            return existing, True
+        if not overwrite:
+            what = _params_diff(old.get("params", {}), params)
+            raise StoreError(
+                f"{out} was made with other parameters ({what}); use the same options, "
+                "another --out, or --overwrite to replace it"
+            )
+    if existing is None and made_by_us(out) is False:
+        raise StoreError(f"--out {out} is not a store this tool made; it is never replaced: choose another --out")
+    store = open_store(out, mode="w")
+    store.update_attrs(
+        format_version=FORMAT_VERSION,
+        tool_version=__version__,
+        params=params,
+        params_hash=phash,
+        complete=False,
+    )
+    for s in specs:
+        store.create_member(
+            s.name,
+            n=int(params["n_rows"]),
+            size=s.size,
+            mpp=s.mpp,
+            scale=s.scale,
+            mag=s.mag,
+            kind="real",
+            shard_rows=int(params["shard_rows"]),
+            zstd_level=int(params["zstd_level"]),
+            chunk=int(params["chunk"]),
+        )
+    return store, False
+
+
+def done_records(store: Store) -> dict[int, list[dict[str, Any]]]:
+    """Shard -> its row records, for every shard an earlier run finished (resume)."""
+    return {k: rec["rows"] for k, rec in read_records(store, TASKS_PREFIX).items() if "rows" in rec}
+
+
+def drop_damaged(store: Store, specs: Sequence[MemberSpec]) -> list[int]:
+    """Stage 3b: read back what earlier runs wrote; the shards found damaged lose their
+    record (so :func:`make_tasks` writes them again). Returns those shards, sorted."""
+    damaged = sorted(damaged_shards(store, [s.name for s in specs], TASKS_PREFIX))
+    for k in damaged:
+        store.delete_key(record_key(TASKS_PREFIX, k))
+    return damaged
+
+
+def _table_ok(store: Store) -> bool:
+    """Whether the store's table reads and checks out (else a rerun rewrites it)."""
+    try:
+        store.table  # noqa: B018 - reading it is the check
+    except StoreError:
+        return False
+    return True
+
+
+def make_tasks(
+    plan: ExtractPlan,
+    specs: Sequence[MemberSpec],
+    th: QCThresholds,
+    *,
+    store: str,
+    skip: Iterable[int],
+    shard_rows: int,
+    backend: str,
+    allow_upsample: bool,
+    token: str,
+    cache_mb: float,
+) -> list[dict[str, Any]]:
+    """Stage 4: one picklable task (see :func:`run_task`) per shard of ``shard_rows`` rows,
+    leaving out the shards in ``skip`` (done by an earlier run)."""
+    skip = set(skip)
+    df, n = plan.coords, plan.n
+    xs, ys = df["x"].to_numpy(dtype=np.float64), df["y"].to_numpy(dtype=np.float64)
+    tasks: list[dict[str, Any]] = []
+    for k, start in enumerate(range(0, n, shard_rows)):
+        if k in skip:
+            continue
+        stop = min(start + shard_rows, n)
+        rows = []
+        for i in range(start, stop):
+            slide = df["slide"].iat[i]
+            row: dict[str, Any] = {"row": i, "x": float(xs[i]), "y": float(ys[i]), "fail": plan.pre_fail.get(i, "")}
+            if not row["fail"]:
+                row["path"] = str(plan.paths[slide])
+                row["geometry"] = plan.slides[slide]["geometry"]
+            rows.append(row)
+        tasks.append(
+            {
+                "store": store,
+                "shard": k,
+                "start": start,
+                "stop": stop,
+                "rows": rows,
+                "specs": list(specs),
+                "thresholds": th,
+                "backend": backend,
+                "allow_upsample": bool(allow_upsample),
+                "token": token,
+                "cache_mb": float(cache_mb),
+            }
+        )
+    return tasks
+
+
+class SlideHasher:
+    """sha256 of every slide in a background thread while the tasks run (hashlib releases
+    the GIL). ``start()`` then ``join()`` -> name -> ``(hex digest, bytes read)``."""
+
+    def __init__(self, paths: dict[str, Path], enabled: bool = True) -> None:
+        self.paths = paths
+        self.hashes: dict[str, tuple[str, int]] = {}
+        self._thread: threading.Thread | None = None
+        self.enabled = enabled
+
+    def start(self) -> SlideHasher:
+        if self.enabled:
+            self._thread = threading.Thread(target=self._run, name="mlcamsr-sha256", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        for name, path in self.paths.items():
+            self.hashes[name] = _sha256(str(path))
+
+    def join(self) -> dict[str, tuple[str, int]]:
+        if self._thread is not None:
+            self._thread.join()
+        return self.hashes
+
+
+def execute_tasks(
+    tasks: list[dict[str, Any]],
+    done: dict[int, list[dict[str, Any]]],
+    *,
+    n_rows: int,
+    workers: int,
+    scheduler: str | None,
+    processes: bool,
+    progress: bool,
+    dashboard: bool = False,
+) -> dict[int, str]:
+    """Stage 5: run ``tasks``, adding each shard's records to ``done``; returns shard ->
+    reason for the tasks that raised (their rows are ``failed``; no record was written,
+    so a rerun retries exactly those shards)."""
+    bar = _progress_bar(n_rows, progress, initial=sum(len(v) for v in done.values()))
+    task_errors: dict[int, str] = {}
+    try:
+        for t, res in _run_tasks(
+            tasks, workers=int(workers), scheduler=scheduler, processes=processes, dashboard=dashboard
+        ):
+            if isinstance(res, BaseException):
+                reason = f"task error: {_first_line(res)}"
+                task_errors[t["shard"]] = reason
+                res = [{"row": r["row"], "status": "failed", "reason": reason} for r in t["rows"]]
+            done[t["shard"]] = res
+            bar.update(len(res))
+    finally:
+        bar.close()
+        BLOCK_CACHE.clear()  # serial/thread runs filled this process's cache
+        _close_readers()
+    return task_errors
+
+
+def build_table(plan: ExtractPlan, done: dict[int, list[dict[str, Any]]], specs: Sequence[MemberSpec]) -> pd.DataFrame:
+    """Stage 6: the store table from the shard records, in row order (resume-independent)."""
+    records: dict[int, dict[str, Any]] = {}
+    for recs in done.values():
+        for rec in recs:
+            records[int(rec["row"])] = rec
+    return _make_table(plan.coords, records, specs, plan.extra, plan.tumor_frac, plan.labels)
+
+
+def finish_store(
+    store: Store,
+    table: pd.DataFrame,
+    plan: ExtractPlan,
+    specs: Sequence[MemberSpec],
+    *,
+    chunk_px: int,
+    hashes: dict[str, tuple[str, int]],
+    complete: bool,
+) -> None:
+    """Stage 6: write the table and the slide, member and QC attributes; mark the store
+    ``complete`` when no task failed."""
+    slide_attrs: dict[str, Any] = {}
+    for name, meta in plan.slides.items():
+        m = {k: v for k, v in meta.items() if k != "geometry"}
+        m["downsamples"] = [list(d) for d in meta["geometry"].downsamples]
+        if name in hashes:
+            m["sha256"] = hashes[name][0]
+        slide_attrs[name] = m
+    for name, reason in plan.failed_slides.items():
+        slide_attrs[name] = {"path": name, "error": reason}
+    members = []
+    for s in specs:
+        col = table.loc[table.status == "kept", f"src_{s.name}"]
+        members.append(
+            {
+                "name": s.name,
+                "mpp": s.mpp,
+                "size": s.size,
+                "scale": s.scale,
+                "mag": s.mag,
+                "kind": "real",
+                "chunk": member_chunk(chunk_px, s.size),
+                "sources": {str(k): int(v) for k, v in col.value_counts().sort_index().items()},
+            }
+        )
+    ours = {s.name for s in specs}
+    members += [m for m in store.attrs.get("members", []) if m.get("name") not in ours]
+    root = store.local_root
+    if root is not None:  # temp files of writes cut by a kill (we hold the lock: none live)
+        for s in specs:
+            for tmp in (root / s.name).rglob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+    store.write_table(table)
+    store.update_attrs(
+        slides=slide_attrs,
+        members=members,
+        qc_summary=_summary(table, specs),
+        complete=complete,
+    )
+
+
 def extract(
     slides_dir: str | os.PathLike[str],
     coords_csv: str | os.PathLike[str],
@@ -560,85 +1028,62 @@ def extract(
         InputError: bad options, coords file, slide names, slides without mpp.
         StoreError: the store is locked, foreign, or made with other parameters.
     """
-    from mlcamsr import __version__
-    from mlcamsr.store import (
-        FORMAT_VERSION,
-        LOCK_NAME,
-        StoreLock,
-        local_path,
-        made_by_us,
-        open_store,
-    )
-
     t0 = time.perf_counter()
-    _check_numbers(
-        size=size, base_mpp=base_mpp, base_mag=base_mag, min_tissue=min_tissue, rgb_mean=rgb_mean,
+    specs, th, chunk_px = check_options(
+        size=size, base_mpp=base_mpp, base_mag=base_mag, scales=scales, backend=backend, mpp=mpp,
+        shard_rows=shard_rows, chunk=chunk, min_tissue=min_tissue, rgb_mean=rgb_mean,
         rgb_tol=rgb_tol, min_align_psnr=min_align_psnr, cache_mb=cache_mb,
     )
-    specs = member_specs(int(size), float(base_mpp), float(base_mag), scales)
-    small = [s for s in specs if s.size < MIN_MEMBER_PX]
-    if small:
-        raise InputError(
-            f"--scales {','.join(map(str, scales))}: member {small[0].name} would be {small[0].size} px "
-            f"(--size {size} / {small[0].scale}); every member needs at least {MIN_MEMBER_PX} px"
-        )
     if str(out).startswith("memory://"):
         raise InputError(f"--out {out}: a memory:// store vanishes when the command ends; give a path or URL")
-    if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
-        raise InputError(f"--mpp {mpp}: give a positive um/px, e.g. 0.243")
-    if backend not in ("auto", "openslide", "tiffslide"):
-        raise InputError(f"--backend {backend}: choose auto, openslide or tiffslide")
-    if shard_rows < 1:
-        raise InputError(f"--shard-rows {shard_rows}: give at least 1")
-    from mlcamsr.store import default_chunk, member_chunk
+    plan = plan_rows(slides_dir, coords_csv, specs, backend=backend, mpp=mpp,
+                     allow_upsample=allow_upsample, annotations=annotations)
+    params = _store_params(plan, specs, th, size=size, base_mpp=base_mpp, base_mag=base_mag,
+                           backend=backend, mpp=mpp, allow_upsample=allow_upsample,
+                           shard_rows=shard_rows, zstd_level=zstd_level, chunk_px=chunk_px,
+                           annotations=annotations)
+    out_s = local_path(out)
+    lock = _lock_out(out_s)
+    try:
+        store, resumed = open_or_create_store(out_s, params, specs, overwrite=overwrite)
+        repaired = drop_damaged(store, specs) if resumed else []
+        if resumed and not repaired and store.attrs.get("complete") and _table_ok(store):
+            return _result(out_s, store.table, t0, tasks_run=0, tasks_skipped=-1)
+        done = done_records(store)
+        tasks = make_tasks(plan, specs, th, store=out_s, skip=done, shard_rows=shard_rows, backend=backend,
+                           allow_upsample=allow_upsample, token=_params_hash(params)[:8], cache_mb=cache_mb)
+        hasher = SlideHasher({name: plan.paths[name] for name in plan.slides}, enabled=hash_slides).start()
+        task_errors = execute_tasks(tasks, done, n_rows=plan.n, workers=workers, scheduler=scheduler,
+                                    processes=processes, progress=progress, dashboard=dashboard)
+        table = build_table(plan, done, specs)
+        finish_store(store, table, plan, specs, chunk_px=chunk_px, hashes=hasher.join(),
+                     complete=not task_errors)
+        result = _result(out_s, table, t0, tasks_run=len(tasks), tasks_skipped=len(done) - len(tasks))
+        result.repaired = repaired
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
 
-    if chunk is not None and int(chunk) < 16:
-        raise InputError(
-            f"--chunk {chunk}: give an inner chunk side of at least 16 px (default 256; "
-            f"{int(size)} = one chunk per patch)"
-        )
-    chunk_px = member_chunk(default_chunk(size) if chunk is None else int(chunk), int(size))
-    th = QCThresholds(
-        min_tissue=float(min_tissue),
-        rgb_mean=tuple(float(v) for v in rgb_mean),  # type: ignore[arg-type]
-        rgb_tol=float(rgb_tol),
-        min_align_psnr=float(min_align_psnr),
-    )
-    if len(th.rgb_mean) != 3:
-        raise InputError(f"--rgb-mean {rgb_mean}: give three values in [0, 1], e.g. 0.7204,0.4298,0.6379")
 
-    df = read_coords(coords_csv)
-    original_cols = list(pd.read_csv(coords_csv, nrows=0).columns.str.strip())
-    extra = [c for c in original_cols if c not in ("slide", "x", "y", "label")]
-    paths = resolve_slides(df, slides_dir)
-    slides, failed_slides = _open_slides(df, paths, backend=backend, mpp=mpp)
-    for name, meta in slides.items():
-        for s in specs:
-            try:
-                choose_level(meta["geometry"], s.mpp, allow_upsample=allow_upsample)
-            except InputError as exc:
-                raise InputError(f"slide {name}: {exc}") from None
-
-    n = len(df)
-    # plan: rows that fail before any read
-    pre_fail: dict[int, str] = {}
-    xs, ys = df["x"].to_numpy(dtype=np.float64), df["y"].to_numpy(dtype=np.float64)
-    for i, slide in enumerate(df["slide"]):
-        if slide in failed_slides:
-            pre_fail[i] = failed_slides[slide]
-            continue
-        geo = slides[slide]["geometry"]
-        try:
-            for s in specs:
-                plan_member(geo, xs[i], ys[i], s, allow_upsample=allow_upsample)
-        except SquareOutside as exc:
-            pre_fail[i] = str(exc)
-    half_widths = {
-        name: specs[0].size * specs[0].mpp / meta["geometry"].mpp[0] / 2.0 for name, meta in slides.items()
-    }
-    labels, tumor = _labels(df, annotations, half_widths)
-
-    params = {
+def _store_params(
+    plan: ExtractPlan,
+    specs: Sequence[MemberSpec],
+    th: QCThresholds,
+    *,
+    size: int,
+    base_mpp: float,
+    base_mag: float,
+    backend: str,
+    mpp: float | None,
+    allow_upsample: bool,
+    shard_rows: int,
+    zstd_level: int,
+    chunk_px: int,
+    annotations: str | os.PathLike[str] | None,
+) -> dict[str, Any]:
+    """The parameters recorded in the store; a rerun with equal ones resumes."""
+    return {
         "size": int(size),
         "base_mpp": float(base_mpp),
         "base_mag": float(base_mag),
@@ -650,243 +1095,10 @@ def extract(
         "shard_rows": int(shard_rows),
         "zstd_level": int(zstd_level),
         "chunk": chunk_px,
-        "coords_sha256": df.attrs["sha256"],
-        "n_rows": n,
+        "coords_sha256": plan.coords.attrs["sha256"],
+        "n_rows": plan.n,
         "annotations": None if annotations is None else Path(annotations).name,
     }
-    phash = _params_hash(params)
-
-    # ---- the store: lock, then create / resume / refuse
-    out_s = local_path(out)
-    is_url = "://" in out_s
-    lock: Any = None
-    if not is_url:
-        p = Path(out_s)
-        if p.exists() and not p.is_dir():
-            raise StoreError(f"--out {p} exists and is not a folder; choose another path")
-        if made_by_us(p) is False:  # never written into, never replaced, even with --overwrite
-            raise StoreError(
-                f"--out {p} is not a store this tool made (a foreign Zarr store or other "
-                "files); it is never replaced: choose another --out"
-            )
-        try:
-            p.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"--out {p}: cannot create the folder ({exc.strerror}); choose another path") from None
-        lock = StoreLock(p / LOCK_NAME).acquire()
-    try:
-        existing = None
-        try:
-            existing = open_store(out_s, mode="r+")
-        except StoreError:
-            existing = None
-        resume = False
-        if existing is not None:
-            old = existing.attrs
-            if old.get("params_hash") == phash:
-                resume = True
-            elif not overwrite:
-                what = _params_diff(old.get("params", {}), params)
-                raise StoreError(
-                    f"{out_s} was made with other parameters ({what}); use the same options, "
-                    "another --out, or --overwrite to replace it"
-                )
-        repaired: list[int] = []
-        if resume:
-            store = existing
-            assert store is not None
-            # what an earlier run wrote, read back: damaged shards lose their record and
-            # are written again below (`mlcamsr verify` lists the same ones)
-            repaired = sorted(damaged_shards(store, [s.name for s in specs], TASKS_PREFIX))
-            for k in repaired:
-                store.delete_key(record_key(TASKS_PREFIX, k))
-            if not repaired and store.attrs.get("complete") and _table_ok(store):
-                table = store.table
-                return _result(out_s, table, t0, tasks_run=0, tasks_skipped=-1)
-        else:
-            if is_url and made_by_us(out_s) is False:
-                raise StoreError(
-                    f"--out {out_s} is not a store this tool made; it is never replaced: choose another --out"
-                )
-            store = open_store(out_s, mode="w")
-            store.update_attrs(
-                format_version=FORMAT_VERSION,
-                tool_version=__version__,
-                params=params,
-                params_hash=phash,
-                complete=False,
-            )
-            for s in specs:
-                store.create_member(
-                    s.name,
-                    n=n,
-                    size=s.size,
-                    mpp=s.mpp,
-                    scale=s.scale,
-                    mag=s.mag,
-                    kind="real",
-                    shard_rows=shard_rows,
-                    zstd_level=zstd_level,
-                    chunk=chunk_px,
-                )
-
-        # ---- tasks
-        done: dict[int, list[dict[str, Any]]] = {
-            k: rec["rows"] for k, rec in read_records(store, TASKS_PREFIX).items() if "rows" in rec
-        }
-        token = phash[:8]
-        tasks: list[dict[str, Any]] = []
-        for k, start in enumerate(range(0, n, shard_rows)):
-            if k in done:
-                continue
-            stop = min(start + shard_rows, n)
-            rows = []
-            for i in range(start, stop):
-                slide = df["slide"].iat[i]
-                row = {"row": i, "x": float(xs[i]), "y": float(ys[i]), "fail": pre_fail.get(i, "")}
-                if not row["fail"]:
-                    row["path"] = str(paths[slide])
-                    row["geometry"] = slides[slide]["geometry"]
-                rows.append(row)
-            tasks.append(
-                {
-                    "store": out_s,
-                    "shard": k,
-                    "start": start,
-                    "stop": stop,
-                    "rows": rows,
-                    "specs": specs,
-                    "thresholds": th,
-                    "backend": backend,
-                    "allow_upsample": bool(allow_upsample),
-                    "token": token,
-                    "cache_mb": float(cache_mb),
-                }
-            )
-        # slide hashes in a background thread while the tasks run (hashlib releases the GIL)
-        hashes: dict[str, tuple[str, int]] = {}
-        hasher = None
-        if hash_slides:
-            import threading
-
-            def _hash_all() -> None:
-                for name in slides:
-                    hashes[name] = _sha256(str(paths[name]))
-
-            hasher = threading.Thread(target=_hash_all, name="mlcamsr-sha256", daemon=True)
-            hasher.start()
-        n_done_rows = sum(len(v) for v in done.values())
-        bar = _progress_bar(n, progress, initial=n_done_rows)
-        task_errors: dict[int, str] = {}
-        try:
-            for t, res in _run_tasks(
-                tasks, workers=int(workers), scheduler=scheduler, processes=processes, dashboard=dashboard
-            ):
-                if isinstance(res, BaseException):
-                    # no record was written: a rerun retries exactly this shard
-                    reason = f"task error: {_first_line(res)}"
-                    task_errors[t["shard"]] = reason
-                    res = [{"row": r["row"], "status": "failed", "reason": reason} for r in t["rows"]]
-                done[t["shard"]] = res
-                bar.update(len(res))
-        finally:
-            bar.close()
-            BLOCK_CACHE.clear()  # serial/thread runs filled this process's cache
-            _close_readers()
-
-        records: dict[int, dict[str, Any]] = {}
-        for recs in done.values():
-            for rec in recs:
-                records[int(rec["row"])] = rec
-        table = _make_table(df, records, specs, extra, tumor, labels)
-
-        slide_attrs: dict[str, Any] = {}
-        if hasher is not None:
-            hasher.join()
-        for name, meta in slides.items():
-            m = {k: v for k, v in meta.items() if k != "geometry"}
-            m["downsamples"] = [list(d) for d in meta["geometry"].downsamples]
-            if name in hashes:
-                m["sha256"] = hashes[name][0]
-            slide_attrs[name] = m
-        for name, reason in failed_slides.items():
-            slide_attrs[name] = {"path": name, "error": reason}
-        members = []
-        for s in specs:
-            col = table.loc[table.status == "kept", f"src_{s.name}"]
-            members.append(
-                {
-                    "name": s.name,
-                    "mpp": s.mpp,
-                    "size": s.size,
-                    "scale": s.scale,
-                    "mag": s.mag,
-                    "kind": "real",
-                    "chunk": member_chunk(chunk_px, s.size),
-                    "sources": {str(k): int(v) for k, v in col.value_counts().sort_index().items()},
-                }
-            )
-        ours = {s.name for s in specs}
-        members += [m for m in store.attrs.get("members", []) if m.get("name") not in ours]
-        root = store.local_root
-        if root is not None:  # temp files of writes cut by a kill (we hold the lock: none live)
-            for s in specs:
-                for tmp in (root / s.name).rglob(".*.tmp"):
-                    tmp.unlink(missing_ok=True)
-        store.write_table(table)
-        complete = not task_errors
-        store.update_attrs(
-            slides=slide_attrs,
-            members=members,
-            qc_summary=_summary(table, specs),
-            complete=complete,
-        )
-        result = _result(out_s, table, t0, tasks_run=len(tasks), tasks_skipped=len(done) - len(tasks))
-        result.repaired = repaired
-        return result
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-MIN_MEMBER_PX = 8
-"""Smallest member side (px) extract makes."""
-
-
-def _check_numbers(**options: Any) -> None:
-    """Every numeric option finite and in range (a NaN would switch QC off silently)."""
-
-    def bad(name: str, value: Any, want: str) -> InputError:
-        return InputError(f"--{name.replace('_', '-')} {value}: give {want}")
-
-    for name, value in options.items():
-        values = list(value) if isinstance(value, (list, tuple)) else [value]
-        shown = ",".join(map(str, values))
-        try:
-            nums = [float(v) for v in values]
-        except (TypeError, ValueError):
-            raise bad(name, shown, "a number") from None
-        if not all(math.isfinite(v) for v in nums):
-            raise bad(name, shown, "finite numbers" if len(nums) > 1 else "a finite number")
-    if not 0 <= float(options["min_tissue"]) <= 1:
-        raise bad("min_tissue", options["min_tissue"], "a fraction in [0, 1]")
-    if len(options["rgb_mean"]) != 3 or not all(0 <= float(v) <= 1 for v in options["rgb_mean"]):
-        raise bad("rgb_mean", ",".join(map(str, options["rgb_mean"])), "three values in [0, 1], e.g. 0.7204,0.4298,0.6379")
-    for name in ("base_mpp", "base_mag", "size"):
-        if float(options[name]) <= 0:
-            raise bad(name, options[name], "a positive number")
-    for name in ("rgb_tol", "cache_mb"):
-        if float(options[name]) < 0:
-            raise bad(name, options[name], "a number >= 0")
-
-
-def _table_ok(store: Any) -> bool:
-    """Whether the store's table reads and checks out (else a rerun rewrites it)."""
-    try:
-        store.table  # noqa: B018 - reading it is the check
-    except StoreError:
-        return False
-    return True
 
 
 def _params_diff(old: dict[str, Any], new: dict[str, Any]) -> str:

@@ -38,7 +38,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import fsspec
 import numpy as np
@@ -222,7 +222,7 @@ class Store:
     @property
     def attrs(self) -> dict[str, Any]:
         """The root ``mlcamsr`` attribute (a copy; change it with :meth:`update_attrs`)."""
-        return dict(self.group.attrs.get(ATTR_KEY, {}))
+        return dict(cast(Mapping[str, Any], self.group.attrs.get(ATTR_KEY, {})))
 
     def update_attrs(self, **values: Any) -> None:
         """Merge ``values`` into the root ``mlcamsr`` attribute."""
@@ -676,8 +676,7 @@ def made_by_us(path_or_url: str | os.PathLike[str], storage_options: dict[str, A
             return False
         return isinstance(meta, dict) and ATTR_KEY in (meta.get("attributes") or {})
     try:
-        kwargs = {"storage_options": storage_options} if storage_options else {}
-        group = zarr.open_group(target, mode="r", zarr_format=3, **kwargs)
+        group = zarr.open_group(target, mode="r", zarr_format=3, storage_options=storage_options or None)
     except Exception:  # noqa: BLE001 - nothing readable there (or not a group)
         fs, _, paths = fsspec.get_fs_token_paths(target, storage_options=storage_options or {})
         return False if fs.exists(paths[0]) and fs.ls(paths[0]) else None
@@ -730,7 +729,7 @@ def open_store(
         elif mode == "a":
             group = zarr.open_group(target, mode="a", zarr_format=3, **kwargs)
         else:
-            group = zarr.open_group(target, mode=mode, zarr_format=3, **kwargs)
+            group = zarr.open_group(target, mode=cast(Literal["r", "r+"], mode), zarr_format=3, **kwargs)
     except StoreError:
         raise
     except FileNotFoundError as exc:
