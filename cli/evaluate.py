@@ -61,7 +61,7 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
                f"(8-bit RGB, no crop):")
     click.echo(f"  model   PSNR {m['model']['psnr']:.3f} dB  SSIM {m['model']['ssim']:.4f}")
     click.echo(f"  bicubic PSNR {m['bicubic']['psnr']:.3f} dB  SSIM {m['bicubic']['ssim']:.4f}")
-    click.echo(f"written: {out_dir}/metrics.json, per_image.csv, table.md, compare/")
+    click.echo(f"written: {Path(out_dir) / 'metrics.json'}, per_image.csv, table.md, compare/")
 
 
 if __name__ == "__main__":

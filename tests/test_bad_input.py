@@ -95,3 +95,39 @@ def test_split_ratio_preview_cell_and_sample_coords_size_limits(synth_dir, tmp_p
     res = CliRunner().invoke(main, ["sample-coords", "--slides", str(synth_dir), "--n", "4", "--size",
                                     "100000", "--out", str(tmp_path / "c.csv"), "--no-progress"])
     assert res.exit_code == 1 and "no centre fits" in res.output  # was: 0 centres, rc 0
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--lr", "nan"], "--lr nan: give a positive finite learning rate"),
+        (["--channels", "0"], "--channels 0: give at least 1"),
+        (["--num-workers", "-1"], "--num-workers -1: give 0 or more"),
+        (["--val-images", "-1"], "--val-images -1: give 0 or more"),
+        (["--minutes", "nan"], "--minutes nan"),
+    ],
+)
+def test_train_options_one_line_before_anything_runs(tmp_path, args, match):
+    from cli.train import main as train_main
+
+    res = CliRunner().invoke(train_main, ["--zarr", str(tmp_path / "none.zarr"), "--out",
+                                          str(tmp_path / "run"), *args])
+    _one_line_exit_2(res, match)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--max-images", "-1"], "--max-images -1: give at least 1"),
+        (["--overlap", "-3"], "--overlap -3: give 0 or more"),
+        (["--split", "validation"], "--split 'validation': a store's splits are train and test"),
+    ],
+)
+def test_eval_options_one_line_before_anything_runs(tmp_path, args, match):
+    from cli.evaluate import main as eval_main
+
+    res = CliRunner().invoke(eval_main, ["--zarr", str(tmp_path / "none.zarr"), "--checkpoint",
+                                         str(tmp_path / "none.pt"), "--out", str(tmp_path / "ev"), *args])
+    _one_line_exit_2(res, match)
+    assert not (tmp_path / "ev").exists()
