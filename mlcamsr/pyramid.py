@@ -25,9 +25,12 @@ array's attributes and in the store's member list: ``source`` (the finest member
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
+import signal
+import sys
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -244,7 +247,8 @@ def pyramid(
                 import multiprocessing as mp
 
                 ctx = mp.get_context("spawn")  # zarr's I/O thread does not survive fork
-                with ProcessPoolExecutor(min(n_workers, len(todo)), mp_context=ctx) as pool:
+                with ProcessPoolExecutor(min(n_workers, len(todo)), mp_context=ctx,
+                                         initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
                     futs = {
                         pool.submit(_do_shard, *args, start, stop, rows): (shard, digest)
                         for shard, start, stop, rows, digest in todo
@@ -264,6 +268,18 @@ def pyramid(
         shards_done=len(todo),
         shards_skipped=skipped,
     )
+
+
+def die_with_parent(parent: int) -> None:
+    """Pool initializer: this worker gets SIGKILL when its parent dies (Linux
+    ``PR_SET_PDEATHSIG``), so a ``kill -9`` of ``mlcamsr pyramid`` leaves no worker (and
+    so no resource tracker) behind; elsewhere a no-op. ``parent``: the pid that started
+    the pool (already gone: exit now)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
 
 
 def _record(store: Any, shard: int, digest: str, written: dict[str, Any]) -> None:
