@@ -131,3 +131,27 @@ def test_eval_options_one_line_before_anything_runs(tmp_path, args, match):
                                          str(tmp_path / "none.pt"), "--out", str(tmp_path / "ev"), *args])
     _one_line_exit_2(res, match)
     assert not (tmp_path / "ev").exists()
+
+
+class Foreign:
+    """An object a checkpoint must never carry (not unpickled with weights_only=True)."""
+
+
+def test_checkpoint_errors_name_the_cause_in_whole_words(tmp_path):
+    import torch
+
+    from cwtnet.checkpoint import load_checkpoint
+    from mlcamsr.errors import InputError
+
+    good = tmp_path / "c.pt"
+    torch.save({"format": "x", "w": torch.zeros(1000)}, good)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(InputError) as err:
+        load_checkpoint(cut)  # was worded like a security refusal, cut mid-word
+    msg = str(err.value)
+    assert "truncated, or not a .pt file" in msg and "safely" not in msg and msg.endswith("cwtnet-train")
+    bad = tmp_path / "obj.pt"
+    torch.save({"x": Foreign()}, bad)
+    with pytest.raises(InputError, match="never unpickled"):
+        load_checkpoint(bad)
