@@ -142,12 +142,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise InputError(f"--{name} {value}: give at least 1 (leave it out for the paper's)")
-        for name in ("num_workers", "val_images", "val_every"):
+        for name in ("num_workers", "val_images", "val_every", "ckpt_every", "log_every"):
             if int(getattr(self, name)) < 0:
                 raise InputError(f"--{name.replace('_', '-')} {getattr(self, name)}: give 0 or more")
-        for name in ("ckpt_every", "log_every"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"--{name.replace('_', '-')} {getattr(self, name)}: give at least 1")
         self._check_loss_and_model_options()
         return self
 
