@@ -26,7 +26,7 @@ from mlcamsr.fingerprint import HASH_CHOICES
     "Inputs and output": ["slides_dir", "coords_csv", "out", "annotations", "mpp", "backend", "reader_check"],
     "Members (what each patch holds)": ["size", "base_mpp", "base_mag", "scales", "allow_upsample"],
     "Quality control": ["min_tissue", "rgb_mean", "rgb_tol", "min_align_psnr"],
-    "Parallelism": ["workers", "processes", "scheduler", "cache_mb"],
+    "Parallelism": ["workers", "processes", "scheduler", "cache_mb", "dashboard"],
     "Store layout": ["shard_rows", "chunk", "zstd_level", "slide_hash", "overwrite"],
 }))
 @click.option("--slides", "slides_dir", required=True, type=click.Path(file_okay=True),
@@ -78,6 +78,9 @@ from mlcamsr.fingerprint import HASH_CHOICES
               help="Zstandard level of the (lossless) member arrays.")
 @click.option("--cache-mb", default=256, show_default=True, type=click.FloatRange(min=0),
               help="Per-worker cache of decoded slide blocks in MiB (0: off); pixels unchanged.")
+@click.option("--dashboard", is_flag=True,
+              help="Serve the local dask cluster's dashboard on 127.0.0.1:8787 (default: none; "
+              "nothing listens on a network interface).")
 @click.option("--hash", "slide_hash", default="fingerprint", show_default=True, type=click.Choice(HASH_CHOICES),
               help="How each slide is identified in the store and checked on a rerun: fingerprint "
               "(size + TIFF structure + a few byte ranges, O(1) per slide), full (also the sha256 "
@@ -87,7 +90,7 @@ from mlcamsr.fingerprint import HASH_CHOICES
 @handle_errors
 def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, workers, processes, scheduler,
             backend, reader_check, mpp, annotations, overwrite, allow_upsample, min_tissue, rgb_mean, rgb_tol,
-            min_align_psnr, shard_rows, chunk, zstd_level, cache_mb, slide_hash, no_hash, quiet) -> None:
+            min_align_psnr, shard_rows, chunk, zstd_level, cache_mb, dashboard, slide_hash, no_hash, quiet) -> None:
     """Extract aligned multi-scale patches (e.g. 40x/20x/10x) around each centre of --coords.
 
     Each member is read from a native pyramid level when its mpp is within 2 %, else
@@ -112,10 +115,12 @@ def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, worke
         annotations=annotations, overwrite=overwrite, allow_upsample=allow_upsample,
         min_tissue=min_tissue, rgb_mean=rgb_mean, rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
         shard_rows=shard_rows, zstd_level=zstd_level, chunk=chunk, cache_mb=cache_mb, hash_slides="none" if no_hash else slide_hash,
-        progress=not quiet,
+        progress=not quiet, dashboard=dashboard,
     )
     print_warnings(res.warnings)
     resumed = f", {res.tasks_skipped} shard(s) already done" if res.tasks_skipped else ""
+    if res.repaired:
+        resumed += f", {len(res.repaired)} damaged shard(s) rewritten"
     click.echo(
         f"{res.store}: {res.n_rows} rows: {res.n_kept} kept, {res.n_rejected} rejected, "
         f"{res.n_failed} failed ({res.seconds:.1f} s{resumed})"

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "sample-coords": "cli.sample_coords:sample_coords",
     "slides": "cli.slides:slides",
     "demo": "cli.demo:demo",
+    "verify": "cli.verify:verify",
 }
 
 
@@ -46,5 +47,6 @@ def main() -> None:
       mlcamsr synth --out slides/                 # or use your CAMELYON folder
       mlcamsr extract --slides slides/ --coords slides/coords.csv
       mlcamsr pyramid && mlcamsr split && mlcamsr info
+      mlcamsr verify                              # every chunk against its crc32c
       cwtnet-train --zarr mlcamsr.zarr
     """

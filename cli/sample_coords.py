@@ -178,6 +178,13 @@ def sample_coords(
         "(lower it, or --size, for lesions smaller than the square)"
         if tumor_short else ""
     )
+    if len(df) == 0:
+        click.echo(
+            f"Error: no centre fits: no {size}-px square lies in enough tissue of any slide; "
+            f"lower --size or --min-tissue{tumor_hint}",
+            err=True,
+        )
+        sys.exit(1)
     if len(df) < n:
         click.echo(
             f"Warning: only {len(df)} of {n} centres fit (lower --min-tissue or --spacing, "

@@ -14,6 +14,7 @@ docs/training.md).
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -164,12 +165,19 @@ class TrainConfig:
                                  "out for the global search")
             if self.arch != "cwtnet":
                 raise InputError(f"--search-window applies to --arch cwtnet only, not {self.arch}; drop it")
-        if self.minutes is not None and self.minutes <= 0:
-            raise InputError("--minutes must be positive")
+        if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
+            raise InputError(f"--minutes {self.minutes}: give a positive number of minutes")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise InputError("--ema-decay must be in [0, 1)")
-        if self.lr <= 0:
-            raise InputError("--lr must be positive")
+            raise InputError(f"--ema-decay {self.ema_decay}: give a value in [0, 1)")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"--lr {self.lr}: give a positive finite learning rate, e.g. 1e-4")
+        for name in ("blocks", "channels"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise InputError(f"--{name} {value}: give at least 1 (leave it out for the paper's)")
+        for name in ("num_workers", "val_images", "val_every", "ckpt_every", "log_every"):
+            if int(getattr(self, name)) < 0:
+                raise InputError(f"--{name.replace('_', '-')} {getattr(self, name)}: give 0 or more")
         self._check_adversarial()
         self._check_loss_and_model_options()
         return self

@@ -197,6 +197,25 @@ def checkpoint_arch(checkpoint: str | Path) -> str:
     return str(load_checkpoint(checkpoint)["arch"])
 
 
+SPLITS = ("train", "test")
+"""The splits ``mlcamsr split`` writes (what ``--split`` may name)."""
+
+
+def check_eval_options(*, split: str, max_images: int | None, overlap: int, tile: int | None,
+                       pictures: int) -> None:
+    """One :class:`InputError` line for an option no evaluation can use."""
+    if split not in SPLITS:
+        raise InputError(f"--split {split!r}: a store's splits are {' and '.join(SPLITS)}")
+    if max_images is not None and int(max_images) < 1:
+        raise InputError(f"--max-images {max_images}: give at least 1 (leave it out to score all)")
+    if int(overlap) < 0:
+        raise InputError(f"--overlap {overlap}: give 0 or more LR px")
+    if tile is not None and int(tile) <= 2 * int(overlap):
+        raise InputError(f"--tile {tile}: give more than twice --overlap ({overlap}) LR px")
+    if int(pictures) < 0:
+        raise InputError(f"--pictures {pictures}: give 0 or more")
+
+
 def evaluate(
     store: str, checkpoint: str | Path, *, out: str | Path, split: str = "test",
     scale: int | None = None, mode: str = "reference", save_images: bool = False,
@@ -226,6 +245,7 @@ def evaluate(
     """
     if mode not in MODES:
         raise InputError(f"--mode {mode!r}: choose {' or '.join(MODES)}")
+    check_eval_options(split=split, max_images=max_images, overlap=overlap, tile=tile, pictures=pictures)
     ckpt = load_checkpoint(checkpoint)
     ck_scale = int(ckpt["scale"])
     if scale is not None and int(scale) != ck_scale:

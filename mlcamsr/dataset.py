@@ -277,7 +277,7 @@ class TripletDataset(Dataset):
         mem: dict[str, np.ndarray] = {}
         order = np.argsort(self.indices)
         for mname in {m for m in (self.gt_member, self.ref_member) if m is not None}:
-            arr = handle[mname]
+            arr = handle.region_reader(mname)  # checked reads: damage is an error, never zeros
             out = np.empty((len(self.indices),) + tuple(arr.shape[1:]), dtype=np.uint8)
             for k in order:
                 out[k] = arr[int(self.indices[k])]

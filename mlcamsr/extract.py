@@ -35,8 +35,12 @@ Work: rows are cut into shards of ``shard_rows`` consecutive rows; one task per 
 reads its rows (each worker process keeps its slides open), runs QC
 (:mod:`mlcamsr.qc`), writes the whole shard of every member in one write (zeros for
 rows not kept, so a rerun never leaves stale pixels), then writes a small JSON record
-``_extract/tasks/<k>.json``. Resume = skip the shards that have a record; the table is
-assembled from the records in row order, so a resumed store equals an uninterrupted one.
+``_extract/tasks/<k>.json`` (the rows' QC records, and the size and crc32c of every shard
+file written, :mod:`mlcamsr.verify`). Resume = skip the shards that have a record; the
+table is assembled from the records in row order, so a resumed store equals an
+uninterrupted one. Repair = a rerun first reads back every recorded shard
+(:func:`mlcamsr.verify.damaged_shards`) and drops the record of a damaged one, so it is
+written again: exactly what ``mlcamsr verify`` lists, and the result equals a clean run.
 Tasks run serially (``workers=0``), on a local dask cluster (``workers=N`` threads of one
 in-process worker by default, or N processes with ``processes=True``) or on a running
 dask.distributed cluster (``scheduler=ADDRESS``; its
@@ -84,14 +88,17 @@ from mlcamsr.qc import PAPER_RGB_MEAN, QCThresholds, check_patch
 from mlcamsr.reader_check import READER_CHECK_MODES, check_readers
 from mlcamsr.slides import BACKENDS, SlideReader, open_slide
 from mlcamsr.store import (
+    FORMAT_VERSION,
     LOCK_NAME,
     Store,
     StoreLock,
     default_chunk,
     local_path,
+    made_by_us,
     member_chunk,
     open_store,
 )
+from mlcamsr.verify import EXTRACT_RECORDS, damaged_shards, read_records, record_key
 
 __all__ = [
     "ExtractPlan",
@@ -102,6 +109,7 @@ __all__ = [
     "check_options",
     "choose_readers",
     "done_records",
+    "drop_damaged",
     "execute_tasks",
     "extract",
     "finish_store",
@@ -111,7 +119,7 @@ __all__ = [
     "run_task",
 ]
 
-TASKS_PREFIX = "_extract/tasks/"
+TASKS_PREFIX = EXTRACT_RECORDS
 
 
 @dataclass
@@ -123,6 +131,7 @@ class ExtractResult:
         n_rows, n_kept, n_rejected, n_failed: table counts after the run.
         failures: ``(slide, row, reason)`` of every failed row.
         tasks_run, tasks_skipped: shards written now / found already done (resume).
+        repaired: shards found damaged by this rerun and written again.
         seconds: wall time of the run.
         warnings: one line per slide whose readers disagree (read with openslide).
     """
@@ -137,6 +146,7 @@ class ExtractResult:
     tasks_skipped: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    repaired: list[int] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -244,9 +254,9 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
             for name, img in images.items():
                 blocks[name][i] = img
     store = open_store(task["store"], mode="r+")
-    for name, block in blocks.items():
-        store.write_shard(name, start, block)
-    store.put_bytes(f"{TASKS_PREFIX}{task['shard']:06d}.json", json.dumps(records).encode())
+    written = {name: store.write_shard(name, start, block).as_dict() for name, block in blocks.items()}
+    record = {"rows": records, "shards": written}
+    store.put_bytes(record_key(TASKS_PREFIX, task["shard"]), json.dumps(record).encode())
     return records
 
 
@@ -272,6 +282,8 @@ def _open_slides(
     for name, path in paths.items():
         try:
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+            if size == 0 and path.is_dir():
+                raise InputError(f"slide {path} is a folder without files (a DICOM slide folder holds .dcm files)")
             if size == 0:
                 raise InputError(f"slide {path} is empty (0 bytes)")
             with open_slide(path, backend=backend) as r:
@@ -431,8 +443,13 @@ def _run_tasks(
     workers: int,
     scheduler: str | None,
     processes: bool = False,
+    dashboard: bool = False,
 ) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]] | BaseException]]:
-    """Yield ``(task, records or exception)`` as tasks finish."""
+    """Yield ``(task, records or exception)`` as tasks finish.
+
+    A local cluster listens on no network interface: no dashboard unless ``dashboard``
+    (then on 127.0.0.1:8787, or a free port), and distributed's own HTTP endpoints (which
+    it always starts) on 127.0.0.1 at a free port; process workers talk over 127.0.0.1."""
     if not tasks:
         return
     if scheduler is None and workers <= 0:
@@ -465,22 +482,20 @@ def _run_tasks(
         # large numpy temporary into a fresh mmap (page faults): +50 % CPU per patch here.
         # Keep its one-thread BLAS settings, drop that one.
         environ = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
+        # dashboard_address=None alone still serves distributed's HTTP routes on 0.0.0.0:8787
+        http = "127.0.0.1:8787" if dashboard else "127.0.0.1:0"
+        loopback: dict[str, Any] = {
+            "dashboard_address": None,
+            "worker_dashboard_address": "127.0.0.1:0",
+            "scheduler_kwargs": {"dashboard": bool(dashboard), "dashboard_address": http},
+            "silence_logs": logging.ERROR,
+        }
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
             if not processes:  # one in-process worker with N threads: no start-up, one shared cache
-                cluster = LocalCluster(
-                    n_workers=1,
-                    threads_per_worker=workers,
-                    processes=False,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
-                )
+                cluster = LocalCluster(n_workers=1, threads_per_worker=workers, processes=False, **loopback)
             else:
                 cluster = LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
+                    n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", **loopback
                 )
         client = Client(cluster)
     try:
@@ -556,9 +571,21 @@ def check_options(
     rgb_mean: Sequence[float],
     rgb_tol: float,
     min_align_psnr: float,
+    cache_mb: float = 0.0,
 ) -> tuple[list[MemberSpec], QCThresholds, int]:
-    """Stage 1: the members, QC thresholds and inner chunk side (px) of a run, or InputError."""
+    """Stage 1: the members, QC thresholds and inner chunk side (px) of a run, or InputError
+    (every number finite and in range: a NaN threshold would switch QC off silently)."""
+    _check_numbers(
+        size=size, base_mpp=base_mpp, base_mag=base_mag, min_tissue=min_tissue, rgb_mean=rgb_mean,
+        rgb_tol=rgb_tol, min_align_psnr=min_align_psnr, cache_mb=cache_mb,
+    )
     specs = member_specs(int(size), float(base_mpp), float(base_mag), scales)
+    small = [s for s in specs if s.size < MIN_MEMBER_PX]
+    if small:
+        raise InputError(
+            f"--scales {','.join(map(str, scales))}: member {small[0].name} would be {small[0].size} px "
+            f"(--size {size} / {small[0].scale}); every member needs at least {MIN_MEMBER_PX} px"
+        )
     if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
         raise InputError(f"--mpp {mpp}: give a positive um/px, e.g. 0.243")
     if backend not in BACKENDS:
@@ -583,6 +610,38 @@ def check_options(
         raise InputError(f"--rgb-mean {rgb_mean}: give three values in [0, 1], e.g. "
                          f"{','.join(f'{v:g}' for v in PAPER_RGB_MEAN)}")
     return specs, th, chunk_px
+
+
+MIN_MEMBER_PX = 8
+"""Smallest member side (px) extract makes."""
+
+
+def _check_numbers(**options: Any) -> None:
+    """Every numeric option finite and in range (a NaN would switch QC off silently)."""
+
+    def bad(name: str, value: Any, want: str) -> InputError:
+        return InputError(f"--{name.replace('_', '-')} {value}: give {want}")
+
+    for name, value in options.items():
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        shown = ",".join(map(str, values))
+        try:
+            nums = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise bad(name, shown, "a number") from None
+        if not all(math.isfinite(v) for v in nums):
+            raise bad(name, shown, "finite numbers" if len(nums) > 1 else "a finite number")
+    if not 0 <= float(options["min_tissue"]) <= 1:
+        raise bad("min_tissue", options["min_tissue"], "a fraction in [0, 1]")
+    if len(options["rgb_mean"]) != 3 or not all(0 <= float(v) <= 1 for v in options["rgb_mean"]):
+        shown = ",".join(map(str, options["rgb_mean"]))
+        raise bad("rgb_mean", shown, "three values in [0, 1], e.g. 0.7204,0.4298,0.6379")
+    for name in ("base_mpp", "base_mag", "size"):
+        if float(options[name]) <= 0:
+            raise bad(name, options[name], "a positive number")
+    for name in ("rgb_tol", "cache_mb"):
+        if float(options[name]) < 0:
+            raise bad(name, options[name], "a number >= 0")
 
 
 def plan_rows(
@@ -680,11 +739,15 @@ def _lock_out(out: str) -> StoreLock | None:
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise StoreError(f"--out {p} exists and is not a folder; choose another path")
-    if p.is_dir() and any(p.iterdir()) and not (p / "zarr.json").is_file():
-        only_lock = [c.name for c in p.iterdir()] == [LOCK_NAME]
-        if not only_lock:
-            raise StoreError(f"--out {p} is a non-empty folder that is not a store; choose another path")
-    p.mkdir(parents=True, exist_ok=True)
+    if made_by_us(p) is False:  # never written into, never replaced, even with --overwrite
+        raise StoreError(
+            f"--out {p} is not a store this tool made (a foreign Zarr store or other "
+            "files); it is never replaced: choose another --out"
+        )
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"--out {p}: cannot create the folder ({exc.strerror}); choose another path") from None
     return StoreLock(p / LOCK_NAME).acquire()
 
 
@@ -698,9 +761,9 @@ def open_or_create_store(
     prints: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[Store, bool]:
     """Stage 3: ``(store, resumed)``: resume a store made with the same ``params``, refuse
-    one made with others (unless ``overwrite``) or a foreign Zarr store, else create it
-    with empty members and the slides' fingerprints ``prints`` (what a resume checks).
-    The caller holds the lock."""
+    one made with others (unless ``overwrite``) or anything this tool did not make (even
+    with ``overwrite``), else create it with empty members and the slides' fingerprints
+    ``prints`` (what a resume checks). The caller holds the lock."""
     phash = _params_hash(params)
     try:
         existing: Store | None = open_store(out, mode="r+")
@@ -716,11 +779,11 @@ def open_or_create_store(
                 f"{out} was made with other parameters ({what}); use the same options, "
                 "another --out, or --overwrite to replace it"
             )
-    if "://" not in out and (Path(out) / "zarr.json").is_file() and existing is None and not overwrite:
-        raise StoreError(f"{out} is a Zarr store but not an MLCamSR one; choose another --out or --overwrite")
+    if existing is None and made_by_us(out) is False:
+        raise StoreError(f"--out {out} is not a store this tool made; it is never replaced: choose another --out")
     store = open_store(out, mode="w")
     store.update_attrs(
-        format_version=1,
+        format_version=FORMAT_VERSION,
         tool_version=__version__,
         params=params,
         params_hash=phash,
@@ -745,14 +808,26 @@ def open_or_create_store(
 
 
 def done_records(store: Store) -> dict[int, list[dict[str, Any]]]:
-    """Shard -> its record, for every shard an earlier run finished (resume)."""
-    done: dict[int, list[dict[str, Any]]] = {}
-    for key in store.list_prefix(TASKS_PREFIX):
-        k = int(key.rsplit("/", 1)[1].split(".")[0])
-        data = store.get_bytes(key)
-        if data is not None:
-            done[k] = json.loads(data)
-    return done
+    """Shard -> its row records, for every shard an earlier run finished (resume)."""
+    return {k: rec["rows"] for k, rec in read_records(store, TASKS_PREFIX).items() if "rows" in rec}
+
+
+def drop_damaged(store: Store, specs: Sequence[MemberSpec]) -> list[int]:
+    """Stage 3b: read back what earlier runs wrote; the shards found damaged lose their
+    record (so :func:`make_tasks` writes them again). Returns those shards, sorted."""
+    damaged = sorted(damaged_shards(store, [s.name for s in specs], TASKS_PREFIX))
+    for k in damaged:
+        store.delete_key(record_key(TASKS_PREFIX, k))
+    return damaged
+
+
+def _table_ok(store: Store) -> bool:
+    """Whether the store's table reads and checks out (else a rerun rewrites it)."""
+    try:
+        store.table  # noqa: B018 - reading it is the check
+    except StoreError:
+        return False
+    return True
 
 
 def make_tasks(
@@ -869,6 +944,7 @@ def execute_tasks(
     scheduler: str | None,
     processes: bool,
     progress: bool,
+    dashboard: bool = False,
 ) -> dict[int, str]:
     """Stage 5: run ``tasks``, adding each shard's records to ``done``; returns shard ->
     reason for the tasks that raised (their rows are ``failed``; no record was written,
@@ -876,7 +952,9 @@ def execute_tasks(
     bar = _progress_bar(n_rows, progress, initial=sum(len(v) for v in done.values()))
     task_errors: dict[int, str] = {}
     try:
-        for t, res in _run_tasks(tasks, workers=int(workers), scheduler=scheduler, processes=processes):
+        for t, res in _run_tasks(
+            tasks, workers=int(workers), scheduler=scheduler, processes=processes, dashboard=dashboard
+        ):
             if isinstance(res, BaseException):
                 reason = f"task error: {_first_line(res)}"
                 task_errors[t["shard"]] = reason
@@ -987,6 +1065,7 @@ def extract(
     cache_mb: float = 256,
     processes: bool = False,
     progress: bool = True,
+    dashboard: bool = False,
 ) -> ExtractResult:
     """Extract aligned multi-scale patches from ``slides_dir`` at the centres in ``coords_csv``.
 
@@ -1023,6 +1102,8 @@ def extract(
         cache_mb: per-process cache of decoded slide blocks (MiB; 0 disables). Patches
             sharing pyramid tiles decode them once per worker; the pixels do not change.
         progress: show a progress bar (stderr).
+        dashboard: serve the local dask cluster's dashboard on 127.0.0.1 (default: none;
+            nothing listens on a network interface).
 
     Returns:
         :class:`ExtractResult`; ``result.exit_code`` is 1 when rows failed.
@@ -1035,8 +1116,10 @@ def extract(
     specs, th, chunk_px = check_options(
         size=size, base_mpp=base_mpp, base_mag=base_mag, scales=scales, backend=backend, mpp=mpp,
         shard_rows=shard_rows, chunk=chunk, min_tissue=min_tissue, rgb_mean=rgb_mean,
-        rgb_tol=rgb_tol, min_align_psnr=min_align_psnr, reader_check=reader_check,
+        rgb_tol=rgb_tol, min_align_psnr=min_align_psnr, reader_check=reader_check, cache_mb=cache_mb,
     )
+    if str(out).startswith("memory://"):
+        raise InputError(f"--out {out}: a memory:// store vanishes when the command ends; give a path or URL")
     if isinstance(hash_slides, bool):
         slide_hash = "fingerprint" if hash_slides else "none"
     else:
@@ -1057,7 +1140,8 @@ def extract(
                                               slide_hash=slide_hash, prints=prints)
         if resumed:
             check_slides_unchanged(store, prints, out_s)
-        if resumed and store.attrs.get("complete") and store.has_table:
+        repaired = drop_damaged(store, specs) if resumed else []
+        if resumed and not repaired and store.attrs.get("complete") and _table_ok(store):
             return _result(out_s, store.table, t0, tasks_run=0, tasks_skipped=-1, warnings=plan.warnings)
         done = done_records(store)
         tasks = make_tasks(plan, specs, th, store=out_s, skip=done, shard_rows=shard_rows, backend=backend,
@@ -1065,12 +1149,14 @@ def extract(
         hasher = SlideHasher({name: plan.paths[name] for name in plan.slides},
                              enabled=slide_hash == "full").start()
         task_errors = execute_tasks(tasks, done, n_rows=plan.n, workers=workers, scheduler=scheduler,
-                                    processes=processes, progress=progress)
+                                    processes=processes, progress=progress, dashboard=dashboard)
         table = build_table(plan, done, specs)
         finish_store(store, table, plan, specs, chunk_px=chunk_px, hashes=hasher.join(),
                      complete=not task_errors, slide_hash=slide_hash, prints=prints)
-        return _result(out_s, table, t0, tasks_run=len(tasks), tasks_skipped=len(done) - len(tasks),
-                       warnings=plan.warnings)
+        result = _result(out_s, table, t0, tasks_run=len(tasks), tasks_skipped=len(done) - len(tasks),
+                         warnings=plan.warnings)
+        result.repaired = repaired
+        return result
     finally:
         if lock is not None:
             lock.release()
