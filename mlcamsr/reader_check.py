@@ -106,7 +106,9 @@ class ReaderCheck:
         """JSON-ready dict for the store's slide attributes (``reader_check``)."""
         d = asdict(self)
         d["tolerance"] = {"mean_abs": MEAN_TOL, "max_abs": MAX_TOL}
-        d["seconds"] = round(self.seconds, 4)
+        # wall time is not provenance: kept out so a resumed or repaired store stays
+        # byte-identical to an uninterrupted run
+        del d["seconds"]
         for lv in d["levels"]:
             lv["mean_abs"] = round(lv["mean_abs"], 4)
             lv["windows"] = [list(w) for w in lv["windows"]]

@@ -77,7 +77,7 @@ def test_verify_lists_damage_and_the_same_extract_repairs_exactly_it(clean, synt
     with pytest.raises(StoreError, match="member 20x row 14 is damaged .*crc32c"):
         TripletDataset(str(bad), split="all", scale=4, augment=False, full=True)[pos[14]]
     ds[pos[0]]  # an undamaged row reads
-    with pytest.raises(StoreError, match="member 40x row 4 is damaged"):
+    with pytest.raises(StoreError, match="member (40x row 4|20x row 14) is damaged"):  # x2 reads 20x too (ref)
         TripletDataset(str(bad), split="all", scale=2, augment=False, full=True, in_memory=True)
     res = _run("preview", str(bad), "--out", str(tmp_path / "sheet.png"), "--rows", "5")
     assert res.exit_code == 2 and "member 40x row 5 is damaged" in res.output
