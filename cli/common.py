@@ -83,3 +83,38 @@ def sectioned(sections: dict[str, list[str]]) -> type[click.Command]:
                     formatter.write_dl(rest)
 
     return SectionedCommand
+
+
+def _export_storage_options(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    import os
+
+    from mlcamsr.errors import InputError
+    from mlcamsr.remote import ENV_OPTIONS, parse_storage_options
+
+    if value is None:
+        return None
+    try:
+        parse_storage_options(value)
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
+    os.environ[ENV_OPTIONS] = value  # this process and its children (DataLoader, local dask workers)
+    return value
+
+
+def storage_options_option() -> Callable[[F], F]:
+    """``--storage-options JSON``: fsspec options for s3:// (etc.) slides and stores.
+
+    Without it, credentials and endpoint come from the ``AWS_*`` environment variables
+    (``AWS_ENDPOINT_URL`` included) as for any AWS client.
+    """
+    return click.option(
+        "--storage-options",
+        "storage_options",
+        default=None,
+        metavar="JSON",
+        expose_value=False,
+        is_eager=True,
+        callback=_export_storage_options,
+        help="fsspec options for URLs (s3://...), e.g. '{\"endpoint_url\": \"http://127.0.0.1:9000\"}'; "
+        "default: the AWS_* environment variables.",
+    )

@@ -7,7 +7,14 @@ import sys
 
 import click
 
-from cli.common import DEFAULT_STORE, EXIT_OK, EXIT_PARTIAL, handle_errors, sectioned
+from cli.common import (
+    DEFAULT_STORE,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    handle_errors,
+    sectioned,
+    storage_options_option,
+)
 
 
 def _floats(n: int):
@@ -34,14 +41,16 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
 
 
 @click.command("extract", cls=sectioned({
-    "Inputs and output": ["slides_dir", "coords_csv", "out", "annotations", "mpp", "backend"],
+    "Inputs and output": ["slides_dir", "coords_csv", "out", "annotations", "mpp", "backend",
+                          "storage_options"],
     "Members (what each patch holds)": ["size", "base_mpp", "base_mag", "scales", "allow_upsample"],
     "Quality control": ["min_tissue", "rgb_mean", "rgb_tol", "min_align_psnr"],
     "Parallelism": ["workers", "processes", "scheduler", "cache_mb"],
-    "Store layout": ["shard_rows", "chunk", "zstd_level", "no_hash", "overwrite"],
+    "Store layout": ["shard_rows", "chunk", "zstd_level", "no_hash", "hash_remote", "overwrite"],
 }))
 @click.option("--slides", "slides_dir", required=True, type=click.Path(file_okay=True),
-              help="Folder holding the slides named in the coords file.")
+              help="Folder (or object-storage prefix, s3://bucket/slides/) holding the slides named in "
+              "the coords file.")
 @click.option("--coords", "coords_csv", required=True, type=click.Path(),
               help="CSV with slide,x,y (level-0 px of the patch CENTRE) [,label,mpp,...].")
 @click.option("--out", default=DEFAULT_STORE, show_default=True,
@@ -91,11 +100,15 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
 @click.option("--cache-mb", default=256, show_default=True, type=click.FloatRange(min=0),
               help="Per-worker cache of decoded slide blocks in MiB (0: off); pixels unchanged.")
 @click.option("--no-hash", is_flag=True, help="Do not record each slide's sha256 (large collections).")
+@click.option("--hash-remote", is_flag=True,
+              help="Also sha256 slides in object storage (reads every byte; by default they are "
+              "recorded by URL, size and ETag).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@storage_options_option()
 @handle_errors
 def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, workers, processes, scheduler,
             backend, mpp, annotations, overwrite, allow_upsample, min_tissue, rgb_mean, rgb_tol,
-            min_align_psnr, shard_rows, chunk, zstd_level, cache_mb, no_hash, quiet) -> None:
+            min_align_psnr, shard_rows, chunk, zstd_level, cache_mb, no_hash, hash_remote, quiet) -> None:
     """Extract aligned multi-scale patches (e.g. 40x/20x/10x) around each centre of --coords.
 
     Each member is read from a native pyramid level when its mpp is within 2 %, else
@@ -118,7 +131,7 @@ def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, worke
         scales=scales, workers=workers, processes=processes, scheduler=scheduler, backend=backend, mpp=mpp,
         annotations=annotations, overwrite=overwrite, allow_upsample=allow_upsample,
         min_tissue=min_tissue, rgb_mean=rgb_mean, rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
-        shard_rows=shard_rows, zstd_level=zstd_level, chunk=chunk, cache_mb=cache_mb, hash_slides=not no_hash,
+        shard_rows=shard_rows, zstd_level=zstd_level, chunk=chunk, cache_mb=cache_mb, hash_slides=not no_hash, hash_remote=hash_remote,
         progress=not quiet,
     )
     resumed = f", {res.tasks_skipped} shard(s) already done" if res.tasks_skipped else ""

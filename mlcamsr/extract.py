@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlcamsr.cluster import check_scheduler
 from mlcamsr.coords import read_coords, resolve_slides
 from mlcamsr.errors import InputError, StoreError
 from mlcamsr.patches import (
@@ -62,6 +63,14 @@ from mlcamsr.patches import (
     read_member,
 )
 from mlcamsr.qc import PAPER_RGB_MEAN, QCThresholds, evaluate
+from mlcamsr.remote import (
+    RemoteLock,
+    RemotePath,
+    check_fence,
+    check_url,
+    has_conditional_writes,
+    open_remote_binary,
+)
 
 __all__ = ["ExtractResult", "extract", "TASKS_PREFIX"]
 
@@ -145,10 +154,16 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg[0]}" if msg else type(exc).__name__
 
 
-def _sha256(path: str) -> tuple[str, int]:
-    p = Path(path)
+def _sha256(path: Any) -> tuple[str, int]:
     h = hashlib.sha256()
     total = 0
+    if isinstance(path, RemotePath):  # optional (hash_remote): reads the whole object
+        with open_remote_binary(str(path)) as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+                total += len(block)
+        return h.hexdigest(), total
+    p = Path(path)
     files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
     for f in files:
         with open(f, "rb") as fh:
@@ -215,8 +230,13 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
             for name, img in images.items():
                 blocks[name][i] = img
     store = open_store(task["store"], mode="r+")
+    fence = task.get("fence")  # object storage: write only while our run holds the lease
+    if fence:
+        check_fence(task["store"], fence)
     for name, block in blocks.items():
         store.write_shard(name, start, block)
+    if fence:
+        check_fence(task["store"], fence)
     store.put_bytes(f"{TASKS_PREFIX}{task['shard']:06d}.json", json.dumps(records).encode())
     return records
 
@@ -252,6 +272,7 @@ def _open_slides(
                 own = r.mpp
                 meta = {
                     "path": name,
+                    **({"url": str(path), "etag": path.etag} if isinstance(path, RemotePath) else {}),
                     "size": int(size),
                     "reader": str(r.backend),
                     "vendor": r.vendor,
@@ -509,6 +530,7 @@ def extract(
     zstd_level: int = 1,
     chunk: int | None = None,
     hash_slides: bool = True,
+    hash_remote: bool = False,
     cache_mb: float = 256,
     processes: bool = False,
     progress: bool = True,
@@ -537,7 +559,9 @@ def extract(
             ``min(chunk, member size)``. Default: 256 when ``size`` > 256, else the whole
             patch (``chunk >= size``: one chunk per patch, the earlier layout). At least 16.
         zstd_level: Zstandard level of the member arrays (lossless).
-        hash_slides: record each slide's sha256 in the store attributes.
+        hash_slides: record each slide's sha256 in the store attributes (local slides;
+            slides in object storage are recorded by URL, size and ETag).
+        hash_remote: also sha256 slides in object storage (reads every byte of them).
         cache_mb: per-process cache of decoded slide blocks (MiB; 0 disables). Patches
             sharing pyramid tiles decode them once per worker; the pixels do not change.
         progress: show a progress bar (stderr).
@@ -577,6 +601,12 @@ def extract(
     if len(th.rgb_mean) != 3:
         raise InputError(f"--rgb-mean {rgb_mean}: give three values in [0, 1], e.g. 0.7204,0.4298,0.6379")
 
+    out_s = local_path(out)
+    is_url = "://" in out_s
+    if is_url:  # endpoint, credentials, bucket: one line and exit 2 before anything is written
+        check_url(out_s, what="--out", must_exist=False)
+    if scheduler is not None:
+        check_scheduler(scheduler)
     df = read_coords(coords_csv)
     original_cols = list(pd.read_csv(coords_csv, nrows=0).columns.str.strip())
     extra = [c for c in original_cols if c not in ("slide", "x", "y", "label")]
@@ -627,9 +657,11 @@ def extract(
     phash = _params_hash(params)
 
     # ---- the store: lock, then create / resume / refuse
-    out_s = local_path(out)
-    is_url = "://" in out_s
     lock: Any = None
+    fence = 0
+    if has_conditional_writes(out_s):  # object storage: a lease with a fencing token
+        lock = RemoteLock(out_s).acquire()
+        fence = lock.token
     if not is_url:
         p = Path(out_s)
         if p.exists() and not p.is_dir():
@@ -721,6 +753,7 @@ def extract(
                     "backend": backend,
                     "allow_upsample": bool(allow_upsample),
                     "token": token,
+                    "fence": fence,
                     "cache_mb": float(cache_mb),
                 }
             )
@@ -732,7 +765,8 @@ def extract(
 
             def _hash_all() -> None:
                 for name in slides:
-                    hashes[name] = _sha256(str(paths[name]))
+                    if hash_remote or not isinstance(paths[name], RemotePath):
+                        hashes[name] = _sha256(paths[name])
 
             hasher = threading.Thread(target=_hash_all, name="mlcamsr-sha256", daemon=True)
             hasher.start()
@@ -792,6 +826,8 @@ def extract(
             for s in specs:
                 for tmp in (root / s.name).rglob(".*.tmp"):
                     tmp.unlink(missing_ok=True)
+        if isinstance(lock, RemoteLock):
+            lock.check()  # another run took the store: do not overwrite its table
         store.write_table(table)
         complete = not task_errors
         store.update_attrs(

@@ -47,6 +47,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
+from mlcamsr import remote
 from mlcamsr.errors import StoreError
 
 __all__ = [
@@ -455,12 +456,15 @@ class Store:
         self.put_bytes(TABLE_KEY, buf.getvalue())
 
     # -- locking -------------------------------------------------------------------
-    def lock(self) -> StoreLock | _NoLock:
-        """A writer lock (context manager) for local stores; a no-op for remote ones."""
+    def lock(self) -> StoreLock | remote.RemoteLock | _NoLock:
+        """The writer lock (context manager): a lock file on local stores, a lease with a
+        fencing token on object storage (:class:`mlcamsr.remote.RemoteLock`), else a no-op."""
         root = self.local_root
-        if root is None:
-            return _NoLock()
-        return StoreLock(root / LOCK_NAME)
+        if root is not None:
+            return StoreLock(root / LOCK_NAME)
+        if remote.has_conditional_writes(str(self.path)):
+            return remote.RemoteLock(str(self.path))
+        return _NoLock()
 
     def _writable(self) -> None:
         if self.mode == "r":
@@ -481,7 +485,9 @@ class RegionReader:
     is the zarr array's. Counters ``chunks_read`` and ``bytes_read`` (fast path only).
     """
 
-    def __init__(self, store: Store, name: str) -> None:
+    def __init__(self, store: Store, name: str, shard_dir: Path | None = None) -> None:
+        """``shard_dir``: read shard files from this folder instead of the store's own
+        (a local copy of a remote store's shards, :mod:`mlcamsr.chunkcache`)."""
         self.array = store[name]
         self.name = name
         self.chunks_read = 0
@@ -490,10 +496,12 @@ class RegionReader:
         self._dir: Path | None = None
         layout = _fast_layout(self.array)
         root = store.local_root
-        if layout is not None and root is not None:
+        if shard_dir is None and root is not None:
+            shard_dir = root / name
+        if layout is not None and shard_dir is not None:
             from numcodecs import Zstd
 
-            self._dir = root / name
+            self._dir = shard_dir
             self._zstd = Zstd()
             _, self._ch, self._cw = layout[:3]
             self._rows = int(self.array.shards[0])
@@ -717,14 +725,16 @@ def open_store(
         if p.exists() and not p.is_dir():
             raise StoreError(f"{p} exists and is not a directory; choose another --out")
     kwargs: dict[str, Any] = {}
-    if url and storage_options:
-        kwargs["storage_options"] = storage_options
+    if url:
+        kwargs["storage_options"] = remote.storage_options(storage_options)
     target = str(path_or_url)
     try:
         if mode == "w":
             if not url and Path(target).is_dir():
                 _clear_local(Path(target))
-            group = zarr.open_group(target, mode="w" if url else "a", zarr_format=3, **kwargs)
+            elif url:  # keep the lease we hold (zarr's mode "w" would delete it)
+                remote.clear_prefix(target, keep=LOCK_NAME, options=storage_options)
+            group = zarr.open_group(target, mode="a", zarr_format=3, **kwargs)
         elif mode == "a":
             group = zarr.open_group(target, mode="a", zarr_format=3, **kwargs)
         else:
