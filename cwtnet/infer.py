@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from mlcamsr.errors import InputError
+from mlcamsr.remote import RemotePath, check_url, is_url
 
 ReadFn = Callable[[int, int, int, int], np.ndarray]
 """``read(x, y, w, h) -> (h, w, 3) uint8``: a window of the LR input in its own pixels."""
@@ -246,10 +247,13 @@ def open_source(
     Slides (anything ``mlcamsr.slides.open_slide`` opens) are read window by window,
     never whole; ``region`` is x, y in level-0 px and w, h in px of ``level``.
     """
-    p = Path(path)
-    if not p.exists():
+    remote = is_url(path)  # a slide in object storage: tiffslide by byte range
+    if remote:
+        check_url(str(path), what="--input", must_exist=True)
+    p: Any = RemotePath(str(path)) if remote else Path(path)
+    if not remote and not p.exists():
         raise InputError(f"--input {p}: no such file")
-    if _is_image(p):
+    if not remote and _is_image(p):
         img = _load_image(p)
         x0, y0 = 0, 0
         h, w = img.shape[:2]

@@ -397,7 +397,10 @@ class RemoteLock:
     def _read(self) -> tuple[dict[str, Any] | None, str | None]:
         fs, path = self._fs()
         try:
-            info = fs.info(path, refresh=True) if "refresh" in fs.info.__code__.co_varnames else fs.info(path)
+            fs.invalidate_cache(path)  # the listing cache must not answer for a lease
+            # ETag first, body second: the ETag is never newer than the body read, so a
+            # put conditioned on it fails when the lease changed in between (safe side)
+            info = fs.info(path)
             data = fs.cat_file(path)
         except FileNotFoundError:
             return None, None

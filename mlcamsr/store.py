@@ -22,8 +22,11 @@ with one chunk per patch each read decodes the whole ~3 MB patch, with 256-px in
 chunks it decodes the 1-4 chunks the crop touches (zarr reads them by byte range from
 the shard). Shards stay whole patches, so one writer still owns whole shard files.
 
-Any fsspec URL zarr accepts works for reading and writing; the writer lock is only
-taken on local stores (a remote store has no atomic create here).
+Any fsspec URL zarr accepts works for reading and writing (options: ``storage_options``
+or :func:`mlcamsr.remote.storage_options`). The writer lock is a lock file on local stores
+and a lease with a fencing token on ``s3://`` (conditional writes,
+:class:`mlcamsr.remote.RemoteLock`); other URL schemes get no lock. On object storage a
+shard, a record and the table are each one PUT (atomic); docs/scaling.md has the guarantees.
 """
 
 from __future__ import annotations
