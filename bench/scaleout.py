@@ -32,6 +32,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def _du(p: Path) -> int:
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
 def _load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -105,14 +109,21 @@ def main() -> None:
             return args.samples / (time.perf_counter() - t0)
 
         kw = {"split": "train", "scale": 2, "patch": args.patch}
-        loc = sps(TripletDataset(local, **kw))
+        local_ds = TripletDataset(local, **kw)
+        sps(local_ds)  # warm-up: imports, resize weights, page cache of the local shards
+        loc = sps(local_ds)
         nocache = sps(TripletDataset("s3://bench/ds.zarr", **kw))
         cached = TripletDataset("s3://bench/ds.zarr", cache_dir=tmp / "cache", **kw)
         e1 = sps(cached)
         e2 = sps(cached)
+        loc2 = sps(local_ds)  # local again, after: the spread says how much the load moved
         print(f"dataset samples/s ({args.samples} random x2 crops of {args.patch} px, one process): "
-              f"local {loc:.1f}; S3 no cache {nocache:.1f} ({nocache / loc:.2f}x local); S3 + cache "
-              f"epoch 1 {e1:.1f} ({e1 / loc:.2f}x), epoch 2 {e2:.1f} ({e2 / loc:.2f}x) (load {_load()})")
+              f"local {loc:.1f} before / {loc2:.1f} after; S3 no cache {nocache:.1f} "
+              f"({nocache / loc:.2f}x local); S3 + cache epoch 1 {e1:.1f} ({e1 / loc:.2f}x), "
+              f"epoch 2 {e2:.1f} ({e2 / loc:.2f}x) (load {_load()})")
+        n_trip = len(coords.read_text().splitlines()) - 1
+        print(f"store: {_du(local) / 2**20:.1f} MiB for {n_trip} "
+              "triplets")
     finally:
         for p in procs:
             kill(p)
