@@ -99,7 +99,7 @@ def stage_profile(slide: Path, centres: list[tuple[int, int]], size: int, backen
     from numcodecs import Zstd
 
     from mlcamsr.patches import Geometry, member_specs, plan_member, read_level
-    from mlcamsr.qc import QCThresholds, evaluate
+    from mlcamsr.qc import QCThresholds, check_patch
     from mlcamsr.resize import resample_box
     from mlcamsr.slides import open_slide
 
@@ -122,7 +122,7 @@ def stage_profile(slide: Path, centres: list[tuple[int, int]], size: int, backen
             t["resample"] += t2 - t1
             images[s.name] = img
         t0 = time.process_time()
-        evaluate(images, [s.name for s in specs], QCThresholds())
+        check_patch(images, [s.name for s in specs], QCThresholds())
         t1 = time.process_time()
         for img in images.values():
             zstd.encode(np.ascontiguousarray(img))

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
 
 from mlcamsr.errors import MLCamSRError
+from mlcamsr.qc import PAPER_RGB_MEAN
+from mlcamsr.slides import BACKENDS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -117,4 +119,54 @@ def storage_options_option() -> Callable[[F], F]:
         callback=_export_storage_options,
         help="fsspec options for URLs (s3://...), e.g. '{\"endpoint_url\": \"http://127.0.0.1:9000\"}'; "
         "default: the AWS_* environment variables.",
+    )
+
+
+# ----------------------------------------------------------------------------- mlcamsr choices
+# One home per mlcamsr choice list (slide backends: mlcamsr.slides.BACKENDS; the paper's
+# RGB mean: mlcamsr.qc.PAPER_RGB_MEAN); every command builds its option from here.
+
+
+def choice_option(
+    name: str, choices: Sequence[str], *, default: str, help: str, dest: str | None = None
+) -> Callable[[F], F]:
+    """A ``click.Choice`` option over one of the project's choice lists (default shown)."""
+    decls = (name,) if dest is None else (name, dest)
+    return click.option(
+        *decls, type=click.Choice(list(choices)), default=default, show_default=True, help=help
+    )
+
+
+def backend_option(help: str = "Slide reader.") -> Callable[[F], F]:
+    """``--backend auto|openslide|tiffslide`` (:data:`mlcamsr.slides.BACKENDS`)."""
+    return choice_option("--backend", BACKENDS, default="auto", help=help)
+
+
+def parse_floats(n: int) -> Callable[[click.Context, click.Parameter, str | None], tuple[float, ...] | None]:
+    """A click callback: ``"a,b,c"`` -> ``(a, b, c)`` floats, exactly ``n`` of them (0: any number)."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+        if value is None:
+            return None
+        try:
+            out = tuple(float(v) for v in value.split(","))
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: give {n} comma-separated numbers") from None
+        if n and len(out) != n:
+            raise click.BadParameter(f"{value!r}: give {n} comma-separated numbers")
+        return out
+
+    return parse
+
+
+def rgb_mean_option(
+    help: str = "Reference RGB mean in [0,1] (the paper's MLCamSR training mean).",
+) -> Callable[[F], F]:
+    """``--rgb-mean R,G,B`` in [0, 1], default :data:`mlcamsr.qc.PAPER_RGB_MEAN`."""
+    return click.option(
+        "--rgb-mean",
+        default=",".join(f"{v:g}" for v in PAPER_RGB_MEAN),
+        show_default=True,
+        callback=parse_floats(3),
+        help=help,
     )

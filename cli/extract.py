@@ -11,25 +11,12 @@ from cli.common import (
     DEFAULT_STORE,
     EXIT_OK,
     EXIT_PARTIAL,
+    backend_option,
     handle_errors,
+    rgb_mean_option,
     sectioned,
     storage_options_option,
 )
-
-
-def _floats(n: int):
-    def parse(ctx: click.Context, param: click.Parameter, value: str | None):
-        if value is None:
-            return None
-        try:
-            out = tuple(float(v) for v in value.split(","))
-        except ValueError:
-            raise click.BadParameter(f"{value!r}: give {n} comma-separated numbers") from None
-        if n and len(out) != n:
-            raise click.BadParameter(f"{value!r}: give {n} comma-separated numbers")
-        return out
-
-    return parse
 
 
 def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
@@ -70,8 +57,7 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
               "process (threads measured faster: no start-up, one shared block cache).")
 @click.option("--scheduler", default=None,
               help="Address of a running dask.distributed scheduler (instead of a local cluster).")
-@click.option("--backend", default="auto", show_default=True,
-              type=click.Choice(["auto", "openslide", "tiffslide"]), help="Slide reader.")
+@backend_option()
 @click.option("--mpp", default=None, type=float,
               help="um/px for slides without mpp metadata and no mpp column value.")
 @click.option("--annotations", default=None, type=click.Path(),
@@ -82,8 +68,7 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
               help="Allow members finer than the slide's finest level (upsampled; not real data).")
 @click.option("--min-tissue", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Reject patches with a smaller tissue fraction (blank areas).")
-@click.option("--rgb-mean", default="0.7204,0.4298,0.6379", show_default=True, callback=_floats(3),
-              help="Reference RGB mean in [0,1] (the paper's MLCamSR training mean).")
+@rgb_mean_option()
 @click.option("--rgb-tol", default=0.25, show_default=True, type=click.FloatRange(min=0),
               help="Reject patches whose channel means differ more from --rgb-mean.")
 @click.option("--min-align-psnr", default=25.0, show_default=True, type=float,

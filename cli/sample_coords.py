@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cli.common import EXIT_PARTIAL, handle_errors
+from cli.common import EXIT_PARTIAL, backend_option, handle_errors
 
 
 @click.command("sample-coords")
@@ -97,13 +97,7 @@ from cli.common import EXIT_PARTIAL, handle_errors
     help="Where to write one mask overlay PNG per slide [default: <out stem>_overlays/ beside --out].",
 )
 @click.option("--no-overlay", is_flag=True, help="Do not write overlay PNGs.")
-@click.option(
-    "--backend",
-    type=click.Choice(["auto", "openslide", "tiffslide"]),
-    default="auto",
-    show_default=True,
-    help="Slide reader.",
-)
+@backend_option()
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
 @handle_errors
 def sample_coords(

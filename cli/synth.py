@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
 
 from cli.common import handle_errors
-from mlcamsr.errors import InputError
-
-# what synth writes: another synth run may be replaced, nothing else may
-_OURS = re.compile(r"(slide_\d{3,}\.(tif|xml)|coords\.csv)")
 
 
 def _parse_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
@@ -69,13 +64,6 @@ def synth(out: Path, n_slides: int, size: tuple[int, int], mpp: float, seed: int
     from tqdm import tqdm
 
     from mlcamsr.synth import synth_slides
-
-    others = sorted(p.name for p in out.iterdir() if not _OURS.fullmatch(p.name)) if out.is_dir() else []
-    if others:
-        raise InputError(
-            f"--out {out} already holds files synth did not write ({', '.join(others[:3])}"
-            f"{', ...' if len(others) > 3 else ''}); give a new or empty folder"
-        )
 
     with tqdm(total=n_slides, unit="slide", desc="synth") as bar:
         paths = synth_slides(out, n_slides=n_slides, size=size, mpp=mpp, seed=seed,

@@ -390,7 +390,7 @@ def load_annotations(xml_path: str | os.PathLike[str]) -> SlideAnnotations:
         name = el.get("Name") or f"#{i}"
         group = el.get("PartOfGroup") or "None"
         typ = (el.get("Type") or "Polygon").lower()
-        coords = []
+        coords: list[tuple[int, float, float]] = []  # (order, x, y) level-0 px
         for c in el.iterfind("./Coordinates/Coordinate"):
             coords.append(
                 (

@@ -273,7 +273,7 @@ class TripletDataset(Dataset):
     def _load_memory(self, handle: Any) -> dict[str, np.ndarray]:
         mem: dict[str, np.ndarray] = {}
         order = np.argsort(self.indices)
-        for mname in {self.gt_member, self.ref_member} - {None}:
+        for mname in {m for m in (self.gt_member, self.ref_member) if m is not None}:
             arr = handle[mname]
             out = np.empty((len(self.indices),) + tuple(arr.shape[1:]), dtype=np.uint8)
             for k in order:
@@ -299,7 +299,7 @@ class TripletDataset(Dataset):
             # every process opens its own store (and, for a URL, its own filesystem and event
             # loop): an fsspec/aiohttp client must not cross fork
             handle = open_store(self.path, mode="r", storage_options=self.storage_options)
-            members = {self.gt_member, self.ref_member} - {None}
+            members = {m for m in (self.gt_member, self.ref_member) if m is not None}
             if self.cache_dir is not None and is_url(self.path):
                 self._arrays = {m: CachedRegionReader(handle, m, self.cache_dir) for m in members}
             else:

@@ -1,14 +1,23 @@
 """The extract job: coords + slides -> an aligned, quality-checked, resumable Zarr store.
 
-Plan (driver, cheap, before anything is written):
+:func:`extract` runs these stages, each a function of this module:
 
-1. members from ``size``/``scales`` (:func:`mlcamsr.patches.member_specs`);
-2. the coords file (:func:`mlcamsr.coords.read_coords`) and its slides
+1. :func:`check_options`: members from ``size``/``scales``
+   (:func:`mlcamsr.patches.member_specs`), QC thresholds, inner chunk side;
+2. :func:`plan_rows`: the coords file (:func:`mlcamsr.coords.read_coords`) and its slides
    (:func:`mlcamsr.coords.resolve_slides`): file-level problems are ``InputError`` (exit 2);
-3. every slide opened once for its geometry: an unreadable slide (zero bytes, truncated,
+   every slide opened once for its geometry: an unreadable slide (zero bytes, truncated,
    not a slide) makes its rows ``failed`` and the run goes on (exit 1); a slide without
    mpp and no override, or one that would need upsampling, is refused (exit 2);
-4. every row planned: a square that leaves the slide makes that row ``failed``.
+   every row planned: a square that leaves the slide makes that row ``failed``;
+   rows labelled from the annotations;
+3. :func:`open_or_create_store` (under the store's lock): resume, refuse or create;
+4. :func:`make_tasks`: one task per shard not yet done (:func:`done_records`);
+5. :func:`execute_tasks` runs them (:func:`run_task` each) while :class:`SlideHasher`
+   hashes the slides;
+6. :func:`build_table` and :func:`finish_store`: the table and attributes, ``complete``.
+
+Stages 1-2 are cheap and write nothing.
 
 Layout: every member is ``(N, size, size, 3)`` in shards of ``shard_rows`` whole patches
 with inner chunks of ``min(chunk, member size)`` px (default ``chunk`` 256 when the finest
@@ -39,6 +48,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -49,6 +59,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlcamsr import __version__
+from mlcamsr.annotations import load_for_slide, require_xml
 from mlcamsr.cluster import check_scheduler
 from mlcamsr.coords import read_coords, resolve_slides
 from mlcamsr.errors import InputError, StoreError
@@ -62,7 +74,7 @@ from mlcamsr.patches import (
     plan_member,
     read_member,
 )
-from mlcamsr.qc import PAPER_RGB_MEAN, QCThresholds, evaluate
+from mlcamsr.qc import PAPER_RGB_MEAN, QCThresholds, check_patch
 from mlcamsr.remote import (
     RemoteLock,
     RemotePath,
@@ -71,8 +83,34 @@ from mlcamsr.remote import (
     has_conditional_writes,
     open_remote_binary,
 )
+from mlcamsr.slides import BACKENDS, SlideReader, open_slide
+from mlcamsr.store import (
+    LOCK_NAME,
+    Store,
+    StoreLock,
+    default_chunk,
+    local_path,
+    member_chunk,
+    open_store,
+)
 
-__all__ = ["ExtractResult", "extract", "TASKS_PREFIX"]
+__all__ = [
+    "ExtractPlan",
+    "ExtractResult",
+    "SlideHasher",
+    "TASKS_PREFIX",
+    "build_table",
+    "check_options",
+    "check_places",
+    "done_records",
+    "execute_tasks",
+    "extract",
+    "finish_store",
+    "make_tasks",
+    "open_or_create_store",
+    "plan_rows",
+    "run_task",
+]
 
 TASKS_PREFIX = "_extract/tasks/"
 
@@ -107,23 +145,19 @@ class ExtractResult:
 
 # ----------------------------------------------------------------------------- workers
 
-_READERS: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
-_READERS_LOCK = __import__("threading").Lock()
+_READERS: OrderedDict[tuple[str, str, int], SlideReader] = OrderedDict()
+_READERS_LOCK = threading.Lock()
 _MAX_OPEN = 8
 
 
-def _reader(path: str, backend: str) -> Any:
+def _reader(path: str, backend: str) -> SlideReader:
     """The slide reader of this process and thread (opened once, never pickled)."""
-    import threading
-
     key = (path, backend, threading.get_ident())
     with _READERS_LOCK:
         r = _READERS.get(key)
         if r is not None:
             _READERS.move_to_end(key)
             return r
-    from mlcamsr.slides import open_slide
-
     r = open_slide(path, backend=backend)
     with _READERS_LOCK:
         _READERS[key] = r
@@ -154,7 +188,7 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg[0]}" if msg else type(exc).__name__
 
 
-def _sha256(path: Any) -> tuple[str, int]:
+def _sha256(path: str | Path | RemotePath) -> tuple[str, int]:
     h = hashlib.sha256()
     total = 0
     if isinstance(path, RemotePath):  # optional (hash_remote): reads the whole object
@@ -180,8 +214,6 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
     their slide path, geometry and planned failure, the member specs and thresholds.
     Returns the record (one dict per row of the shard).
     """
-    from mlcamsr.store import open_store
-
     specs: list[MemberSpec] = task["specs"]
     th: QCThresholds = task["thresholds"]
     start, stop = task["start"], task["stop"]
@@ -216,7 +248,7 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
         except Exception as exc:  # noqa: BLE001 - a read error fails this row only
             rec["reason"] = f"read error: {_first_line(exc)}"
             continue
-        qc = evaluate(images, order, th)
+        qc = check_patch(images, order, th)
         rec.update(
             status="kept" if qc.ok else "rejected",
             reason=qc.reason,
@@ -256,8 +288,6 @@ def _open_slides(
     mpp: float | None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Open each slide once: ``(info, failed)`` by name; raise for slides without mpp."""
-    from mlcamsr.slides import open_slide
-
     info: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
     no_mpp: list[str] = []
@@ -270,7 +300,7 @@ def _open_slides(
             with open_slide(path, backend=backend) as r:
                 dims = tuple((int(w), int(h)) for w, h in r.level_dimensions)
                 own = r.mpp
-                meta = {
+                meta: dict[str, Any] = {
                     "path": name,
                     **({"url": str(path), "etag": path.etag} if isinstance(path, RemotePath) else {}),
                     "size": int(size),
@@ -377,8 +407,6 @@ def _labels(
     ann_dir = Path(annotations)
     if not ann_dir.is_dir():
         raise InputError(f"--annotations {ann_dir} is not a folder; give the folder of ASAP XML files")
-    from mlcamsr.annotations import load_for_slide, require_xml
-
     require_xml(ann_dir)
 
     for slide, idx in df.groupby("slide", sort=False).indices.items():
@@ -506,6 +534,392 @@ def _restore_environ(before: dict[str, str]) -> None:
             os.environ[key] = value
 
 
+@dataclass
+class ExtractPlan:
+    """What the driver knows before anything is written (stage 2, :func:`plan_rows`).
+
+    Attributes:
+        coords: the coords table (:func:`mlcamsr.coords.read_coords`), one row per patch.
+        extra: the coords file's own extra columns, copied into the store table.
+        paths: slide name -> file (or DICOM folder).
+        slides: name -> metadata of every slide that opened (its ``geometry`` included).
+        failed_slides: name -> reason, for slides that did not open (their rows fail).
+        pre_fail: row -> reason, for rows failed before any read.
+        labels, tumor_frac: per-row label and tumour fraction (NaN without annotations).
+    """
+
+    coords: pd.DataFrame
+    extra: list[str]
+    paths: dict[str, Path]
+    slides: dict[str, dict[str, Any]]
+    failed_slides: dict[str, str]
+    pre_fail: dict[int, str]
+    labels: np.ndarray
+    tumor_frac: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Number of rows (patches) of the run."""
+        return len(self.coords)
+
+
+def check_options(
+    *,
+    size: int,
+    base_mpp: float,
+    base_mag: float,
+    scales: Sequence[int],
+    backend: str,
+    mpp: float | None,
+    shard_rows: int,
+    chunk: int | None,
+    min_tissue: float,
+    rgb_mean: Sequence[float],
+    rgb_tol: float,
+    min_align_psnr: float,
+) -> tuple[list[MemberSpec], QCThresholds, int]:
+    """Stage 1: the members, QC thresholds and inner chunk side (px) of a run, or InputError."""
+    specs = member_specs(int(size), float(base_mpp), float(base_mag), scales)
+    if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
+        raise InputError(f"--mpp {mpp}: give a positive um/px, e.g. 0.243")
+    if backend not in BACKENDS:
+        raise InputError(f"--backend {backend}: choose {', '.join(BACKENDS)}")
+    if shard_rows < 1:
+        raise InputError(f"--shard-rows {shard_rows}: give at least 1")
+    if chunk is not None and int(chunk) < 16:
+        raise InputError(
+            f"--chunk {chunk}: give an inner chunk side of at least 16 px (default 256; "
+            f"{int(size)} = one chunk per patch)"
+        )
+    chunk_px = member_chunk(default_chunk(size) if chunk is None else int(chunk), int(size))
+    th = QCThresholds(
+        min_tissue=float(min_tissue),
+        rgb_mean=tuple(float(v) for v in rgb_mean),  # type: ignore[arg-type]
+        rgb_tol=float(rgb_tol),
+        min_align_psnr=float(min_align_psnr),
+    )
+    if len(th.rgb_mean) != 3:
+        raise InputError(f"--rgb-mean {rgb_mean}: give three values in [0, 1], e.g. "
+                         f"{','.join(f'{v:g}' for v in PAPER_RGB_MEAN)}")
+    return specs, th, chunk_px
+
+
+def plan_rows(
+    slides_dir: str | os.PathLike[str],
+    coords_csv: str | os.PathLike[str],
+    specs: Sequence[MemberSpec],
+    *,
+    backend: str,
+    mpp: float | None,
+    allow_upsample: bool,
+    annotations: str | os.PathLike[str] | None,
+) -> ExtractPlan:
+    """Stage 2: read the coords, open every slide once, plan every row, label the rows.
+
+    File-level problems raise InputError (nothing is written yet); an unreadable slide or
+    a square outside its slide only fails the rows concerned (``pre_fail``).
+    """
+    df = read_coords(coords_csv)
+    original_cols = list(pd.read_csv(coords_csv, nrows=0).columns.str.strip())
+    extra = [c for c in original_cols if c not in ("slide", "x", "y", "label")]
+    paths = resolve_slides(df, slides_dir)
+    slides, failed_slides = _open_slides(df, paths, backend=backend, mpp=mpp)
+    for name, meta in slides.items():
+        for s in specs:
+            try:
+                choose_level(meta["geometry"], s.mpp, allow_upsample=allow_upsample)
+            except InputError as exc:
+                raise InputError(f"slide {name}: {exc}") from None
+    pre_fail = _plan_failures(df, slides, failed_slides, specs, allow_upsample=allow_upsample)
+    half_widths = {
+        name: specs[0].size * specs[0].mpp / meta["geometry"].mpp[0] / 2.0 for name, meta in slides.items()
+    }
+    labels, tumor = _labels(df, annotations, half_widths)
+    return ExtractPlan(df, extra, paths, slides, failed_slides, pre_fail, labels, tumor)
+
+
+def _plan_failures(
+    df: pd.DataFrame,
+    slides: dict[str, dict[str, Any]],
+    failed_slides: dict[str, str],
+    specs: Sequence[MemberSpec],
+    *,
+    allow_upsample: bool,
+) -> dict[int, str]:
+    """Row -> reason for the rows that fail before any read (slide unreadable, square outside)."""
+    pre_fail: dict[int, str] = {}
+    xs, ys = df["x"].to_numpy(dtype=np.float64), df["y"].to_numpy(dtype=np.float64)
+    for i, slide in enumerate(df["slide"]):
+        if slide in failed_slides:
+            pre_fail[i] = failed_slides[slide]
+            continue
+        geo = slides[slide]["geometry"]
+        try:
+            for s in specs:
+                plan_member(geo, xs[i], ys[i], s, allow_upsample=allow_upsample)
+        except SquareOutside as exc:
+            pre_fail[i] = str(exc)
+    return pre_fail
+
+
+def check_places(out: str, *, scheduler: str | None) -> None:
+    """Stage 0: a store URL's endpoint, credentials and bucket, and the ``scheduler``, answer
+    (one line and exit 2 otherwise, before anything is read or written)."""
+    if "://" in out:
+        check_url(out, what="--out", must_exist=False)
+    if scheduler is not None:
+        check_scheduler(scheduler)
+
+
+def _lock_out(out: str) -> StoreLock | RemoteLock | None:
+    """Refuse an ``out`` folder that is not a store, then take its lock: a lock file, or on
+    ``s3://`` a lease with a fencing token (:class:`mlcamsr.remote.RemoteLock`); None for
+    other URLs."""
+    if has_conditional_writes(out):
+        return RemoteLock(out).acquire()
+    if "://" in out:
+        return None
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise StoreError(f"--out {p} exists and is not a folder; choose another path")
+    if p.is_dir() and any(p.iterdir()) and not (p / "zarr.json").is_file():
+        only_lock = [c.name for c in p.iterdir()] == [LOCK_NAME]
+        if not only_lock:
+            raise StoreError(f"--out {p} is a non-empty folder that is not a store; choose another path")
+    p.mkdir(parents=True, exist_ok=True)
+    return StoreLock(p / LOCK_NAME).acquire()
+
+
+def open_or_create_store(
+    out: str,
+    params: dict[str, Any],
+    specs: Sequence[MemberSpec],
+    *,
+    overwrite: bool,
+) -> tuple[Store, bool]:
+    """Stage 3: ``(store, resumed)``: resume a store made with the same ``params``, refuse
+    one made with others (unless ``overwrite``) or a foreign Zarr store, else create it
+    with empty members. The caller holds the lock."""
+    phash = _params_hash(params)
+    try:
+        existing: Store | None = open_store(out, mode="r+")
+    except StoreError:
+        existing = None
+    if existing is not None:
+        old = existing.attrs
+        if old.get("params_hash") == phash:
+            return existing, True
+        if not overwrite:
+            what = _params_diff(old.get("params", {}), params)
+            raise StoreError(
+                f"{out} was made with other parameters ({what}); use the same options, "
+                "another --out, or --overwrite to replace it"
+            )
+    if "://" not in out and (Path(out) / "zarr.json").is_file() and existing is None and not overwrite:
+        raise StoreError(f"{out} is a Zarr store but not an MLCamSR one; choose another --out or --overwrite")
+    store = open_store(out, mode="w")
+    store.update_attrs(
+        format_version=1,
+        tool_version=__version__,
+        params=params,
+        params_hash=phash,
+        complete=False,
+    )
+    for s in specs:
+        store.create_member(
+            s.name,
+            n=int(params["n_rows"]),
+            size=s.size,
+            mpp=s.mpp,
+            scale=s.scale,
+            mag=s.mag,
+            kind="real",
+            shard_rows=int(params["shard_rows"]),
+            zstd_level=int(params["zstd_level"]),
+            chunk=int(params["chunk"]),
+        )
+    return store, False
+
+
+def done_records(store: Store) -> dict[int, list[dict[str, Any]]]:
+    """Shard -> its record, for every shard an earlier run finished (resume)."""
+    done: dict[int, list[dict[str, Any]]] = {}
+    for key in store.list_prefix(TASKS_PREFIX):
+        k = int(key.rsplit("/", 1)[1].split(".")[0])
+        data = store.get_bytes(key)
+        if data is not None:
+            done[k] = json.loads(data)
+    return done
+
+
+def make_tasks(
+    plan: ExtractPlan,
+    specs: Sequence[MemberSpec],
+    th: QCThresholds,
+    *,
+    store: str,
+    skip: Iterable[int],
+    shard_rows: int,
+    backend: str,
+    allow_upsample: bool,
+    token: str,
+    cache_mb: float,
+    fence: int = 0,
+) -> list[dict[str, Any]]:
+    """Stage 4: one picklable task (see :func:`run_task`) per shard of ``shard_rows`` rows,
+    leaving out the shards in ``skip`` (done by an earlier run)."""
+    skip = set(skip)
+    df, n = plan.coords, plan.n
+    xs, ys = df["x"].to_numpy(dtype=np.float64), df["y"].to_numpy(dtype=np.float64)
+    tasks: list[dict[str, Any]] = []
+    for k, start in enumerate(range(0, n, shard_rows)):
+        if k in skip:
+            continue
+        stop = min(start + shard_rows, n)
+        rows = []
+        for i in range(start, stop):
+            slide = df["slide"].iat[i]
+            row: dict[str, Any] = {"row": i, "x": float(xs[i]), "y": float(ys[i]), "fail": plan.pre_fail.get(i, "")}
+            if not row["fail"]:
+                row["path"] = str(plan.paths[slide])
+                row["geometry"] = plan.slides[slide]["geometry"]
+            rows.append(row)
+        tasks.append(
+            {
+                "store": store,
+                "shard": k,
+                "start": start,
+                "stop": stop,
+                "rows": rows,
+                "specs": list(specs),
+                "thresholds": th,
+                "backend": backend,
+                "allow_upsample": bool(allow_upsample),
+                "token": token,
+                "fence": int(fence),
+                "cache_mb": float(cache_mb),
+            }
+        )
+    return tasks
+
+
+class SlideHasher:
+    """sha256 of every slide in a background thread while the tasks run (hashlib releases
+    the GIL). ``start()`` then ``join()`` -> name -> ``(hex digest, bytes read)``."""
+
+    def __init__(self, paths: dict[str, Path], enabled: bool = True) -> None:
+        self.paths = paths
+        self.hashes: dict[str, tuple[str, int]] = {}
+        self._thread: threading.Thread | None = None
+        self.enabled = enabled
+
+    def start(self) -> SlideHasher:
+        if self.enabled:
+            self._thread = threading.Thread(target=self._run, name="mlcamsr-sha256", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        for name, path in self.paths.items():
+            self.hashes[name] = _sha256(path)
+
+    def join(self) -> dict[str, tuple[str, int]]:
+        if self._thread is not None:
+            self._thread.join()
+        return self.hashes
+
+
+def execute_tasks(
+    tasks: list[dict[str, Any]],
+    done: dict[int, list[dict[str, Any]]],
+    *,
+    n_rows: int,
+    workers: int,
+    scheduler: str | None,
+    processes: bool,
+    progress: bool,
+) -> dict[int, str]:
+    """Stage 5: run ``tasks``, adding each shard's records to ``done``; returns shard ->
+    reason for the tasks that raised (their rows are ``failed``; no record was written,
+    so a rerun retries exactly those shards)."""
+    bar = _progress_bar(n_rows, progress, initial=sum(len(v) for v in done.values()))
+    task_errors: dict[int, str] = {}
+    try:
+        for t, res in _run_tasks(tasks, workers=int(workers), scheduler=scheduler, processes=processes):
+            if isinstance(res, BaseException):
+                reason = f"task error: {_first_line(res)}"
+                task_errors[t["shard"]] = reason
+                res = [{"row": r["row"], "status": "failed", "reason": reason} for r in t["rows"]]
+            done[t["shard"]] = res
+            bar.update(len(res))
+    finally:
+        bar.close()
+        BLOCK_CACHE.clear()  # serial/thread runs filled this process's cache
+        _close_readers()
+    return task_errors
+
+
+def build_table(plan: ExtractPlan, done: dict[int, list[dict[str, Any]]], specs: Sequence[MemberSpec]) -> pd.DataFrame:
+    """Stage 6: the store table from the shard records, in row order (resume-independent)."""
+    records: dict[int, dict[str, Any]] = {}
+    for recs in done.values():
+        for rec in recs:
+            records[int(rec["row"])] = rec
+    return _make_table(plan.coords, records, specs, plan.extra, plan.tumor_frac, plan.labels)
+
+
+def finish_store(
+    store: Store,
+    table: pd.DataFrame,
+    plan: ExtractPlan,
+    specs: Sequence[MemberSpec],
+    *,
+    chunk_px: int,
+    hashes: dict[str, tuple[str, int]],
+    complete: bool,
+) -> None:
+    """Stage 6: write the table and the slide, member and QC attributes; mark the store
+    ``complete`` when no task failed."""
+    slide_attrs: dict[str, Any] = {}
+    for name, meta in plan.slides.items():
+        m = {k: v for k, v in meta.items() if k != "geometry"}
+        m["downsamples"] = [list(d) for d in meta["geometry"].downsamples]
+        if name in hashes:
+            m["sha256"] = hashes[name][0]
+        slide_attrs[name] = m
+    for name, reason in plan.failed_slides.items():
+        slide_attrs[name] = {"path": name, "error": reason}
+    members = []
+    for s in specs:
+        col = table.loc[table.status == "kept", f"src_{s.name}"]
+        members.append(
+            {
+                "name": s.name,
+                "mpp": s.mpp,
+                "size": s.size,
+                "scale": s.scale,
+                "mag": s.mag,
+                "kind": "real",
+                "chunk": member_chunk(chunk_px, s.size),
+                "sources": {str(k): int(v) for k, v in col.value_counts().sort_index().items()},
+            }
+        )
+    ours = {s.name for s in specs}
+    members += [m for m in store.attrs.get("members", []) if m.get("name") not in ours]
+    root = store.local_root
+    if root is not None:  # temp files of writes cut by a kill (we hold the lock: none live)
+        for s in specs:
+            for tmp in (root / s.name).rglob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+    store.write_table(table)
+    store.update_attrs(
+        slides=slide_attrs,
+        members=members,
+        qc_summary=_summary(table, specs),
+        complete=complete,
+    )
+
+
 def extract(
     slides_dir: str | os.PathLike[str],
     coords_csv: str | os.PathLike[str],
@@ -573,72 +987,63 @@ def extract(
         InputError: bad options, coords file, slide names, slides without mpp.
         StoreError: the store is locked, foreign, or made with other parameters.
     """
-    from mlcamsr import __version__
-    from mlcamsr.store import LOCK_NAME, StoreLock, local_path, open_store
-
     t0 = time.perf_counter()
-    specs = member_specs(int(size), float(base_mpp), float(base_mag), scales)
-    if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
-        raise InputError(f"--mpp {mpp}: give a positive um/px, e.g. 0.243")
-    if backend not in ("auto", "openslide", "tiffslide"):
-        raise InputError(f"--backend {backend}: choose auto, openslide or tiffslide")
-    if shard_rows < 1:
-        raise InputError(f"--shard-rows {shard_rows}: give at least 1")
-    from mlcamsr.store import default_chunk, member_chunk
-
-    if chunk is not None and int(chunk) < 16:
-        raise InputError(
-            f"--chunk {chunk}: give an inner chunk side of at least 16 px (default 256; "
-            f"{int(size)} = one chunk per patch)"
-        )
-    chunk_px = member_chunk(default_chunk(size) if chunk is None else int(chunk), int(size))
-    th = QCThresholds(
-        min_tissue=float(min_tissue),
-        rgb_mean=tuple(float(v) for v in rgb_mean),  # type: ignore[arg-type]
-        rgb_tol=float(rgb_tol),
-        min_align_psnr=float(min_align_psnr),
-    )
-    if len(th.rgb_mean) != 3:
-        raise InputError(f"--rgb-mean {rgb_mean}: give three values in [0, 1], e.g. 0.7204,0.4298,0.6379")
-
     out_s = local_path(out)
-    is_url = "://" in out_s
-    if is_url:  # endpoint, credentials, bucket: one line and exit 2 before anything is written
-        check_url(out_s, what="--out", must_exist=False)
-    if scheduler is not None:
-        check_scheduler(scheduler)
-    df = read_coords(coords_csv)
-    original_cols = list(pd.read_csv(coords_csv, nrows=0).columns.str.strip())
-    extra = [c for c in original_cols if c not in ("slide", "x", "y", "label")]
-    paths = resolve_slides(df, slides_dir)
-    slides, failed_slides = _open_slides(df, paths, backend=backend, mpp=mpp)
-    for name, meta in slides.items():
-        for s in specs:
-            try:
-                choose_level(meta["geometry"], s.mpp, allow_upsample=allow_upsample)
-            except InputError as exc:
-                raise InputError(f"slide {name}: {exc}") from None
+    check_places(out_s, scheduler=scheduler)
+    specs, th, chunk_px = check_options(
+        size=size, base_mpp=base_mpp, base_mag=base_mag, scales=scales, backend=backend, mpp=mpp,
+        shard_rows=shard_rows, chunk=chunk, min_tissue=min_tissue, rgb_mean=rgb_mean,
+        rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
+    )
+    plan = plan_rows(slides_dir, coords_csv, specs, backend=backend, mpp=mpp,
+                     allow_upsample=allow_upsample, annotations=annotations)
+    params = _store_params(plan, specs, th, size=size, base_mpp=base_mpp, base_mag=base_mag,
+                           backend=backend, mpp=mpp, allow_upsample=allow_upsample,
+                           shard_rows=shard_rows, zstd_level=zstd_level, chunk_px=chunk_px,
+                           annotations=annotations)
+    lock = _lock_out(out_s)
+    try:
+        store, resumed = open_or_create_store(out_s, params, specs, overwrite=overwrite)
+        if resumed and store.attrs.get("complete") and store.has_table:
+            return _result(out_s, store.table, t0, tasks_run=0, tasks_skipped=-1)
+        done = done_records(store)
+        tasks = make_tasks(plan, specs, th, store=out_s, skip=done, shard_rows=shard_rows, backend=backend,
+                           allow_upsample=allow_upsample, token=_params_hash(params)[:8], cache_mb=cache_mb,
+                           fence=lock.token if isinstance(lock, RemoteLock) else 0)
+        to_hash = {name: plan.paths[name] for name in plan.slides
+                   if hash_remote or not isinstance(plan.paths[name], RemotePath)}
+        hasher = SlideHasher(to_hash, enabled=hash_slides).start()
+        task_errors = execute_tasks(tasks, done, n_rows=plan.n, workers=workers, scheduler=scheduler,
+                                    processes=processes, progress=progress)
+        table = build_table(plan, done, specs)
+        if isinstance(lock, RemoteLock):
+            lock.check()  # another run took the store: do not overwrite its table
+        finish_store(store, table, plan, specs, chunk_px=chunk_px, hashes=hasher.join(),
+                     complete=not task_errors)
+        return _result(out_s, table, t0, tasks_run=len(tasks), tasks_skipped=len(done) - len(tasks))
+    finally:
+        if lock is not None:
+            lock.release()
 
-    n = len(df)
-    # plan: rows that fail before any read
-    pre_fail: dict[int, str] = {}
-    xs, ys = df["x"].to_numpy(dtype=np.float64), df["y"].to_numpy(dtype=np.float64)
-    for i, slide in enumerate(df["slide"]):
-        if slide in failed_slides:
-            pre_fail[i] = failed_slides[slide]
-            continue
-        geo = slides[slide]["geometry"]
-        try:
-            for s in specs:
-                plan_member(geo, xs[i], ys[i], s, allow_upsample=allow_upsample)
-        except SquareOutside as exc:
-            pre_fail[i] = str(exc)
-    half_widths = {
-        name: specs[0].size * specs[0].mpp / meta["geometry"].mpp[0] / 2.0 for name, meta in slides.items()
-    }
-    labels, tumor = _labels(df, annotations, half_widths)
 
-    params = {
+def _store_params(
+    plan: ExtractPlan,
+    specs: Sequence[MemberSpec],
+    th: QCThresholds,
+    *,
+    size: int,
+    base_mpp: float,
+    base_mag: float,
+    backend: str,
+    mpp: float | None,
+    allow_upsample: bool,
+    shard_rows: int,
+    zstd_level: int,
+    chunk_px: int,
+    annotations: str | os.PathLike[str] | None,
+) -> dict[str, Any]:
+    """The parameters recorded in the store; a rerun with equal ones resumes."""
+    return {
         "size": int(size),
         "base_mpp": float(base_mpp),
         "base_mag": float(base_mag),
@@ -650,196 +1055,10 @@ def extract(
         "shard_rows": int(shard_rows),
         "zstd_level": int(zstd_level),
         "chunk": chunk_px,
-        "coords_sha256": df.attrs["sha256"],
-        "n_rows": n,
+        "coords_sha256": plan.coords.attrs["sha256"],
+        "n_rows": plan.n,
         "annotations": None if annotations is None else Path(annotations).name,
     }
-    phash = _params_hash(params)
-
-    # ---- the store: lock, then create / resume / refuse
-    lock: Any = None
-    fence = 0
-    if has_conditional_writes(out_s):  # object storage: a lease with a fencing token
-        lock = RemoteLock(out_s).acquire()
-        fence = lock.token
-    if not is_url:
-        p = Path(out_s)
-        if p.exists() and not p.is_dir():
-            raise StoreError(f"--out {p} exists and is not a folder; choose another path")
-        if p.is_dir() and any(p.iterdir()) and not (p / "zarr.json").is_file():
-            only_lock = [c.name for c in p.iterdir()] == [LOCK_NAME]
-            if not only_lock:
-                raise StoreError(f"--out {p} is a non-empty folder that is not a store; choose another path")
-        p.mkdir(parents=True, exist_ok=True)
-        lock = StoreLock(p / LOCK_NAME).acquire()
-    try:
-        existing = None
-        try:
-            existing = open_store(out_s, mode="r+")
-        except StoreError:
-            existing = None
-        resume = False
-        if existing is not None:
-            old = existing.attrs
-            if old.get("params_hash") == phash:
-                resume = True
-            elif not overwrite:
-                what = _params_diff(old.get("params", {}), params)
-                raise StoreError(
-                    f"{out_s} was made with other parameters ({what}); use the same options, "
-                    "another --out, or --overwrite to replace it"
-                )
-        if resume:
-            store = existing
-            assert store is not None
-            if store.attrs.get("complete") and store.has_table:
-                table = store.table
-                return _result(out_s, table, t0, tasks_run=0, tasks_skipped=-1)
-        else:
-            if not is_url and (Path(out_s) / "zarr.json").is_file() and existing is None and not overwrite:
-                raise StoreError(f"{out_s} is a Zarr store but not an MLCamSR one; choose another --out or --overwrite")
-            store = open_store(out_s, mode="w")
-            store.update_attrs(
-                format_version=1,
-                tool_version=__version__,
-                params=params,
-                params_hash=phash,
-                complete=False,
-            )
-            for s in specs:
-                store.create_member(
-                    s.name,
-                    n=n,
-                    size=s.size,
-                    mpp=s.mpp,
-                    scale=s.scale,
-                    mag=s.mag,
-                    kind="real",
-                    shard_rows=shard_rows,
-                    zstd_level=zstd_level,
-                    chunk=chunk_px,
-                )
-
-        # ---- tasks
-        done: dict[int, list[dict[str, Any]]] = {}
-        for key in store.list_prefix(TASKS_PREFIX):
-            k = int(key.rsplit("/", 1)[1].split(".")[0])
-            data = store.get_bytes(key)
-            if data is not None:
-                done[k] = json.loads(data)
-        token = phash[:8]
-        tasks: list[dict[str, Any]] = []
-        for k, start in enumerate(range(0, n, shard_rows)):
-            if k in done:
-                continue
-            stop = min(start + shard_rows, n)
-            rows = []
-            for i in range(start, stop):
-                slide = df["slide"].iat[i]
-                row = {"row": i, "x": float(xs[i]), "y": float(ys[i]), "fail": pre_fail.get(i, "")}
-                if not row["fail"]:
-                    row["path"] = str(paths[slide])
-                    row["geometry"] = slides[slide]["geometry"]
-                rows.append(row)
-            tasks.append(
-                {
-                    "store": out_s,
-                    "shard": k,
-                    "start": start,
-                    "stop": stop,
-                    "rows": rows,
-                    "specs": specs,
-                    "thresholds": th,
-                    "backend": backend,
-                    "allow_upsample": bool(allow_upsample),
-                    "token": token,
-                    "fence": fence,
-                    "cache_mb": float(cache_mb),
-                }
-            )
-        # slide hashes in a background thread while the tasks run (hashlib releases the GIL)
-        hashes: dict[str, tuple[str, int]] = {}
-        hasher = None
-        if hash_slides:
-            import threading
-
-            def _hash_all() -> None:
-                for name in slides:
-                    if hash_remote or not isinstance(paths[name], RemotePath):
-                        hashes[name] = _sha256(paths[name])
-
-            hasher = threading.Thread(target=_hash_all, name="mlcamsr-sha256", daemon=True)
-            hasher.start()
-        n_done_rows = sum(len(v) for v in done.values())
-        bar = _progress_bar(n, progress, initial=n_done_rows)
-        task_errors: dict[int, str] = {}
-        try:
-            for t, res in _run_tasks(tasks, workers=int(workers), scheduler=scheduler, processes=processes):
-                if isinstance(res, BaseException):
-                    # no record was written: a rerun retries exactly this shard
-                    reason = f"task error: {_first_line(res)}"
-                    task_errors[t["shard"]] = reason
-                    res = [{"row": r["row"], "status": "failed", "reason": reason} for r in t["rows"]]
-                done[t["shard"]] = res
-                bar.update(len(res))
-        finally:
-            bar.close()
-            BLOCK_CACHE.clear()  # serial/thread runs filled this process's cache
-            _close_readers()
-
-        records: dict[int, dict[str, Any]] = {}
-        for recs in done.values():
-            for rec in recs:
-                records[int(rec["row"])] = rec
-        table = _make_table(df, records, specs, extra, tumor, labels)
-
-        slide_attrs: dict[str, Any] = {}
-        if hasher is not None:
-            hasher.join()
-        for name, meta in slides.items():
-            m = {k: v for k, v in meta.items() if k != "geometry"}
-            m["downsamples"] = [list(d) for d in meta["geometry"].downsamples]
-            if name in hashes:
-                m["sha256"] = hashes[name][0]
-            slide_attrs[name] = m
-        for name, reason in failed_slides.items():
-            slide_attrs[name] = {"path": name, "error": reason}
-        members = []
-        for s in specs:
-            col = table.loc[table.status == "kept", f"src_{s.name}"]
-            members.append(
-                {
-                    "name": s.name,
-                    "mpp": s.mpp,
-                    "size": s.size,
-                    "scale": s.scale,
-                    "mag": s.mag,
-                    "kind": "real",
-                    "chunk": member_chunk(chunk_px, s.size),
-                    "sources": {str(k): int(v) for k, v in col.value_counts().sort_index().items()},
-                }
-            )
-        ours = {s.name for s in specs}
-        members += [m for m in store.attrs.get("members", []) if m.get("name") not in ours]
-        root = store.local_root
-        if root is not None:  # temp files of writes cut by a kill (we hold the lock: none live)
-            for s in specs:
-                for tmp in (root / s.name).rglob(".*.tmp"):
-                    tmp.unlink(missing_ok=True)
-        if isinstance(lock, RemoteLock):
-            lock.check()  # another run took the store: do not overwrite its table
-        store.write_table(table)
-        complete = not task_errors
-        store.update_attrs(
-            slides=slide_attrs,
-            members=members,
-            qc_summary=_summary(table, specs),
-            complete=complete,
-        )
-        return _result(out_s, table, t0, tasks_run=len(tasks), tasks_skipped=len(done) - len(tasks))
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 def _params_diff(old: dict[str, Any], new: dict[str, Any]) -> str:

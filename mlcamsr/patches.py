@@ -35,6 +35,7 @@ import numpy as np
 
 from mlcamsr.errors import InputError
 from mlcamsr.resize import resample_box
+from mlcamsr.slides import SlideReader
 
 __all__ = [
     "NATIVE_TOL",
@@ -106,14 +107,16 @@ def member_specs(
 
 @dataclass(frozen=True)
 class Geometry:
-    """What the reading policy needs of a slide (from :class:`mlcamsr.slides.SlideReader`)."""
+    """What the reading policy needs of a slide (from a :class:`mlcamsr.slides.SlideReader`):
+    level ``dims`` (w, h) px, ``downsamples`` (dx, dy) level-0 px per level px, level-0
+    ``mpp`` (x, y) um/px."""
 
     dims: tuple[tuple[int, int], ...]
     downsamples: tuple[tuple[float, float], ...]
     mpp: tuple[float, float]
 
     @classmethod
-    def of(cls, reader: Any, mpp: tuple[float, float] | None = None) -> Geometry:
+    def of(cls, reader: SlideReader, mpp: tuple[float, float] | None = None) -> Geometry:
         m = mpp if mpp is not None else reader.mpp
         if m is None:
             raise InputError(f"slide {reader.path} has no mpp; add an mpp column or --mpp")
@@ -267,7 +270,7 @@ BLOCK_CACHE = BlockCache(0)
 
 
 def read_level(
-    reader: Any,
+    reader: SlideReader,
     geo: Geometry,
     level: int,
     window: tuple[int, int, int, int],
@@ -281,18 +284,13 @@ def read_level(
     """
     ix, iy, w, h = window
     if cache is None or cache.max_bytes <= 0:
-        fn = getattr(reader, "read_level", None)
-        if fn is not None:  # mlcamsr.slides.SlideReader: level px, pixel-exact
-            return np.asarray(fn(level, (ix, iy), (w, h)))
-        dx, dy = geo.downsamples[level]
-        loc = (int(round(ix * dx)), int(round(iy * dy)))
-        return np.asarray(reader.read_region(loc, level, (w, h)))
+        return np.asarray(reader.read_level(level, (ix, iy), (w, h)))  # level px, pixel-exact
     lw, lh = geo.dims[level]
     out = np.full((h, w, 3), 255, np.uint8)
     x0, y0, x1, y1 = max(ix, 0), max(iy, 0), min(ix + w, lw), min(iy + h, lh)
     if x1 <= x0 or y1 <= y0:
         return out
-    src = str(getattr(reader, "path", id(reader)))
+    src = str(reader.path)
     for by in range(y0 // BLOCK, (y1 - 1) // BLOCK + 1):
         for bx in range(x0 // BLOCK, (x1 - 1) // BLOCK + 1):
             key = (src, level, bx, by)
@@ -311,7 +309,7 @@ def read_level(
 
 
 def read_member(
-    reader: Any, geo: Geometry, plan: ReadPlan, *, cache: BlockCache | None = None
+    reader: SlideReader, geo: Geometry, plan: ReadPlan, *, cache: BlockCache | None = None
 ) -> np.ndarray:
     """Read one member as ``(size, size, 3)`` uint8 RGB following ``plan``."""
     img = read_level(reader, geo, plan.level, plan.window, cache=cache)
@@ -327,7 +325,7 @@ def read_member(
 
 
 def read_patch(
-    reader: Any,
+    reader: SlideReader,
     geo: Geometry,
     cx: float,
     cy: float,

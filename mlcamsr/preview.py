@@ -29,7 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlcamsr.coords import check_slide_name
 from mlcamsr.errors import InputError, StoreError
+from mlcamsr.patches import Geometry, member_specs, read_patch
+from mlcamsr.slides import SlideReader, open_slide
 
 MARGIN = 12
 GAP = 4  # between panels of one block
@@ -204,13 +207,9 @@ class _Rereader:
         self.slides = slides
         self.params = attrs.get("params", {})
         self.info = attrs.get("slides", {})
-        self.readers: dict[str, Any] = {}
+        self.readers: dict[str, SlideReader] = {}
 
     def read(self, row: pd.Series) -> tuple[dict[str, np.ndarray], str]:
-        from mlcamsr.coords import check_slide_name
-        from mlcamsr.patches import Geometry, member_specs, read_patch
-        from mlcamsr.slides import open_slide
-
         name = str(row["slide"])
         try:
             check_slide_name(name, "store table")

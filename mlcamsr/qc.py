@@ -29,7 +29,7 @@ __all__ = [
     "tissue_fraction",
     "psnr",
     "align_psnr",
-    "evaluate",
+    "check_patch",
 ]
 
 #: MLCamSR training-set RGB mean (paper, section IV-A), channels in [0, 1]
@@ -124,10 +124,10 @@ def align_psnr(finest: np.ndarray, member: np.ndarray) -> float:
     return _psnr_f(shrink_luma(luma(finest), member.shape[:2]), luma(member))
 
 
-def evaluate(
+def check_patch(
     images: Mapping[str, np.ndarray], order: Sequence[str], th: QCThresholds
 ) -> QCResult:
-    """QC one patch.
+    """Run every QC check on one patch (all its members) and say whether it is kept.
 
     Args:
         images: member name -> ``(s, s, 3)`` uint8 image.
@@ -142,10 +142,11 @@ def evaluate(
     finest = images[order[0]]
     coarsest = images[order[-1]]
     align: dict[str, float] = {}
-    y0 = luma(finest) if len(order) > 1 else None
-    for name in order[1:]:
-        ref = shrink_luma(y0, images[name].shape[:2])
-        align[name] = _psnr_f(ref, luma(images[name]))
+    if len(order) > 1:
+        y0 = luma(finest)
+        for name in order[1:]:
+            ref = shrink_luma(y0, images[name].shape[:2])
+            align[name] = _psnr_f(ref, luma(images[name]))
     # the coarsest member covers the same square: its mean is the patch mean (to rounding)
     mean = coarsest.reshape(-1, 3).mean(axis=0, dtype=np.float64) / 255.0
     rgb = (float(mean[0]), float(mean[1]), float(mean[2]))

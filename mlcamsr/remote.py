@@ -79,7 +79,7 @@ def parse_storage_options(text: str | None, *, where: str = "--storage-options")
         return {}
     try:
         value = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InputError(
             f"{where} is not valid JSON ({exc.msg} at char {exc.pos}); give an object such as "
             '\'{"endpoint_url": "http://127.0.0.1:9000"}\''

@@ -142,6 +142,7 @@ def _apply_axis(
             sl[axis] = slice(a, a + step * (n_out - 1) + 1, step)
             term = w0[p] * img[tuple(sl)]
             out = term if out is None else out + term
+        assert out is not None  # idx has at least one tap
         return out
     moved = np.moveaxis(img, axis, 0)
     out = np.zeros((n_out,) + moved.shape[1:], dtype=img.dtype)

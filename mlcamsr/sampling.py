@@ -15,7 +15,9 @@ slide (about ``mask_mpp`` um/px, 8 by default, CAMELYON level 5):
    not bright-field H&E (a false-colour file): tissue is then what lies farther
    than Otsu's threshold from the modal (glass) colour.
 
-Centres (:func:`sample_coords`): a centre is a candidate when the whole finest
+Centres (:func:`sample_coords`, whose stages are :func:`plan_slides` (mask and
+candidates of each slide, :func:`plan_slide`), :func:`draw_centres` (round robin),
+:func:`coords_table` and :func:`write_overlays`): a centre is a candidate when the whole finest
 member square (``size`` px at ``base_mpp``, i.e. ``size * base_mpp / slide_mpp``
 level-0 px per side) lies inside the slide and its tissue fraction in the mask
 is at least ``min_tissue`` (exact area fraction from a bilinearly read integral
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,10 +51,12 @@ from mlcamsr.annotations import (
     SLIDE_EXTENSIONS,
     SlideAnnotations,
     load_for_slide,
+    require_xml,
     slide_stem,
     tumor_mask,
 )
 from mlcamsr.errors import InputError
+from mlcamsr.slides import SlideReader, open_slide
 
 #: file extensions discovered in --slides (DICOM files are not slides one by one:
 #: a folder of them is one slide)
@@ -75,7 +79,7 @@ def tissue_mask(
     min_object_um: float = 100.0,
     max_hole_um: float = 64.0,
     remove_pen: bool = True,
-) -> tuple[np.ndarray, float]:
+) -> tuple[np.ndarray, float, str]:
     """Tissue mask of a low-resolution RGB image.
 
     Args:
@@ -175,7 +179,7 @@ class SlideMask:
         return float(self.mpp[0] * self.downsample[0])
 
 
-def _read_level_reduced(reader: Any, level: int, factor: int, tile: int = 4096) -> np.ndarray:
+def _read_level_reduced(reader: SlideReader, level: int, factor: int, tile: int = 4096) -> np.ndarray:
     """Read a whole level in tiles, block-averaged by ``factor`` (white padding)."""
     w, h = reader.level_dimensions[level]
     dx, dy = reader.level_downsamples[level]
@@ -204,7 +208,7 @@ def _read_level_reduced(reader: Any, level: int, factor: int, tile: int = 4096) 
 
 
 def slide_tissue_mask(
-    reader: Any,
+    reader: SlideReader,
     *,
     mpp: tuple[float, float],
     mask_mpp: float = 8.0,
@@ -282,7 +286,10 @@ def box_fraction(
 
 
 @dataclass
-class _SlidePlan:
+class SlidePlan:
+    """One slide's sampling state: its mask, the square side and spacing (level-0 px),
+    annotations, candidate streams per class and the centres accepted so far."""
+
     name: str
     mask: SlideMask
     side0: tuple[float, float]  # square side in level-0 px (x, y)
@@ -309,7 +316,7 @@ class _SlidePlan:
 
 
 def _candidates(
-    plan: _SlidePlan,
+    plan: SlidePlan,
     rng: np.random.Generator,
     *,
     min_tissue: float,
@@ -371,7 +378,7 @@ def _stream(
     cx: np.ndarray,
     cy: np.ndarray,
     cls: str,
-    plan: _SlidePlan,
+    plan: SlidePlan,
     tumor_min_frac: float,
     batch: int = 2048,
 ) -> Iterator[tuple[int, int]]:
@@ -427,7 +434,7 @@ def _is_dicom_dir(p: Path) -> bool:
     return p.is_dir() and any(q.suffix.lower() == ".dcm" for q in p.iterdir())
 
 
-def _slide_mpp(reader: Any, override: float | None, name: str, slides_dir: Path) -> tuple[float, float]:
+def _slide_mpp(reader: SlideReader, override: float | None, name: str, slides_dir: Path) -> tuple[float, float]:
     mpp = getattr(reader, "mpp", None)
     if mpp is not None and all(v and v > 0 for v in mpp):
         return float(mpp[0]), float(mpp[1])
@@ -498,23 +505,8 @@ def sample_coords(
     Raises:
         InputError: bad folder or options, or no slide could be used.
     """
-    from mlcamsr.slides import open_slide
-
     slides_dir = Path(slides_dir)
-    if not slides_dir.is_dir():
-        raise InputError(f"--slides {slides_dir}: not a folder; give the folder holding the slides")
-    if annotations_dir is not None and not Path(annotations_dir).is_dir():
-        raise InputError(f"--annotations {annotations_dir}: not a folder; give the ASAP XML folder")
-    if annotations_dir is not None:
-        from mlcamsr.annotations import require_xml
-
-        require_xml(annotations_dir)
-    if n < 1:
-        raise InputError(f"--n {n}: must be at least 1")
-    if not 0 <= min_tissue <= 1:
-        raise InputError(f"--min-tissue {min_tissue}: must be between 0 and 1")
-    if size < 1 or base_mpp <= 0:
-        raise InputError("--size and --base-mpp must be positive")
+    _check_sample_options(slides_dir, annotations_dir, n=n, min_tissue=min_tissue, size=size, base_mpp=base_mpp)
     names = discover_slides(slides_dir, include)
     if not names:
         raise InputError(
@@ -523,50 +515,153 @@ def sample_coords(
         )
     with_classes = annotations_dir is not None
     square_um = size * base_mpp
-    mmpp = mask_mpp if mask_mpp is not None else min(8.0, square_um / 16)
+    plans, failed = plan_slides(
+        slides_dir, names,
+        annotations_dir=annotations_dir, square_um=square_um,
+        mask_mpp=mask_mpp if mask_mpp is not None else min(8.0, square_um / 16),
+        mpp=mpp, spacing=spacing, min_tissue=min_tissue, tumor_min_frac=tumor_min_frac,
+        grid=grid, seed=seed, backend=backend, progress=progress,
+    )
+    classes = ["tumor", "normal"] if with_classes else ["any"]
+    got = draw_centres(plans, n, classes)
+    df = coords_table(plans, with_classes=with_classes)
+    df.attrs["summary"] = {p.name: _slide_summary(p, classes, grid) for p in plans}
+    df.attrs["failed"] = failed
+    df.attrs["requested"] = n
+    df.attrs["classes"] = {c: int(got.get(c, 0)) for c in classes}
+    if out is not None:
+        _write_csv(df, Path(out))
+    if overlays and (overlay_dir is not None or out is not None):
+        odir = Path(overlay_dir) if overlay_dir is not None else Path(out).with_name(Path(out).stem + "_overlays")  # type: ignore[arg-type]
+        df.attrs["overlays"] = write_overlays(plans, odir)
+    return df
 
+
+def _check_sample_options(
+    slides_dir: Path,
+    annotations_dir: str | os.PathLike[str] | None,
+    *,
+    n: int,
+    min_tissue: float,
+    size: int,
+    base_mpp: float,
+) -> None:
+    """Stage 1: InputError for a missing folder, an annotations folder without XML, bad numbers."""
+    if not slides_dir.is_dir():
+        raise InputError(f"--slides {slides_dir}: not a folder; give the folder holding the slides")
+    if annotations_dir is not None and not Path(annotations_dir).is_dir():
+        raise InputError(f"--annotations {annotations_dir}: not a folder; give the ASAP XML folder")
+    if annotations_dir is not None:
+        require_xml(annotations_dir)
+    if n < 1:
+        raise InputError(f"--n {n}: must be at least 1")
+    if not 0 <= min_tissue <= 1:
+        raise InputError(f"--min-tissue {min_tissue}: must be between 0 and 1")
+    if size < 1 or base_mpp <= 0:
+        raise InputError("--size and --base-mpp must be positive")
+
+
+def plan_slides(
+    slides_dir: Path,
+    names: Sequence[str],
+    *,
+    annotations_dir: str | os.PathLike[str] | None,
+    square_um: float,
+    mask_mpp: float,
+    mpp: float | None,
+    spacing: float | None,
+    min_tissue: float,
+    tumor_min_frac: float,
+    grid: int,
+    seed: int,
+    backend: str,
+    progress: bool = False,
+) -> tuple[list[SlidePlan], dict[str, str]]:
+    """Stage 2: each slide's tissue mask and candidate centres, ``(plans, failed)``.
+
+    ``failed`` maps the slides that could not be read to the reason; InputError when
+    none could be used. Slide ``k`` draws from ``np.random.default_rng([seed, k])``.
+    """
     failed: dict[str, str] = {}
-    plans: list[_SlidePlan] = []
-    it: Any = names
+    plans: list[SlidePlan] = []
+    it: Iterable[str] = names
     if progress:
         from tqdm.auto import tqdm
 
         it = tqdm(names, desc="tissue masks", unit="slide")
     for idx, name in enumerate(it):
-        rng = np.random.default_rng([seed, idx])
-        ann = load_for_slide(annotations_dir, name) if with_classes else SlideAnnotations.empty()
         try:
-            with open_slide(slides_dir / name, backend=backend) as reader:
-                smpp = _slide_mpp(reader, mpp, name, slides_dir)
-                sm = slide_tissue_mask(reader, mpp=smpp, mask_mpp=mmpp)
-        except InputError as exc:
+            plan = plan_slide(
+                slides_dir, name, np.random.default_rng([seed, idx]),
+                annotations_dir=annotations_dir, square_um=square_um, mask_mpp=mask_mpp, mpp=mpp,
+                spacing=spacing, min_tissue=min_tissue, tumor_min_frac=tumor_min_frac, grid=grid,
+                backend=backend,
+            )
+        except _Unreadable as exc:
             failed[name] = str(exc)
             continue
-        except Exception as exc:  # noqa: BLE001 - any unreadable slide is reported, others go on
-            failed[name] = f"{slides_dir / name}: cannot read slide ({type(exc).__name__}: {exc})"
-            continue
-        side0 = (square_um / sm.mpp[0], square_um / sm.mpp[1])
-        plan = _SlidePlan(
-            name=name,
-            mask=sm,
-            side0=side0,
-            spacing=float(spacing) if spacing is not None else max(side0),
-            annotations=ann,
-            mpp_override=mpp if getattr(reader, "mpp", None) is None else None,
-        )
-        cands = _candidates(
-            plan, rng, min_tissue=min_tissue, tumor_min_frac=tumor_min_frac,
-            with_classes=with_classes, grid=grid,
-        )
-        for cls, (cx, cy) in cands.items():
-            plan.available[cls] = int(cx.size)
-            plan.streams[cls] = _stream(cx, cy, cls, plan, tumor_min_frac)
         plans.append(plan)
     if not plans:
         reasons = "; ".join(failed.values())
         raise InputError(f"no slide in {slides_dir} could be used: {reasons}")
+    return plans, failed
 
-    classes = ["tumor", "normal"] if with_classes else ["any"]
+
+class _Unreadable(Exception):
+    """A slide that cannot be used (its reason is the message); the other slides go on."""
+
+
+def plan_slide(
+    slides_dir: Path,
+    name: str,
+    rng: np.random.Generator,
+    *,
+    annotations_dir: str | os.PathLike[str] | None,
+    square_um: float,
+    mask_mpp: float,
+    mpp: float | None,
+    spacing: float | None,
+    min_tissue: float,
+    tumor_min_frac: float,
+    grid: int,
+    backend: str,
+) -> SlidePlan:
+    """One slide: its tissue mask (about ``mask_mpp`` um/px), square side in level-0 px and
+    candidate streams per class. Raises ``_Unreadable`` for a slide that cannot be read."""
+    with_classes = annotations_dir is not None
+    ann = load_for_slide(annotations_dir, name) if with_classes else SlideAnnotations.empty()
+    try:
+        with open_slide(slides_dir / name, backend=backend) as reader:
+            smpp = _slide_mpp(reader, mpp, name, slides_dir)
+            sm = slide_tissue_mask(reader, mpp=smpp, mask_mpp=mask_mpp)
+            own_mpp = reader.mpp
+    except InputError as exc:
+        raise _Unreadable(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - any unreadable slide is reported, others go on
+        raise _Unreadable(f"{slides_dir / name}: cannot read slide ({type(exc).__name__}: {exc})") from None
+    side0 = (square_um / sm.mpp[0], square_um / sm.mpp[1])
+    plan = SlidePlan(
+        name=name,
+        mask=sm,
+        side0=side0,
+        spacing=float(spacing) if spacing is not None else max(side0),
+        annotations=ann,
+        mpp_override=mpp if own_mpp is None else None,
+    )
+    cands = _candidates(
+        plan, rng, min_tissue=min_tissue, tumor_min_frac=tumor_min_frac,
+        with_classes=with_classes, grid=grid,
+    )
+    for cls, (cx, cy) in cands.items():
+        plan.available[cls] = int(cx.size)
+        plan.streams[cls] = _stream(cx, cy, cls, plan, tumor_min_frac)
+    return plan
+
+
+def draw_centres(plans: list[SlidePlan], n: int, classes: list[str]) -> dict[str, int]:
+    """Stage 3: accept ``n`` centres slide by slide (round robin), half per class with
+    annotations; a class that runs short is filled by the other. Returns class -> count."""
+    with_classes = classes != ["any"]
     targets = {"tumor": n // 2, "normal": n - n // 2} if with_classes else {"any": n}
     got = _round_robin(plans, classes, targets)
     short = n - sum(got.values())
@@ -577,7 +672,12 @@ def sample_coords(
             short -= more[cls]
             if short <= 0:
                 break
+    return got
 
+
+def coords_table(plans: list[SlidePlan], *, with_classes: bool) -> pd.DataFrame:
+    """Stage 4: the accepted centres as a coords table: ``slide, x, y`` (int level-0 px)
+    [+ ``label`` from the exact polygons] [+ ``mpp`` when an override was used]."""
     rows = []
     for plan in plans:
         labels: np.ndarray | None = None
@@ -607,44 +707,43 @@ def sample_coords(
     df = pd.DataFrame(rows, columns=columns)
     df["x"] = df["x"].astype(np.int64)
     df["y"] = df["y"].astype(np.int64)
-
-    summary = {
-        p.name: {
-            "mask_level": p.mask.level,
-            "mask_factor": p.mask.factor,
-            "mask_mpp": round(p.mask.mask_mpp, 4),
-            "mask_method": p.mask.method,
-            "mask_threshold": round(p.mask.threshold, 4),
-            "tissue_frac": round(float(p.mask.mask.mean()), 4),
-            "square_level0_px": [round(v, 3) for v in p.side0],
-            "spacing_level0_px": round(p.spacing, 3),
-            "grid_level0_px": grid,
-            "candidates": dict(p.available),
-            "sampled": {c: sum(1 for a in p.accepted if a[2] == c) for c in classes},
-        }
-        for p in plans
-    }
-    df.attrs["summary"] = summary
-    df.attrs["failed"] = failed
-    df.attrs["requested"] = n
-    df.attrs["classes"] = {c: int(got.get(c, 0)) for c in classes}
-
-    if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-    if overlays and (overlay_dir is not None or out is not None):
-        odir = Path(overlay_dir) if overlay_dir is not None else Path(out).with_name(Path(out).stem + "_overlays")  # type: ignore[arg-type]
-        odir.mkdir(parents=True, exist_ok=True)
-        paths = {}
-        for p in plans:
-            target = odir / (overlay_name(p.name))
-            write_overlay(p, target)
-            paths[p.name] = str(target)
-        df.attrs["overlays"] = paths
     return df
+
+
+def _slide_summary(p: SlidePlan, classes: list[str], grid: int) -> dict[str, Any]:
+    """Per-slide details for ``df.attrs["summary"]`` (mask, square, candidates, sampled)."""
+    return {
+        "mask_level": p.mask.level,
+        "mask_factor": p.mask.factor,
+        "mask_mpp": round(p.mask.mask_mpp, 4),
+        "mask_method": p.mask.method,
+        "mask_threshold": round(p.mask.threshold, 4),
+        "tissue_frac": round(float(p.mask.mask.mean()), 4),
+        "square_level0_px": [round(v, 3) for v in p.side0],
+        "spacing_level0_px": round(p.spacing, 3),
+        "grid_level0_px": grid,
+        "candidates": dict(p.available),
+        "sampled": {c: sum(1 for a in p.accepted if a[2] == c) for c in classes},
+    }
+
+
+def _write_csv(df: pd.DataFrame, out: Path) -> None:
+    """Write the coords CSV atomically (temp file + rename)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, out)
+
+
+def write_overlays(plans: list[SlidePlan], odir: Path) -> dict[str, str]:
+    """Stage 5: one overlay PNG per slide in ``odir``; returns slide -> PNG path."""
+    odir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for p in plans:
+        target = odir / overlay_name(p.name)
+        write_overlay(p, target)
+        paths[p.name] = str(target)
+    return paths
 
 
 def overlay_name(slide: str) -> str:
@@ -655,7 +754,7 @@ def overlay_name(slide: str) -> str:
 
 
 def _round_robin(
-    plans: list[_SlidePlan],
+    plans: list[SlidePlan],
     classes: list[str],
     targets: dict[str, int],
 ) -> dict[str, int]:
@@ -682,7 +781,7 @@ def _round_robin(
 # --------------------------------------------------------------------------- overlay
 
 
-def write_overlay(plan: _SlidePlan, path: Path, max_side: int = 1600) -> Path:
+def write_overlay(plan: SlidePlan, path: Path, max_side: int = 1600) -> Path:
     """Thumbnail with the tissue mask tinted, tumour outlined and sampled squares drawn."""
     from PIL import Image, ImageDraw
     from skimage.measure import find_contours

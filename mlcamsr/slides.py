@@ -15,12 +15,15 @@ What this layer guarantees, whatever the backend:
 - Reads are pixel-exact: a read returns stored level-k pixels, never a sub-pixel
   resampling. (openslide's own ``read_region`` bilinearly interpolates when
   ``x / downsample`` is fractional, which happens at every level of an odd-downsample
-  slide; such reads go to the TIFF pages instead, see :class:`SlideReader`.)
+  slide; such reads go to the TIFF pages instead, see :class:`Slide`.)
 - Out-of-slide pixels and transparent pixels are white (255).
 - ``mpp`` is discovered from the slide (openslide/tiffslide metadata, TIFF resolution
   tags in centimetre or inch, OME ``PhysicalSizeX``), else the caller's ``mpp=``; values
   outside 0.01-100 um/px (e.g. 72 dpi = 352.8 um/px) are ignored as bogus. With none,
   ``mpp`` is None and :func:`require_mpp` refuses the slide.
+
+:class:`SlideReader` is the interface every consumer takes (a ``typing.Protocol``);
+:class:`Slide`, what :func:`open_slide` returns, is its implementation.
 
 Readers hold open file handles and do not pickle: give workers a :class:`SlideRef`
 (``reader.ref``) and let each open its own reader.
@@ -35,7 +38,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, Self, get_args, runtime_checkable
 
 import numpy as np
 
@@ -43,7 +46,8 @@ from mlcamsr.errors import InputError
 from mlcamsr.remote import RemotePath, is_url, open_remote_binary
 
 Backend = Literal["auto", "openslide", "tiffslide"]
-BACKENDS: tuple[str, ...] = ("auto", "openslide", "tiffslide")
+#: the one list of slide reader choices (``--backend`` of every command)
+BACKENDS: tuple[str, ...] = get_args(Backend)
 # Files that ``auto`` opens with tiffslide first (faster tile decode, same pixels).
 TIFF_SUFFIXES: frozenset[str] = frozenset({".tif", ".tiff", ".svs"})
 
@@ -77,9 +81,9 @@ class SlideRef:
     backend: str = "auto"
     mpp: float | None = None
 
-    def open(self) -> SlideReader:
+    def open(self) -> Slide:
         """Open a fresh reader (one per process or thread)."""
-        return open_slide(self.path, backend=self.backend, mpp=self.mpp)  # type: ignore[arg-type]
+        return open_slide(self.path, backend=self.backend, mpp=self.mpp)
 
 
 class _PageLevel:
@@ -181,8 +185,52 @@ def _ome_mpp(tf: Any) -> tuple[float, float] | None:
     return None
 
 
-class SlideReader:
-    """A whole-slide image behind one interface (see the module docstring for units).
+@runtime_checkable
+class SlideReader(Protocol):
+    """What the rest of the project needs of an open slide (units: module docstring).
+
+    :class:`Slide` implements it; any object with these members (e.g. an in-memory
+    test reader) can stand in. Attributes:
+
+    - ``path``: the file opened; ``backend``: ``"openslide"`` or ``"tiffslide"``;
+      ``vendor``: the backend's vendor string or None; ``properties``: its metadata.
+    - ``level_count``; ``level_dimensions``: ``(w, h)`` px of each level, level 0 first;
+      ``level_downsamples``: ``(dx, dy) = (w0 / wk, h0 / hk)`` level-0 px per level-k px.
+    - ``mpp``: level-0 ``(x, y)`` um/px or None; ``mpp_source``: where it came from.
+    """
+
+    path: Path
+    backend: str
+    vendor: str | None
+    properties: Mapping[str, str]
+    level_count: int
+    level_dimensions: tuple[tuple[int, int], ...]
+    level_downsamples: tuple[tuple[float, float], ...]
+    mpp: tuple[float, float] | None
+    mpp_source: str
+
+    def read_level(self, level: int, origin: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+        """Stored pixels of ``level``: ``origin`` (x, y) in level-k px, ``size`` (w, h) in
+        level-k px -> ``(h, w, 3)`` uint8 RGB, white (255) outside the level."""
+        ...
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """openslide-style read: ``location`` top-left in level-0 px, ``size`` (w, h) in
+        level-k px -> ``(h, w, 3)`` uint8 RGB, white outside the slide."""
+        ...
+
+    def close(self) -> None:
+        """Release the file handles (idempotent)."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class Slide:
+    """A whole-slide image behind one interface (see the module docstring for units);
+    implements :class:`SlideReader`.
 
     Attributes:
         path: the file opened (for a DICOM folder, the ``.dcm`` file handed to openslide).
@@ -415,18 +463,18 @@ class SlideReader:
             self._remote.close()
             self._remote = None
 
-    def __enter__(self) -> SlideReader:
+    def __enter__(self) -> Slide:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __reduce__(self) -> Any:
-        raise TypeError("SlideReader holds open files and does not pickle; "
+        raise TypeError("Slide holds open files and does not pickle; "
                         "send reader.ref (a SlideRef) and call .open() in the worker")
 
     def __repr__(self) -> str:
-        return (f"SlideReader({self.path.name!r}, backend={self.backend!r}, levels={self.level_count}, "
+        return (f"Slide({self.path.name!r}, backend={self.backend!r}, levels={self.level_count}, "
                 f"dims={self.level_dimensions[0]}, mpp={self.mpp}, mpp_source={self.mpp_source!r})")
 
 
@@ -462,8 +510,8 @@ def _resolve_path(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def open_slide(path: str | os.PathLike[str], *, backend: Backend = "auto",
-               mpp: float | None = None) -> SlideReader:
+def open_slide(path: str | os.PathLike[str], *, backend: Backend | str = "auto",
+               mpp: float | None = None) -> Slide:
     """Open a whole-slide image.
 
     Args:
@@ -477,7 +525,7 @@ def open_slide(path: str | os.PathLike[str], *, backend: Backend = "auto",
             (``mpp_source == "override"``).
 
     Returns:
-        A :class:`SlideReader`; use it as a context manager or call ``close()``.
+        A :class:`Slide` (a :class:`SlideReader`); use it as a context manager or call ``close()``.
 
     Raises:
         InputError: missing/empty file, unknown backend, a bad ``mpp``, or a file
@@ -499,7 +547,7 @@ def open_slide(path: str | os.PathLike[str], *, backend: Backend = "auto",
         order = [backend]
     for name in order:
         try:
-            return SlideReader(p, name, mpp=mpp)
+            return Slide(p, name, mpp=mpp)
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - backend-specific error types
@@ -509,7 +557,7 @@ def open_slide(path: str | os.PathLike[str], *, backend: Backend = "auto",
                      "(try --backend openslide or tiffslide)")
 
 
-def _open_remote(p: RemotePath, backend: str, mpp: float | None) -> SlideReader:
+def _open_remote(p: RemotePath, backend: str, mpp: float | None) -> Slide:
     """A slide in object storage: tiffslide over fsspec (openslide needs a local file)."""
     if backend == "openslide":
         raise InputError(f"slide {p}: openslide reads local files only; use --backend auto or "
@@ -518,7 +566,7 @@ def _open_remote(p: RemotePath, backend: str, mpp: float | None) -> SlideReader:
         raise InputError(f"slide {p}: only TIFF-family slides ({', '.join(sorted(TIFF_SUFFIXES))}) are "
                          "read from object storage (tiffslide); copy other formats to a local folder")
     try:
-        return SlideReader(p, "tiffslide", mpp=mpp)  # type: ignore[arg-type]
+        return Slide(p, "tiffslide", mpp=mpp)  # type: ignore[arg-type]  # a Path stand-in
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - fsspec/tifffile error types

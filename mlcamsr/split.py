@@ -196,8 +196,8 @@ def _local_search(counts: np.ndarray, target: np.ndarray) -> np.ndarray:
             c = cost(trial)
             if c < best:
                 sel, best, improved = trial, c, True
-        for i in np.flatnonzero(sel):
-            for j in np.flatnonzero(~sel):
+        for i in np.flatnonzero(sel).tolist():
+            for j in np.flatnonzero(~sel).tolist():
                 trial = sel.copy()
                 trial[i], trial[j] = False, True
                 c = cost(trial)

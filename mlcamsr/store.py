@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -216,7 +216,7 @@ class Store:
     @property
     def attrs(self) -> dict[str, Any]:
         """The root ``mlcamsr`` attribute (a copy; change it with :meth:`update_attrs`)."""
-        return dict(self.group.attrs.get(ATTR_KEY, {}))
+        return dict(cast(Mapping[str, Any], self.group.attrs.get(ATTR_KEY, {})))
 
     def update_attrs(self, **values: Any) -> None:
         """Merge ``values`` into the root ``mlcamsr`` attribute."""
@@ -507,7 +507,7 @@ class RegionReader:
             self._dir = shard_dir
             self._zstd = Zstd()
             _, self._ch, self._cw = layout[:3]
-            self._rows = int(self.array.shards[0])
+            self._rows = int(cast(tuple[int, ...], self.array.shards)[0])
             h, w = int(self.array.shape[1]), int(self.array.shape[2])
             self._ny, self._nx = -(-h // self._ch), -(-w // self._cw)
             self._key = self.array.metadata.encode_chunk_key
@@ -656,13 +656,14 @@ def _fast_layout(arr: zarr.Array) -> tuple[int, int, int, tuple[tuple[int, ...],
     try:
         from zarr.core.indexing import morton_order_iter
 
-        codecs = [c.to_dict() for c in arr.metadata.codecs]
+        meta: Any = arr.metadata  # v3 metadata (zarr_format=3 stores only)
+        codecs: list[dict[str, Any]] = [c.to_dict() for c in meta.codecs]
         if len(codecs) != 1 or codecs[0]["name"] != "sharding_indexed" or arr.dtype != np.uint8:
             return None
         conf = codecs[0]["configuration"]
         inner = conf["codecs"]
         chunk = [int(v) for v in conf["chunk_shape"]]
-        shard = [int(v) for v in arr.metadata.chunk_grid.chunk_shape]
+        shard = [int(v) for v in meta.chunk_grid.chunk_shape]
         shape = [int(v) for v in arr.shape]
         if (
             len(shape) != 4
@@ -741,7 +742,7 @@ def open_store(
         elif mode == "a":
             group = zarr.open_group(target, mode="a", zarr_format=3, **kwargs)
         else:
-            group = zarr.open_group(target, mode=mode, zarr_format=3, **kwargs)
+            group = zarr.open_group(target, mode=cast(Literal["r", "r+"], mode), zarr_format=3, **kwargs)
     except StoreError:
         raise
     except FileNotFoundError as exc:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,9 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from mlcamsr.errors import InputError
+
+#: what synth writes: another synth run in the folder may be replaced, nothing else may
+SYNTH_FILES = re.compile(r"(slide_\d{3,}\.(tif|xml)|coords\.csv)")
 
 TILE = 512
 """Tile edge (px) of every level."""
@@ -444,6 +448,10 @@ def synth_slides(
 
     Returns:
         The slide paths, in order.
+
+    Raises:
+        InputError: bad options, or ``out_dir`` holds files synth did not write
+            (another synth run's files are replaced, nothing else is touched).
     """
     w, h = _parse_size(size)
     if n_slides < 1:
@@ -453,6 +461,12 @@ def synth_slides(
     if n_coords < 0:
         raise InputError(f"--n-coords {n_coords}: give 0 or more centres per slide")
     out = Path(out_dir)
+    others = sorted(p.name for p in out.iterdir() if not SYNTH_FILES.fullmatch(p.name)) if out.is_dir() else []
+    if others:
+        raise InputError(
+            f"--out {out} already holds files synth did not write ({', '.join(others[:3])}"
+            f"{', ...' if len(others) > 3 else ''}); give a new or empty folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     from mlcamsr.annotations import write_asap_xml
 

@@ -23,7 +23,16 @@ from click.testing import CliRunner
 from cli.mlcamsr import main
 from mlcamsr import open_store
 from mlcamsr.errors import InputError, StoreError
-from mlcamsr.extract import TASKS_PREFIX, extract
+from mlcamsr.extract import (
+    TASKS_PREFIX,
+    check_options,
+    done_records,
+    extract,
+    make_tasks,
+    open_or_create_store,
+    plan_rows,
+    run_task,
+)
 from mlcamsr.store import LOCK_NAME
 
 REPO = Path(__file__).resolve().parents[1]
@@ -474,3 +483,40 @@ def test_synth_centres_give_native_reads_at_every_member(small_store):
     kept = open_store(small_store).table.query("status == 'kept'")
     assert len(kept)
     assert (kept["src_20x"] == "native:L1").all() and (kept["src_10x"] == "native:L2").all()
+
+
+# ----------------------------------------------------------------------------- stages alone
+
+
+def test_stages_plan_then_one_shard_then_resume_records(slides_copy, tmp_path):
+    """plan_rows writes nothing and fails rows up front; one run_task's record is what
+    done_records finds, and make_tasks then skips that shard."""
+    (slides_copy / "broken.tif").write_bytes(b"not a slide at all")
+    c = _write_csv(tmp_path / "c.csv", [
+        "slide_000.tif,1500,1500", "slide_000.tif,4000,3000", "broken.tif,10,10", "slide_001.tif,1200,900",
+    ])
+    specs, th, chunk_px = check_options(
+        size=256, base_mpp=0.243, base_mag=40, scales=(1, 2, 4), backend="auto", mpp=None, shard_rows=2,
+        chunk=None, min_tissue=0.5, rgb_mean=(0.7204, 0.4298, 0.6379), rgb_tol=0.25, min_align_psnr=25.0,
+    )
+    assert [s.name for s in specs] == ["40x", "20x", "10x"] and chunk_px == 256
+    plan = plan_rows(slides_copy, c, specs, backend="auto", mpp=None, allow_upsample=False, annotations=None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv", "slides"]  # nothing written
+    assert plan.n == 4 and set(plan.failed_slides) == {"broken.tif"}
+    assert sorted(plan.pre_fail) == [1, 2] and "leaves the slide" in plan.pre_fail[1]
+    out = str(tmp_path / "s.zarr")
+    params = {"n_rows": plan.n, "shard_rows": 2, "zstd_level": 1, "chunk": chunk_px, "probe": 1}
+    store, resumed = open_or_create_store(out, params, specs, overwrite=False)
+    assert not resumed and store.members == ["40x", "20x", "10x"]
+    kw = dict(store=out, shard_rows=2, backend="auto", allow_upsample=False, token="t", cache_mb=0)
+    tasks = make_tasks(plan, specs, th, skip=(), **kw)
+    assert [t["shard"] for t in tasks] == [0, 1]
+    assert "geometry" not in tasks[0]["rows"][1] and tasks[0]["rows"][1]["fail"]
+    records = run_task(tasks[0])
+    assert [r["status"] for r in records][1] == "failed" and records[0]["status"] in ("kept", "rejected")
+    assert done_records(store) == {0: records}
+    assert [t["shard"] for t in make_tasks(plan, specs, th, skip=done_records(store), **kw)] == [1]
+    again, resumed = open_or_create_store(out, params, specs, overwrite=False)
+    assert resumed
+    with pytest.raises(StoreError, match="other parameters"):
+        open_or_create_store(out, {**params, "probe": 2}, specs, overwrite=False)

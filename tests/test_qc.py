@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlcamsr.qc import QCThresholds, align_psnr, evaluate, psnr, tissue_fraction
+from mlcamsr.qc import QCThresholds, align_psnr, check_patch, psnr, tissue_fraction
 from mlcamsr.resize import imresize
 
 
@@ -40,14 +40,14 @@ def test_alignment_high_when_aligned_low_when_shifted(tissue):
     assert align_psnr(tissue, shifted) < 25
 
 
-def test_evaluate_reasons(tissue):
+def test_check_patch_reasons(tissue):
     images = {"40x": tissue, "20x": imresize(tissue, scale=0.5), "10x": imresize(tissue, scale=0.25)}
     th = QCThresholds(rgb_tol=1.0)
-    res = evaluate(images, ["40x", "20x", "10x"], th)
+    res = check_patch(images, ["40x", "20x", "10x"], th)
     assert res.ok and set(res.align_psnr) == {"20x", "10x"}
     bad = dict(images, **{"20x": np.roll(images["20x"], 3, axis=0)})
-    assert evaluate(bad, ["40x", "20x", "10x"], th).reason.startswith("alignment 20x")
+    assert check_patch(bad, ["40x", "20x", "10x"], th).reason.startswith("alignment 20x")
     glass = {k: np.full_like(v, 242) for k, v in images.items()}
-    assert evaluate(glass, ["40x", "20x", "10x"], th).reason.startswith("tissue 0.00")
+    assert check_patch(glass, ["40x", "20x", "10x"], th).reason.startswith("tissue 0.00")
     strict = QCThresholds(rgb_mean=(0.0, 0.0, 0.0), rgb_tol=0.1)
-    assert evaluate(images, ["40x", "20x", "10x"], strict).reason.startswith("rgb mean")
+    assert check_patch(images, ["40x", "20x", "10x"], strict).reason.startswith("rgb mean")

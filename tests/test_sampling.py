@@ -16,9 +16,12 @@ from mlcamsr.annotations import find_annotation, load_annotations
 from mlcamsr.errors import InputError
 from mlcamsr.sampling import (
     box_fraction,
+    coords_table,
     discover_slides,
+    draw_centres,
     integral_image,
     overlay_name,
+    plan_slides,
     sample_coords,
     tissue_mask,
 )
@@ -325,3 +328,25 @@ def test_centres_are_on_the_grid_so_coarser_members_read_natively(synth_dir: Pat
     assert len(df) and (df["x"] % 4 == 0).all() and (df["y"] % 4 == 0).all()
     off = sample_coords(synth_dir, 6, None, overlays=False, grid=1)
     assert not ((off["x"] % 4 == 0).all() and (off["y"] % 4 == 0).all())
+
+
+def test_stages_compose_to_sample_coords(synth_dir: Path, tmp_path: Path) -> None:
+    """plan_slides -> draw_centres -> coords_table, run alone, give sample_coords' centres;
+    an unreadable slide is reported by plan_slides and the others go on."""
+    for f in synth_dir.glob("slide_*.tif"):
+        (tmp_path / f.name).symlink_to(f)
+    (tmp_path / "broken.tif").write_bytes(b"not a slide")
+    names = discover_slides(tmp_path)
+    square_um = SIZE * 0.243
+    plans, failed = plan_slides(
+        tmp_path, names, annotations_dir=None, square_um=square_um, mask_mpp=min(8.0, square_um / 16),
+        mpp=None, spacing=None, min_tissue=0.9, tumor_min_frac=0.5, grid=4, seed=3, backend="auto",
+    )
+    assert list(failed) == ["broken.tif"] and [p.name for p in plans] == ["slide_000.tif", "slide_001.tif"]
+    assert all(p.available["any"] > 0 and not p.accepted for p in plans)
+    assert draw_centres(plans, 6, ["any"]) == {"any": 6}
+    assert [len(p.accepted) for p in plans] == [3, 3]  # slides take turns
+    staged = coords_table(plans, with_classes=False)
+    whole = sample_coords(tmp_path, 6, size=SIZE, seed=3)
+    pd.testing.assert_frame_equal(staged, whole)
+    assert whole.attrs["failed"].keys() == {"broken.tif"}

@@ -13,6 +13,7 @@ import tiffslide
 from click.testing import CliRunner
 
 from cli.mlcamsr import main
+from mlcamsr.errors import InputError
 from mlcamsr.synth import build_levels, level_sizes, render_slide, synth_slides
 
 
@@ -143,3 +144,11 @@ def test_cli_never_writes_into_a_folder_holding_other_files(tmp_path: Path) -> N
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "s")])
     assert res.exit_code == 0, res.output
+
+
+def test_library_refuses_a_folder_holding_other_files(tmp_path: Path) -> None:
+    """The guard lives in mlcamsr.synth, so Python callers get it too, not only the CLI."""
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="notes.txt.*new or empty folder"):
+        synth_slides(tmp_path, n_slides=1, size=(256, 256), n_coords=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

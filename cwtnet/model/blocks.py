@@ -12,11 +12,13 @@ import math
 import torch
 from torch import nn
 
+from mlcamsr.qc import PAPER_RGB_MEAN
+
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 """RGB mean of DIV2K (EDSR-PyTorch ``common.MeanShift`` default), on [0, 1]."""
 
-MLCAMSR_MEAN = (0.7204, 0.4298, 0.6379)
-"""RGB mean of the MLCamSR training set (the CWT-Net paper's value), on [0, 1]."""
+MLCAMSR_MEAN = PAPER_RGB_MEAN
+"""RGB mean of the MLCamSR training set (the CWT-Net paper's value, :data:`mlcamsr.qc.PAPER_RGB_MEAN`), on [0, 1]."""
 
 MEANS = {"div2k": DIV2K_MEAN, "mlcamsr": MLCAMSR_MEAN}
 """Named means accepted by the ``mean`` option of every network."""
