@@ -16,7 +16,7 @@ moto is an in-process Python server, far slower per request than S3 or MinIO; th
 figures bound the client-side cost from below, not a real bucket's throughput. The
 machine load is printed (the 2 cores here are shared). Usage::
 
-    python bench/scaleout.py [--n 48] [--size 1024] [--slide-size 8192] [--samples 400]
+    python bench/scaleout.py [--n 48] [--size 1024] [--slide-size 8192] [--samples 400] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--slide-size", type=int, default=8192, help="synthetic slide side px")
     ap.add_argument("--samples", type=int, default=400, help="dataset samples per measurement")
     ap.add_argument("--patch", type=int, default=64, help="LR patch px of the dataset (x2)")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; medians (default 2)")
     args = ap.parse_args()
 
     import numpy as np
@@ -76,27 +77,34 @@ def main() -> None:
         print(f"machine: {os.cpu_count()} cores, load {_load()}; {args.n} triplets of "
               f"{args.size}/{args.size // 2}/{args.size // 4} px from one {args.slide_size}-px synthetic slide")
 
-        rates: dict[str, float] = {}
-        for label, workers, src, out in (
-            ("L1", 1, str(slides), str(tmp / "l1.zarr")),
-            ("S1", 1, "s3://bench/slides/", "s3://bench/s1.zarr"),
-            ("S2", 2, "s3://bench/slides/", "s3://bench/s2.zarr"),
-        ):
-            cluster = start_dask_cluster(tmp / f"dask-{label}", n_workers=workers)
-            try:
-                t0 = time.perf_counter()
-                res = extract(src, coords, out, size=args.size, scheduler=cluster.address, progress=False,
-                              shard_rows=4)
-                dt = time.perf_counter() - t0
-            finally:
-                cluster.close()
-            rates[label] = res.n_rows / dt
-            print(f"({label}) {workers} worker process(es), {'S3' if src.startswith('s3') else 'local'}: "
-                  f"{res.n_rows} rows in {dt:.1f} s = {rates[label]:.2f} triplets/s (load {_load()})")
+        # configurations interleaved, --rounds times, medians: the shared machine's load moves
+        configs = (
+            ("L1", 1, str(slides), "local"),
+            ("S1", 1, "s3://bench/slides/", "s3"),
+            ("S2", 2, "s3://bench/slides/", "s3"),
+        )
+        runs: dict[str, list[float]] = {c[0]: [] for c in configs}
+        for r in range(args.rounds):
+            for label, workers, src, kind in configs:
+                out = str(tmp / f"{label}-{r}.zarr") if kind == "local" else f"s3://bench/{label}-{r}.zarr"
+                cluster = start_dask_cluster(tmp / f"dask-{label}-{r}", n_workers=workers)
+                try:
+                    t0 = time.perf_counter()
+                    res = extract(src, coords, out, size=args.size, scheduler=cluster.address,
+                                  progress=False, shard_rows=4)
+                    dt = time.perf_counter() - t0
+                finally:
+                    cluster.close()
+                runs[label].append(res.n_rows / dt)
+                print(f"  round {r + 1} ({label}) {workers} worker process(es), {kind}: {res.n_rows} rows "
+                      f"in {dt:.1f} s = {res.n_rows / dt:.2f} triplets/s (load {_load()})")
+        rates = {k: float(np.median(v)) for k, v in runs.items()}
+        for label, workers, _, kind in configs:
+            print(f"({label}) {workers} worker process(es), {kind}: median {rates[label]:.2f} triplets/s")
         print(f"extract ratios: S1/L1 = {rates['S1'] / rates['L1']:.2f} (S3 vs local, 1 worker); "
               f"S2/S1 = {rates['S2'] / rates['S1']:.2f} (2 vs 1 worker processes, S3)")
 
-        local = tmp / "l1.zarr"
+        local = tmp / "L1-0.zarr"
         split(local, ratio="5:1", by="patch")
         fs.put(str(local), "bench/ds.zarr", recursive=True)
 
@@ -110,17 +118,22 @@ def main() -> None:
 
         kw = {"split": "train", "scale": 2, "patch": args.patch}
         local_ds = TripletDataset(local, **kw)
-        sps(local_ds)  # warm-up: imports, resize weights, page cache of the local shards
-        loc = sps(local_ds)
-        nocache = sps(TripletDataset("s3://bench/ds.zarr", **kw))
+        remote_ds = TripletDataset("s3://bench/ds.zarr", **kw)
         cached = TripletDataset("s3://bench/ds.zarr", cache_dir=tmp / "cache", **kw)
-        e1 = sps(cached)
-        e2 = sps(cached)
-        loc2 = sps(local_ds)  # local again, after: the spread says how much the load moved
-        print(f"dataset samples/s ({args.samples} random x2 crops of {args.patch} px, one process): "
-              f"local {loc:.1f} before / {loc2:.1f} after; S3 no cache {nocache:.1f} "
-              f"({nocache / loc:.2f}x local); S3 + cache epoch 1 {e1:.1f} ({e1 / loc:.2f}x), "
-              f"epoch 2 {e2:.1f} ({e2 / loc:.2f}x) (load {_load()})")
+        sps(local_ds)  # warm-up: imports, resize weights, page cache of the local shards
+        e1 = sps(cached)  # epoch 1 through the cache: fetches the shards the crops touch
+        got: dict[str, list[float]] = {"local": [], "s3": [], "cache2": []}
+        for _ in range(args.rounds):
+            got["local"].append(sps(local_ds))
+            got["s3"].append(sps(remote_ds))
+            got["cache2"].append(sps(cached))  # epoch 2+: local copies
+        med = {k: float(np.median(v)) for k, v in got.items()}
+        loc = med["local"]
+        print(f"dataset samples/s ({args.samples} random x2 crops of {args.patch} px, one process, "
+              f"median of {args.rounds} interleaved rounds): local {loc:.1f} (runs "
+              f"{', '.join(f'{v:.1f}' for v in got['local'])}); S3 no cache {med['s3']:.1f} "
+              f"({med['s3'] / loc:.2f}x local); S3 + cache epoch 1 {e1:.1f} ({e1 / loc:.2f}x, once), "
+              f"epoch 2 {med['cache2']:.1f} ({med['cache2'] / loc:.2f}x) (load {_load()})")
         n_trip = len(coords.read_text().splitlines()) - 1
         print(f"store: {_du(local) / 2**20:.1f} MiB for {n_trip} "
               "triplets")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cli.common import EXIT_PARTIAL, backend_option, handle_errors
+from cli.common import EXIT_PARTIAL, backend_option, handle_errors, storage_options_option
 
 
 @click.command("sample-coords")
@@ -14,8 +14,8 @@ from cli.common import EXIT_PARTIAL, backend_option, handle_errors
     "--slides",
     "slides_dir",
     required=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder of slides; names in the output are relative to it.",
+    help="Folder of slides (or an object-storage prefix, s3://bucket/slides/: TIFF-family "
+    "slides); names in the output are relative to it.",
 )
 @click.option(
     "--annotations",
@@ -99,6 +99,7 @@ from cli.common import EXIT_PARTIAL, backend_option, handle_errors
 @click.option("--no-overlay", is_flag=True, help="Do not write overlay PNGs.")
 @backend_option()
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
+@storage_options_option()
 @handle_errors
 def sample_coords(
     slides_dir: str,

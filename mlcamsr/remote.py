@@ -516,3 +516,46 @@ def clear_prefix(url: str, *, keep: str, options: Mapping[str, Any] | None = Non
     if doomed:
         fs.rm(doomed)
     fs.invalidate_cache(prefix)
+
+
+class RemoteDir:
+    """An object-storage prefix standing in for a slides folder: ``prefix / name`` is a
+    :class:`RemotePath`; ``str()`` is the URL with a trailing ``/``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = str(url).rstrip("/")
+
+    def __truediv__(self, name: str) -> RemotePath:
+        return RemotePath(f"{self.url}/{name}")
+
+    def is_dir(self) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return self.url + "/"
+
+    def __repr__(self) -> str:
+        return f"RemoteDir({self.url!r})"
+
+
+def list_remote_slides(prefix: RemoteDir, suffixes: tuple[str, ...], include: list[str] | None = None) -> list[str]:
+    """Names (relative to ``prefix``, POSIX, sorted) of the objects under it that end in one of
+    ``suffixes`` (lower case), or that match a glob of ``include``. One listing.
+
+    Raises:
+        InputError: endpoint, credentials or bucket problems (see :func:`check_url`).
+    """
+    import fnmatch
+
+    url = str(prefix)
+    check_url(url, what="--slides", must_exist=False)
+    fs, path = filesystem(url)
+    base = path.rstrip("/")
+    try:
+        keys = fs.find(base)
+    except FileNotFoundError:
+        keys = []
+    names = sorted(k[len(base) + 1 :] for k in keys if k.startswith(base + "/"))
+    if include:
+        return [n for n in names if any(fnmatch.fnmatch(n, pat) for pat in include)]
+    return [n for n in names if n.lower().endswith(suffixes)]

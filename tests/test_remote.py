@@ -270,3 +270,12 @@ def test_sr_input_slide_on_s3_reads_like_local(s3_slides, synth_dir) -> None:
     finally:
         got[4]()
         want[4]()
+
+
+def test_sample_coords_from_s3_equals_local(s3_slides, synth_dir, tmp_path) -> None:
+    from mlcamsr.sampling import sample_coords
+
+    kw = {"n": 6, "size": 256, "seed": 1, "overlays": False}
+    want = sample_coords(synth_dir, **kw)
+    got = sample_coords(s3_slides, **kw)
+    pd.testing.assert_frame_equal(want.reset_index(drop=True), got.reset_index(drop=True))
