@@ -107,10 +107,11 @@ def build_real_store(out: Path, *, size: int = 256, workers: int = 2, seed: int 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     import torch
 
+    from cwtnet.checkpoint import save_model
     from cwtnet.config import TrainConfig
     from cwtnet.demo import build_demo_store
     from cwtnet.evaluate import evaluate
-    from cwtnet.train import save_model, train
+    from cwtnet.train import train
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

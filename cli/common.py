@@ -7,15 +7,20 @@ slides failed; 2 bad usage or unreadable inputs.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
 
-from mlcamsr.errors import MLCamSRError
+from cwtnet.choices import DEVICES, EVAL_MODES, SCHEDULES
+from cwtnet.model import ARCH_NAMES
+from mlcamsr.errors import InputError, MLCamSRError
 from mlcamsr.qc import PAPER_RGB_MEAN
+from mlcamsr.remote import ENV_OPTIONS, parse_storage_options
 from mlcamsr.slides import BACKENDS
+from mlcamsr.triplets import DATASET_SCALES, REF_SOURCES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,11 +93,6 @@ def sectioned(sections: dict[str, list[str]]) -> type[click.Command]:
 
 
 def _export_storage_options(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    import os
-
-    from mlcamsr.errors import InputError
-    from mlcamsr.remote import ENV_OPTIONS, parse_storage_options
-
     if value is None:
         return None
     try:
@@ -127,13 +127,24 @@ def storage_options_option() -> Callable[[F], F]:
 # RGB mean: mlcamsr.qc.PAPER_RGB_MEAN); every command builds its option from here.
 
 
+def _to_int(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
 def choice_option(
-    name: str, choices: Sequence[str], *, default: str, help: str, dest: str | None = None
+    name: str, choices: Sequence[str] | Sequence[int], *, default: str | int | None, help: str,
+    dest: str | None = None,
 ) -> Callable[[F], F]:
-    """A ``click.Choice`` option over one of the project's choice lists (default shown)."""
+    """A ``click.Choice`` option over one of the project's choice lists (default shown).
+
+    ``default=None`` leaves the option unset; a list of ints (scales) parses to ``int``.
+    """
     decls = (name,) if dest is None else (name, dest)
+    numeric = all(isinstance(c, int) for c in choices)
     return click.option(
-        *decls, type=click.Choice(list(choices)), default=default, show_default=True, help=help
+        *decls, type=click.Choice([str(c) for c in choices]),
+        default=None if default is None else str(default), show_default=default is not None,
+        callback=_to_int if numeric else None, help=help,
     )
 
 
@@ -170,3 +181,42 @@ def rgb_mean_option(
         callback=parse_floats(3),
         help=help,
     )
+
+
+# ----------------------------------------------------------------------------- cwtnet choices
+# One home per cwtnet choice list, all torch-free: architectures cwtnet.model.ARCH_NAMES,
+# the scales the dataset serves mlcamsr.triplets.DATASET_SCALES (networks may support more:
+# cwtnet.model.MODEL_SCALES), reference sources mlcamsr.triplets.REF_SOURCES, devices,
+# schedules and evaluation modes cwtnet.choices. Each command builds its option here.
+
+
+def arch_option(default: str | None, help: str = "Network.") -> Callable[[F], F]:
+    """``--arch`` (:data:`cwtnet.model.ARCH_NAMES`)."""
+    return choice_option("--arch", ARCH_NAMES, default=default, help=help)
+
+
+def scale_option(default: int | None, help: str = "Upsampling factor.") -> Callable[[F], F]:
+    """``--scale`` as an int (:data:`mlcamsr.triplets.DATASET_SCALES`)."""
+    return choice_option("--scale", DATASET_SCALES, default=default, help=help)
+
+
+def device_option(default: str = "auto",
+                  help: str = "auto = CUDA when present, else CPU.") -> Callable[[F], F]:
+    """``--device`` (:data:`cwtnet.choices.DEVICES`)."""
+    return choice_option("--device", DEVICES, default=default, help=help)
+
+
+def ref_source_option(default: str, help: str = "WT-branch input (Table III).") -> Callable[[F], F]:
+    """``--ref-source`` (:data:`mlcamsr.triplets.REF_SOURCES`)."""
+    return choice_option("--ref-source", REF_SOURCES, default=default, help=help)
+
+
+def schedule_option(default: str, help: str = "Learning-rate schedule.") -> Callable[[F], F]:
+    """``--schedule`` (:data:`cwtnet.choices.SCHEDULES`)."""
+    return choice_option("--schedule", SCHEDULES, default=default, help=help)
+
+
+def mode_option(default: str = "reference", help: str = (
+        "CWT-Net with I'_GT (reference) or through its WR module (sisr).")) -> Callable[[F], F]:
+    """``--mode`` (:data:`cwtnet.choices.EVAL_MODES`)."""
+    return choice_option("--mode", EVAL_MODES, default=default, help=help)

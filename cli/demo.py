@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.common import handle_errors
+from cli.common import device_option, handle_errors
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,7 +15,7 @@ from cli.common import handle_errors
               "--compare (6 + 2 by default), CWT-Net all of it without.")
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="Also train an EDSR-baseline on the same data (1/4 of --minutes).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 @click.option("--workers", type=int, default=2, show_default=True, help="Extraction worker processes.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fresh", is_flag=True, help="Redo every stage (default: reuse slides and store).")

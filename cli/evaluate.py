@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from cli.common import handle_errors, store_option
+from cli.common import (
+    arch_option,
+    device_option,
+    handle_errors,
+    mode_option,
+    scale_option,
+    store_option,
+)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -12,23 +19,20 @@ from cli.common import handle_errors, store_option
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
               help="A .pt written by cwtnet-train (RUN_DIR/last.pt or best.pt).")
 @click.option("--split", default="test", show_default=True, help="Table split to score.")
-@click.option("--scale", type=click.Choice(["2", "4", "8"]), default=None,
-              help="Must match the checkpoint [default: the checkpoint's].")
+@scale_option(None, help="Must match the checkpoint [default: the checkpoint's].")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder [default: <checkpoint folder>/eval_<split>_<mode>].")
-@click.option("--arch", type=click.Choice(["cwtnet", "bicubic", "srcnn", "edsr", "rcan"]), default=None,
-              help="Refuse a checkpoint of another architecture [default: accept the checkpoint's].")
-@click.option("--mode", type=click.Choice(["reference", "sisr"]), default="reference", show_default=True,
-              help="CWT-Net with I'_GT (reference) or through its WR module (sisr).")
+@arch_option(None, help="Refuse a checkpoint of another architecture [default: accept the checkpoint's].")
+@mode_option()
 @click.option("--save-images", is_flag=True, help="Write images/<i>_sr.png, _bicubic.png, _gt.png.")
 @click.option("--use-ema/--no-ema", default=True, show_default=True, help="EMA weights when the checkpoint has them.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 @click.option("--tile", type=int, default=None, help="LR tile size [default: untiled up to 256 px, else 128].")
 @click.option("--overlap", type=int, default=16, show_default=True, help="Tile overlap (LR px).")
 @click.option("--max-images", type=int, default=None, help="Score only the first N images.")
 @click.option("--pictures", type=int, default=6, show_default=True, help="Side-by-side pictures to write.")
 @handle_errors
-def main(store: str, checkpoint: str, split: str, scale: str | None, out: str | None,
+def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | None,
          arch: str | None, mode: str,
          save_images: bool, use_ema: bool, device: str, tile: int | None, overlap: int,
          max_images: int | None, pictures: int) -> None:
@@ -48,7 +52,7 @@ def main(store: str, checkpoint: str, split: str, scale: str | None, out: str | 
     from cwtnet.evaluate import evaluate
 
     out_dir = out or str(Path(checkpoint).parent / f"eval_{split}_{mode}")
-    m = evaluate(store, checkpoint, out=out_dir, split=split, scale=int(scale) if scale else None,
+    m = evaluate(store, checkpoint, out=out_dir, split=split, scale=scale,
                  mode=mode, save_images=save_images, use_ema=use_ema, device=device, tile=tile,
                  overlap=overlap, max_images=max_images, pictures=pictures, progress=True,
                  arch=arch)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.common import handle_errors, storage_options_option
+from cli.common import device_option, handle_errors, storage_options_option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,7 +18,7 @@ from cli.common import handle_errors, storage_options_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .png or .tif (pyramidal).")
 @click.option("--tile", type=int, default=128, show_default=True, help="LR tile size (bounds memory).")
 @click.option("--overlap", type=int, default=16, show_default=True, help="Tile overlap, blended linearly (LR px).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 @click.option("--use-ema/--no-ema", default=True, show_default=True, help="EMA weights when present.")
 @storage_options_option()
 @handle_errors

@@ -19,13 +19,11 @@ from typing import Any
 
 import yaml
 
+from cwtnet.choices import DEVICES, SCHEDULES
+from cwtnet.model import ARCH_NAMES, build_checked
+from cwtnet.model import model_options as map_model_options
 from mlcamsr.errors import InputError
-
-ARCHS = ("cwtnet", "bicubic", "srcnn", "edsr", "rcan")
-SCALES = (2, 4, 8)
-DEVICES = ("auto", "cpu", "cuda")
-SCHEDULES = ("constant", "cosine", "step")
-REF_SOURCES = ("real", "bicubic", "gt-updown", "lr")
+from mlcamsr.triplets import DATASET_SCALES, REF_SOURCES
 
 
 @dataclass
@@ -49,6 +47,9 @@ class TrainConfig:
         ref_source (str): WT-branch input (Table III): ``real | bicubic | gt-updown | lr``.
         in_memory (bool): Hold the training split in RAM. Default: False.
         num_workers (int): DataLoader worker processes. Default: 2.
+        cache_dir (str | None): For a store in object storage (``s3://...``), a local folder
+            keeping a copy of every shard read, so epoch 2 reads locally
+            (:mod:`mlcamsr.chunkcache`). Default: None (no cache).
         lr (float): Adam learning rate. Default: 1e-4.
         betas (tuple[float, float]): Adam betas. Default: (0.9, 0.999).
         weight_decay (float): Adam weight decay. Default: 0.
@@ -87,6 +88,7 @@ class TrainConfig:
     ref_source: str = "real"
     in_memory: bool = False
     num_workers: int = 2
+    cache_dir: str | None = None
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
@@ -111,12 +113,14 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ``InputError`` naming the option and the fix."""
-        if self.arch not in ARCHS:
-            raise InputError(f"--arch {self.arch!r} is unknown; choose one of {', '.join(ARCHS)}")
-        if int(self.scale) not in SCALES:
-            raise InputError(f"--scale {self.scale} is not supported; choose 2, 4 or 8")
+        if self.arch not in ARCH_NAMES:
+            raise InputError(f"--arch {self.arch!r} is unknown; choose one of {', '.join(ARCH_NAMES)}")
+        if int(self.scale) not in DATASET_SCALES:
+            raise InputError(
+                f"--scale {self.scale} is not supported; choose {', '.join(map(str, DATASET_SCALES))}"
+            )
         if self.device not in DEVICES:
-            raise InputError(f"--device {self.device!r} is unknown; choose auto, cpu or cuda")
+            raise InputError(f"--device {self.device!r} is unknown; choose {', '.join(DEVICES)}")
         if self.schedule not in SCHEDULES:
             raise InputError(f"schedule {self.schedule!r} is unknown; choose {', '.join(SCHEDULES)}")
         if self.ref_source not in REF_SOURCES:
@@ -145,10 +149,11 @@ class TrainConfig:
         is made: the loss is built, the model on the meta device (no memory, no RNG draw)."""
         import inspect
 
+        # import cost only (no circle: losses imports nothing of cwtnet's): torch stays out
+        # of `import cwtnet.config`, so `cwtnet-train --help` starts without it
         import torch
 
         from cwtnet.losses import CWTLoss
-        from cwtnet.train import build, model_options
 
         loss = dict(self.loss or {})
         known = [p for p in inspect.signature(CWTLoss.__init__).parameters if p != "self"]
@@ -160,7 +165,13 @@ class TrainConfig:
         except (TypeError, ValueError) as exc:
             raise InputError(f"loss: {exc}") from None
         with torch.device("meta"):
-            build(self.arch, int(self.scale), model_options(self))
+            build_checked(self.arch, int(self.scale), self.network_options())
+
+    def network_options(self) -> dict[str, Any]:
+        """``build_model`` keyword options: ``blocks``/``channels`` under the arch's own names,
+        then ``model_options`` as given (:func:`cwtnet.model.model_options`)."""
+        return map_model_options(self.arch, blocks=self.blocks, channels=self.channels,
+                                 extra=self.model_options)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain ``dict`` of builtin types (safe for YAML and ``torch.load(weights_only=True)``)."""

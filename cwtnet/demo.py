@@ -20,6 +20,7 @@ already exists are reused, so a second run only retrains (``fresh=True`` redoes 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -27,7 +28,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cwtnet.config import TrainConfig
+from cwtnet.evaluate import evaluate
+from cwtnet.report import write_report
+from cwtnet.train import train
 from mlcamsr.errors import InputError
+from mlcamsr.extract import extract
+from mlcamsr.pyramid import pyramid
+from mlcamsr.split import split
+from mlcamsr.store import open_store
+from mlcamsr.synth import synth_slides
+
+# progress lines go to this logger unless the caller passes ``log`` (the CLI echoes them)
+_LOG = logging.getLogger("cwtnet.demo")
 
 DEMO_SLIDES = 3
 DEMO_SLIDE_SIZE = (4096, 3072)
@@ -51,19 +64,14 @@ class DemoResult:
 def run_demo(
     out: str | Path = "demo", *, minutes: float = 8.0, compare: bool = True, seed: int = 0,
     device: str = "auto", workers: int = 2, fresh: bool = False, eval_images: int = 8,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = _LOG.info,
 ) -> DemoResult:
     """Run the demo into ``out``; return paths and timings.
 
     ``minutes`` is the total training budget: CWT-Net gets all of it, or 3/4 of it with
     ``compare`` (EDSR, which is far cheaper per step, gets the other 1/4). ``eval_images``
-    test patches are scored (0 = all).
+    test patches are scored (0 = all). ``log`` receives one line per stage.
     """
-    from cwtnet.config import TrainConfig
-    from cwtnet.evaluate import evaluate
-    from cwtnet.report import write_report
-    from cwtnet.train import train
-
     if minutes <= 0:
         raise InputError("--minutes must be positive (CWT-Net's training budget)")
     out = Path(out)
@@ -88,7 +96,7 @@ def run_demo(
 
     runs: list[Path] = []
     evals: list[Path] = []
-    plans = [("cwtnet", dict(blocks=4, channels=32))]
+    plans: list[tuple[str, dict[str, Any]]] = [("cwtnet", dict(blocks=4, channels=32))]
     if compare:
         plans.append(("edsr", dict(blocks=8, channels=32)))
     metrics: dict[str, Any] = {}
@@ -143,17 +151,12 @@ def run_demo(
 
 def build_demo_store(
     out: str | Path, *, seed: int = 0, workers: int = 2,
-    stage: Callable[[str], Callable[[], None]] | None = None, log: Callable[[str], None] = print,
+    stage: Callable[[str], Callable[[], None]] | None = None, log: Callable[[str], None] = _LOG.info,
 ) -> Path:
     """Stages 1-3 of the demo (synth, extract, pyramid, split) into ``out``; returns the store.
 
     Reuses ``out/slides`` and ``out/mlcamsr.zarr`` when they are complete.
     """
-    from mlcamsr.extract import extract
-    from mlcamsr.pyramid import pyramid
-    from mlcamsr.split import split
-    from mlcamsr.synth import synth_slides
-
     def _noop(name: str) -> Callable[[], None]:
         return lambda: None
 
@@ -184,8 +187,6 @@ def build_demo_store(
 
 def _has_split(store: Path) -> bool:
     try:
-        from mlcamsr.store import open_store
-
         t = open_store(store).table
         return "split" in t.columns and (t["split"].astype(str) == "test").any()
     except Exception:  # noqa: BLE001 - unfinished store: redo the data stages

@@ -19,7 +19,6 @@ style table; ``compare/<i>.png`` bicubic | model | ground truth with PSNR captio
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
@@ -30,31 +29,36 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 from torch import nn
+from tqdm import tqdm
 
+from cwtnet.checkpoint import load_checkpoint, load_model
+from cwtnet.choices import EVAL_MODES
+from cwtnet.data import check_store
+from cwtnet.infer import tiled_sr
+from cwtnet.metrics import psnr, ssim, tensor_to_uint8
+from cwtnet.report import table_i
+from cwtnet.runtime import resolve_device
+from mlcamsr.dataset import TripletDataset
 from mlcamsr.errors import InputError
+from mlcamsr.resize import imresize
 
-MODES = ("reference", "sisr")
+MODES = EVAL_MODES
 FIGURES = ("psnr", "ssim", "psnr_rgb_crop", "ssim_rgb_crop", "psnr_y_crop", "ssim_y_crop")
 
 
 def _u8(t: torch.Tensor) -> np.ndarray:
-    from cwtnet.metrics import tensor_to_uint8
-
     return tensor_to_uint8(t)
 
 
 def bicubic_up(lr_u8: np.ndarray, scale: int) -> np.ndarray:
     """The project's bicubic (``mlcamsr.resize.imresize``) of an 8-bit LR image."""
-    from mlcamsr.resize import imresize
-
     return imresize(lr_u8, scale=float(scale))
 
 
 def figures(sr: np.ndarray, gt: np.ndarray, scale: int, *, full: bool = True) -> dict[str, float]:
     """Every figure of one image pair (uint8 HWC); ``full=False`` gives the authors' pair only."""
-    from cwtnet.metrics import psnr, ssim
-
     out = {"psnr": psnr(sr, gt), "ssim": ssim(sr, gt)}
     if full:
         out["psnr_rgb_crop"] = psnr(sr, gt, crop_border=scale)
@@ -67,8 +71,6 @@ def figures(sr: np.ndarray, gt: np.ndarray, scale: int, *, full: bool = True) ->
 def model_sr(model: nn.Module, lr: torch.Tensor, ref: torch.Tensor | None, *, scale: int, mode: str,
              tile: int | None = None, overlap: int = 16, amp: bool = False) -> torch.Tensor:
     """The model's SR of a (1, 3, H, W) batch in ``mode`` (``sisr`` drops ``ref``)."""
-    from cwtnet.infer import tiled_sr
-
     return tiled_sr(model, lr, scale=scale, ref=ref if mode == "reference" else None,
                     tile=tile, overlap=overlap, amp=amp)
 
@@ -112,8 +114,6 @@ def score_dataset(
 
 
 def _font(size: int) -> Any:
-    from PIL import ImageFont
-
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
@@ -125,8 +125,6 @@ def side_by_side(panels: list[tuple[np.ndarray, str]], path: Path, *, crop: int 
 
     ``crop`` keeps the centre ``crop`` px of each panel (so details stay visible).
     """
-    from PIL import Image, ImageDraw
-
     ims = []
     for img, _ in panels:
         h, w = img.shape[:2]
@@ -166,11 +164,8 @@ def evaluate(
     ``tile=None``: untiled when the LR patch is at most 256 px, else 128-px tiles
     (overlap ``overlap``). Returns the ``metrics.json`` dict.
     """
-    from cwtnet.report import table_i
-    from cwtnet.train import check_store, load_checkpoint, load_model, resolve_device
-
     if mode not in MODES:
-        raise InputError(f"--mode {mode!r}: choose reference or sisr")
+        raise InputError(f"--mode {mode!r}: choose {' or '.join(MODES)}")
     ckpt = load_checkpoint(checkpoint)
     ck_scale = int(ckpt["scale"])
     if scale is not None and int(scale) != ck_scale:
@@ -189,8 +184,6 @@ def evaluate(
         mode = "sisr"  # other networks ignore the reference
     dev = resolve_device(device)
     st = check_store(store, scale, ref_source=ref_source, need_train=False, split=split)
-    from mlcamsr.dataset import TripletDataset
-
     ds = TripletDataset(st, split=split, scale=scale, ref_source=ref_source, augment=False, full=True)
     model, _ = load_model(checkpoint, use_ema=use_ema, device=dev)
     lr_side = ds.patch
@@ -207,8 +200,6 @@ def evaluate(
     label = _label(arch, mode)
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=n, desc=f"eval {label} x{scale}", unit="img")
     t0 = time.perf_counter()
     amp = dev.type == "cuda"
@@ -226,8 +217,6 @@ def evaluate(
                 side_by_side([(bic, f"bicubic {fb['psnr']:.2f} dB"), (sr, f"{label} {fm['psnr']:.2f} dB"),
                               (gt, "ground truth")], out / "compare" / f"{i}.png")
             if save_images:
-                from PIL import Image
-
                 Image.fromarray(sr).save(out / "images" / f"{i}_sr.png")
                 Image.fromarray(bic).save(out / "images" / f"{i}_bicubic.png")
                 Image.fromarray(gt).save(out / "images" / f"{i}_gt.png")
@@ -246,7 +235,7 @@ def evaluate(
         vals = [r[key] for r in rows if math.isfinite(r[key])]
         return float(np.mean(vals)) if vals else float("nan")
 
-    metrics = {
+    metrics: dict[str, Any] = {
         "model": {k: mean(k) for k in FIGURES},
         "bicubic": {k: mean(f"bicubic_{k}") for k in FIGURES},
         "meta": {
@@ -282,6 +271,4 @@ def evaluate(
           table_i(results, psnr_key="psnr_rgb_crop", ssim_key="ssim_rgb_crop", title="RGB"), "",
           table_i(results, psnr_key="psnr_y_crop", ssim_key="ssim_y_crop", title="Y"), ""]
     (out / "table.md").write_text("\n".join(md))
-    with contextlib.suppress(Exception):
-        st.close()  # type: ignore[attr-defined]
     return metrics

@@ -30,11 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 import torch
+from PIL import Image
 from torch import nn
 
+from cwtnet.checkpoint import load_model
+from cwtnet.metrics import tensor_to_uint8
+from cwtnet.runtime import resolve_device
 from mlcamsr.errors import InputError
 from mlcamsr.remote import RemotePath, check_url, is_url
+from mlcamsr.slides import open_slide
 
 ReadFn = Callable[[int, int, int, int], np.ndarray]
 """``read(x, y, w, h) -> (h, w, 3) uint8``: a window of the LR input in its own pixels."""
@@ -123,8 +129,6 @@ def super_resolve_array(
     device: torch.device | str = "cpu", amp: bool = False,
 ) -> np.ndarray:
     """SISR of an (H, W, 3) uint8 image held in memory -> (sH, sW, 3) uint8."""
-    from cwtnet.metrics import tensor_to_uint8
-
     x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().div(255).to(device)
     return tensor_to_uint8(tiled_sr(model, x, scale=scale, tile=tile, overlap=overlap, amp=amp))
 
@@ -206,12 +210,11 @@ def _is_image(path: Path) -> bool:
     if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"):
         return True
     if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
         try:
             with tifffile.TiffFile(path) as tf:
                 series = tf.series[0]
-                return len(series.levels) <= 1 and not tf.pages[0].is_tiled
+                page = tf.pages.first
+                return len(series.levels) <= 1 and not page.is_tiled
         except Exception:  # noqa: BLE001
             return False
     return False
@@ -220,12 +223,8 @@ def _is_image(path: Path) -> bool:
 def _load_image(path: Path) -> np.ndarray:
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
             img = tifffile.imread(path)
         else:
-            from PIL import Image
-
             with Image.open(path) as im:
                 img = np.asarray(im.convert("RGB"))
     except Exception as exc:  # noqa: BLE001
@@ -266,8 +265,6 @@ def open_source(
             return img[y0 + y : y0 + y + th, x0 + x : x0 + x + tw]
 
         return read_img, w, h, None, lambda: None
-
-    from mlcamsr.slides import open_slide
 
     slide = open_slide(p)
     if not 0 <= level < slide.level_count:
@@ -342,8 +339,6 @@ def write_pyramid_tiff(path: Path, arr: np.ndarray, *, mpp: float | None, tile: 
     Levels are separate pages (reduced-resolution subfile type), the layout
     openslide's generic-TIFF reader and tiffslide both read.
     """
-    import tifffile
-
     levels = [arr]
     tmp_files: list[str] = []
     while max(levels[-1].shape[:2]) > 1024 and min(levels[-1].shape[:2]) >= 2 * tile:
@@ -386,8 +381,6 @@ def super_resolve_file(
 
     Returns ``{"out", "width", "height", "scale", "tiles"}`` (output size in px).
     """
-    from cwtnet.train import load_model, resolve_device
-
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".png", ".tif", ".tiff"):

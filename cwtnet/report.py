@@ -50,11 +50,11 @@ def table_i(
         parts = [d if d != last else "", m]
         last = d
         for s in scales:
-            r = cell.get((d, m, s))
-            if r is None:
+            found = cell.get((d, m, s))
+            if found is None:
                 parts += ["", ""]
                 continue
-            p, q = float(r[psnr_key]), float(r[ssim_key])
+            p, q = float(found[psnr_key]), float(found[ssim_key])
             bp, bq = best[(d, s)]
             ps, qs = f"{p:.3f}", _ssim(q)
             parts += [f"**{ps}**" if p == bp else ps, f"**{qs}**" if q == bq else qs]

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cwtnet.losses import CWTLoss
 from cwtnet.model import build_model
 
 
@@ -106,7 +107,8 @@ def _inputs(arch: str, scale: int, batch: int, lr_size: int, device, with_ref: b
 
 def train_step(model: torch.nn.Module, lr, ref, gt, optimizer, criterion) -> float:
     """One training step: forward (``forward_train`` when the model has it), loss, backward, step."""
-    out = model.forward_train(lr, ref) if hasattr(model, "forward_train") else model(lr, ref)
+    forward_train = getattr(model, "forward_train", None)
+    out = forward_train(lr, ref) if forward_train is not None else model(lr, ref)
     loss = criterion(out, gt)
     loss = loss[0] if isinstance(loss, tuple) else loss
     optimizer.zero_grad(set_to_none=True)
@@ -125,8 +127,6 @@ def count_flops(model: torch.nn.Module, lr: torch.Tensor, ref: torch.Tensor | No
 def summarize(arch: str = "cwtnet", scale: int = 2, *, lr_size: int = 64, batch: int = 1,
               device: str = "cpu", **options: Any) -> dict[str, Any]:
     """Parameters, FLOPs (batch 1, ``lr_size`` square LR) and one training step's peak memory."""
-    from cwtnet.losses import CWTLoss
-
     dev = torch.device(device)
     if dev.type == "cpu":
         fix_malloc_mmap_threshold()

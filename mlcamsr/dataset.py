@@ -72,11 +72,10 @@ from mlcamsr.chunkcache import CachedRegionReader
 from mlcamsr.errors import InputError, StoreError
 from mlcamsr.remote import is_url
 from mlcamsr.resize import resize_weights
+from mlcamsr.triplets import DATASET_SCALES as SCALES
+from mlcamsr.triplets import REF_SOURCES
 
 __all__ = ["TripletDataset", "PatchGroupedSampler", "REF_SOURCES", "SCALES"]
-
-REF_SOURCES = ("real", "bicubic", "gt-updown", "lr")
-SCALES = (2, 4, 8)
 
 
 class _Resizer:

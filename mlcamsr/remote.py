@@ -27,6 +27,7 @@ The guarantees are written down in docs/scaling.md.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import socket
@@ -37,6 +38,8 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
+
+import fsspec
 
 from mlcamsr.errors import InputError, StoreError
 
@@ -111,16 +114,12 @@ def filesystem(url: str, options: Mapping[str, Any] | None = None) -> tuple[Any,
     Raises:
         InputError: no fsspec implementation for the URL's scheme is installed.
     """
-    import fsspec
-
     _require_protocol(url)
     fs, path = fsspec.core.url_to_fs(url, **storage_options(options))
     return fs, path
 
 
 def _require_protocol(url: str) -> None:
-    import fsspec
-
     proto = _protocol(url)
     try:
         fsspec.get_filesystem_class(proto)
@@ -145,8 +144,6 @@ def _endpoint(fs: Any) -> str:
 
 def _probe_fs(url: str, options: Mapping[str, Any] | None) -> tuple[Any, str]:
     """A fresh filesystem with short timeouts and no retries, for the up-front checks."""
-    import fsspec
-
     _require_protocol(url)
     opts = storage_options(options)
     if _protocol(url) in ("s3", "s3a"):
@@ -545,8 +542,6 @@ def list_remote_slides(prefix: RemoteDir, suffixes: tuple[str, ...], include: li
     Raises:
         InputError: endpoint, credentials or bucket problems (see :func:`check_url`).
     """
-    import fnmatch
-
     url = str(prefix)
     check_url(url, what="--slides", must_exist=False)
     fs, path = filesystem(url)

@@ -11,83 +11,7 @@ import pytest
 
 from mlcamsr.errors import InputError, StoreError
 from mlcamsr.resize import imresize
-
-REAL_IMAGES = (
-    "patches/tiatoolbox/TCGA-HE-7130-01Z-00-DX1.png",
-    "patches/histolab/tcga-lung-rgb.png",
-    "patches/histolab/tissue-level0-7352-11762-7864-12274.png",
-)
-
-
-def real_patches(shared_data: Path, size: int, per_image: int = 4) -> tuple[np.ndarray, list]:
-    """``per_image`` real H&E squares of ``size`` px from each of three images."""
-    from PIL import Image
-
-    out, slides = [], []
-    for rel in REAL_IMAGES:
-        im = np.asarray(Image.open(shared_data / rel).convert("RGB"))
-        h, w = im.shape[:2]
-        for k in range(per_image):
-            y = (k * 97) % max(1, h - size)
-            x = (k * 131) % max(1, w - size)
-            out.append(im[y : y + size, x : x + size])
-            slides.append(Path(rel).stem)
-    return np.stack(out), slides
-
-
-def build_store(
-    path: Path,
-    images: np.ndarray,
-    slides: list[str],
-    *,
-    scales: tuple[int, ...] = (1, 2, 4),
-    base_mag: float = 40.0,
-    status: list[str] | None = None,
-    split: list[str] | None = None,
-    chunk: int | None = None,
-) -> Path:
-    """A small store written with the store API: member at scale f = imresize(finest, 1/f).
-
-    Rows whose status is not ``kept`` get index -1 and no pixels, as extract does.
-    ``chunk``: inner chunk side of every member (min'd with its size; None: whole patches).
-    """
-    from mlcamsr.store import member_name, open_store
-
-    n, size = images.shape[:2]
-    status = status or ["kept"] * n
-    st = open_store(path, mode="w")
-    for f in scales:
-        arr = st.create_member(
-            member_name(base_mag, f),
-            n=n,
-            size=size // f,
-            mpp=0.243 * f,
-            scale=f,
-            mag=base_mag / f,
-            kind="real",
-            shard_rows=4,
-            chunk=chunk,
-        )
-        data = np.zeros((n, size // f, size // f, 3), np.uint8)
-        for i in range(n):
-            if status[i] == "kept":
-                data[i] = images[i] if f == 1 else imresize(images[i], scale=1 / f)
-        arr[:] = data
-    table = pd.DataFrame(
-        {
-            "slide": slides,
-            "x": np.arange(n) * 1000,
-            "y": np.arange(n) * 500,
-            "label": ["tumor" if i % 3 == 0 else "normal" for i in range(n)],
-            "status": status,
-            "reason": ["" if s == "kept" else "qc" for s in status],
-            "index": [i if s == "kept" else -1 for i, s in enumerate(status)],
-        }
-    )
-    if split is not None:
-        table["split"] = split
-    st.write_table(table)
-    return path
+from tests.builders import build_store, real_patches, tree_digest
 
 
 @pytest.fixture(scope="module")
@@ -295,8 +219,6 @@ def test_not_our_store_and_bad_options(real_store: Path, tmp_path: Path) -> None
     import zarr
 
     from mlcamsr.dataset import TripletDataset
-    from tests.test_pyramid import tree_digest
-
     zarr.open_group(tmp_path / "other.zarr", mode="w", zarr_format=3)
     before = tree_digest(tmp_path / "other.zarr"), tree_digest(real_store)
     with one_line(StoreError, "not an MLCamSR store"):

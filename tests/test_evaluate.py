@@ -12,11 +12,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from cwtnet.checkpoint import save_model
 from cwtnet.metrics import psnr, ssim
 from cwtnet.model import build_model
 from cwtnet.report import table_i
-from cwtnet.train import save_model
-from tests.test_train import make_store
+from tests.builders import make_store
 
 
 @pytest.fixture(scope="module")

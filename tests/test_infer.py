@@ -13,9 +13,9 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from cwtnet.checkpoint import save_model
 from cwtnet.infer import ramp, super_resolve_array, tile_starts, tiled_sr
 from cwtnet.model import build_model
-from cwtnet.train import save_model
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_PNG = REPO.parent / "shared" / "data" / "patches" / "tiatoolbox" / "TCGA-HE-7130-01Z-00-DX1.png"
@@ -78,7 +78,7 @@ def test_png_and_pyramidal_tiff_outputs(edsr_ckpt: Path, real_img: np.ndarray, t
 
     src = tmp_path / "in.png"
     Image.fromarray(real_img[:300, :260]).save(src)
-    from cwtnet.train import load_model
+    from cwtnet.checkpoint import load_model
 
     model, _ = load_model(edsr_ckpt)
     want = super_resolve_array(model, real_img[:300, :260], scale=2, tile=64, overlap=16)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -11,16 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from mlcamsr.resize import imresize
-from tests.test_dataset import build_store, real_patches
-
-
-def tree_digest(path: Path) -> str:
-    """Hash of every file (name and bytes) under ``path``: 'store untouched' checks."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
+from tests.builders import build_store, real_patches, tree_digest
 
 
 @pytest.fixture(scope="module")

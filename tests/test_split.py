@@ -12,8 +12,7 @@ from click.testing import CliRunner
 
 from mlcamsr.errors import InputError
 from mlcamsr.split import assign_split, parse_ratio
-from tests.test_dataset import build_store
-from tests.test_pyramid import tree_digest
+from tests.builders import build_store, tree_digest
 
 
 def make_table(sizes: list[int], *, rejected_every: int = 0, seed: int = 0) -> pd.DataFrame:

@@ -8,57 +8,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
+from cwtnet.checkpoint import LAST, load_checkpoint
 from cwtnet.config import TrainConfig, resolve_config
-from cwtnet.train import (
-    LAST,
-    StepBatchSampler,
-    TrainingDiverged,
-    load_checkpoint,
-    train,
-)
+from cwtnet.data import StepBatchSampler
+from cwtnet.train import Trainer, TrainingDiverged, prepare_run, train
 from mlcamsr.errors import InputError, MLCamSRError
+from tests.builders import make_store
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_PNG = REPO.parent / "shared" / "data" / "patches" / "tiatoolbox" / "TCGA-HE-7130-01Z-00-DX1.png"
 
 TINY = ["--steps", "20", "--batch-size", "4", "--patch", "16", "--blocks", "1", "--channels", "8",
         "--val-every", "0", "--val-images", "1", "--ckpt-every", "10", "--num-workers", "0",
         "--no-progress"]
-
-
-def make_store(path: Path, *, n: int = 8, size: int = 128, test: int = 2,
-               members: tuple[int, ...] = (1, 2, 4), split: bool = True) -> Path:
-    """A small store written with the store API: crops of a real H&E image (40x, 20x, 10x)."""
-    import pandas as pd
-    from PIL import Image
-
-    from mlcamsr.resize import imresize
-    from mlcamsr.store import open_store
-
-    if REAL_PNG.exists():
-        img = np.asarray(Image.open(REAL_PNG).convert("RGB"))
-    else:  # pragma: no cover - real data missing: smooth random texture
-        rng = np.random.default_rng(1)
-        img = (rng.random((600, 600, 3)) * 255).astype(np.uint8)
-    st = open_store(path, "w")
-    rng = np.random.default_rng(0)
-    arrs = {f: st.create_member(f"{40 / f:g}x", n=n, size=size // f, mpp=0.243 * f, scale=f, mag=40 / f)
-            for f in members}
-    rows = []
-    for i in range(n):
-        y, x = rng.integers(0, min(img.shape[:2]) - size, 2)
-        p = img[y : y + size, x : x + size]
-        for f in members:
-            arrs[f][i] = p if f == 1 else imresize(p, scale=1 / f)
-        rows.append(dict(slide=f"s{i % 3}", x=int(x), y=int(y), label="normal", status="kept",
-                         reason="", index=i, split=(("test" if i < test else "train") if split else None)))
-    st.write_table(pd.DataFrame(rows))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -365,3 +330,28 @@ def test_resume_of_a_finished_run_does_not_duplicate_validation_rows(store: Path
     before = (tmp_path / "r" / "val.csv").read_text()
     res = train(TrainConfig(**kw), resume=True)
     assert res.val and (tmp_path / "r" / "val.csv").read_text() == before
+
+
+def test_trainer_stages_alone_step_validate_save(store: Path, tmp_path: Path) -> None:
+    """Each stage of the Trainer works on its own: one step moves the weights and counts,
+    validate writes val.csv rows and best.pt, save writes a resumable checkpoint."""
+    cfg = prepare_run(TrainConfig(store=str(store), out=str(tmp_path / "r"), arch="edsr", steps=5,
+                                  batch_size=2, patch=8, blocks=1, channels=8, val_images=1,
+                                  num_workers=0, progress=False, tensorboard=False), resume=False)
+    trainer = Trainer(cfg)
+    trainer.prepare()
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    loss, parts = trainer.step(next(iter(trainer.loader)))
+    assert trainer.step_count == 1 and torch.isfinite(loss) and parts
+    assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    res = trainer.validate()
+    assert set(res) == {"sisr"} and res["sisr"]["n"] == 1
+    rows = (tmp_path / "r" / "val.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("1,sisr,")
+    assert load_checkpoint(tmp_path / "r" / "best.pt")["step"] == 1
+    trainer.save(tmp_path / "r" / "one.pt")
+    ck = load_checkpoint(tmp_path / "r" / "one.pt")
+    assert ck["step"] == 1 and ck["best_psnr"] == pytest.approx(res["sisr"]["psnr"])
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(ck["model"][k], v)
+    trainer.close()

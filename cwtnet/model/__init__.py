@@ -6,18 +6,24 @@ and returns ``sr`` (B, 3, sH, sW). Each model stores its options dataclass as
 parameters in ``model.has_params`` (``False`` for bicubic).
 
 Checkpoints store ``model_config(model)`` (a JSON-able dict) and rebuild with
-``build_model(**config)``.
+``build_model(**config)``. ``model_options`` maps the trainer's generic ``blocks`` /
+``channels`` onto each architecture's own option names; ``build_checked`` is
+``build_model`` with a one-line ``InputError`` for any bad option.
+
+Importing this package does not import torch (the network modules load on first
+build), so the command line reads ``ARCH_NAMES`` and ``MODEL_SCALES`` cheaply.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from mlcamsr.errors import InputError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 ARCHS: dict[str, tuple[str, str, str]] = {
     "cwtnet": ("cwtnet.model.cwtnet_arch", "CWTNet", "CWTNetOptions"),
@@ -28,7 +34,12 @@ ARCHS: dict[str, tuple[str, str, str]] = {
 }
 """arch name -> (module, network class, options dataclass); modules import lazily."""
 
-SCALES = (2, 3, 4, 8)
+ARCH_NAMES: tuple[str, ...] = tuple(ARCHS)
+"""The ``--arch`` choices (one home: the keys of ``ARCHS``)."""
+
+MODEL_SCALES: tuple[int, ...] = (2, 3, 4, 8)
+"""Factors the networks can be built for. Training and evaluation also need a dataset at
+that factor: ``mlcamsr.triplets.DATASET_SCALES`` (2, 4, 8) is what they accept."""
 
 
 class ModelConfigError(InputError, ValueError):
@@ -48,7 +59,7 @@ def options_for(arch: str) -> type:
     return _lookup(arch)[1]
 
 
-def make_options(arch: str, **options: Any):
+def make_options(arch: str, **options: Any) -> Any:
     """``options_for(arch)(**options)``, rejecting unknown names in one line; lists become tuples."""
     opt_cls = options_for(arch)
     names = [f.name for f in dataclasses.fields(opt_cls)]
@@ -67,18 +78,21 @@ def build_model(arch: str, scale: int, **options: Any) -> nn.Module:
     arch, option or scale.
     """
     net_cls, _ = _lookup(arch)
-    if int(scale) not in SCALES:
-        raise ModelConfigError(f"scale {scale} is not supported; choose one of: {', '.join(map(str, SCALES))}")
-    model = net_cls(int(scale), make_options(arch, **options))
+    if int(scale) not in MODEL_SCALES:
+        raise ModelConfigError(
+            f"scale {scale} is not supported; choose one of: {', '.join(map(str, MODEL_SCALES))}"
+        )
+    # Any: nn.Module types attribute reads as Tensor | Module; arch/scale/options are plain values
+    model: Any = net_cls(int(scale), make_options(arch, **options))
     model.arch = arch
     return model
 
 
 def model_config(model: nn.Module) -> dict[str, Any]:
     """``{"arch", "scale", "options"}`` of a built model, JSON-able; ``build_model(**cfg)`` rebuilds it."""
-    opts = dataclasses.asdict(model.options)
-    opts = {k: list(v) if isinstance(v, tuple) else v for k, v in opts.items()}
-    return {"arch": model.arch, "scale": int(model.scale), "options": opts}
+    built: Any = model  # arch/scale/options are plain attributes every network sets
+    opts = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(built.options).items()}
+    return {"arch": built.arch, "scale": int(built.scale), "options": opts}
 
 
 def build_from_config(config: dict[str, Any]) -> nn.Module:
@@ -91,13 +105,51 @@ def has_trainable_params(model: nn.Module) -> bool:
     return any(p.requires_grad for p in model.parameters())
 
 
+# Generic trainer options -> the option names of each architecture's dataclass.
+_BLOCKS_KEY = {"cwtnet": "n_cwtb", "edsr": "num_block", "rcan": "num_group"}
+_CHANNELS_KEY = {"cwtnet": "num_feat", "edsr": "num_feat", "rcan": "num_feat"}
+
+
+def model_options(arch: str, *, blocks: int | None = None, channels: int | None = None,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``build_model`` keyword options: ``blocks`` (main blocks: CWTBs, EDSR residual blocks,
+    RCAN residual groups) and ``channels`` (feature channels) under ``arch``'s own names,
+    then ``extra`` as is. ``blocks``/``channels`` for an arch without them -> ``InputError``."""
+    opts: dict[str, Any] = {}
+    if blocks is not None:
+        if arch not in _BLOCKS_KEY:
+            raise InputError(f"--blocks does not apply to --arch {arch}")
+        opts[_BLOCKS_KEY[arch]] = int(blocks)
+    if channels is not None:
+        if arch not in _CHANNELS_KEY:
+            raise InputError(f"--channels does not apply to --arch {arch}")
+        opts[_CHANNELS_KEY[arch]] = int(channels)
+    opts.update(extra or {})
+    return opts
+
+
+def build_checked(arch: str, scale: int, options: dict[str, Any]) -> nn.Module:
+    """``build_model`` where a value the network refuses (``TypeError``/``ValueError``) becomes
+    a one-line ``InputError`` naming the architecture."""
+    try:
+        return build_model(arch, int(scale), **options)
+    except InputError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"model options for --arch {arch}: {exc}") from None
+
+
 __all__ = [
     "ARCHS",
+    "ARCH_NAMES",
+    "MODEL_SCALES",
     "ModelConfigError",
+    "build_checked",
     "build_from_config",
     "build_model",
     "has_trainable_params",
     "make_options",
     "model_config",
+    "model_options",
     "options_for",
 ]

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mlcamsr.resize import imresize_torch
+
 
 @dataclass
 class BicubicOptions:
@@ -34,6 +36,4 @@ class Bicubic(nn.Module):
         self.options = options or BicubicOptions()
 
     def forward(self, lr: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
-        from mlcamsr.resize import imresize_torch
-
         return imresize_torch(lr, self.scale)

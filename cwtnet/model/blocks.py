@@ -30,10 +30,10 @@ def resolve_mean(mean: str | tuple[float, float, float]) -> tuple[float, float, 
         if mean not in MEANS:
             raise ValueError(f"unknown mean {mean!r}; choose one of {', '.join(MEANS)} or give 3 floats")
         return MEANS[mean]
-    mean = tuple(float(m) for m in mean)
-    if len(mean) != 3:
-        raise ValueError(f"mean needs 3 values (R, G, B), got {len(mean)}")
-    return mean  # type: ignore[return-value]
+    values = tuple(float(m) for m in mean)
+    if len(values) != 3:
+        raise ValueError(f"mean needs 3 values (R, G, B), got {len(values)}")
+    return values[0], values[1], values[2]
 
 
 def default_conv(in_channels: int, out_channels: int, kernel_size: int, bias: bool = True) -> nn.Conv2d:
@@ -64,6 +64,7 @@ class MeanShift(nn.Conv2d):
         super().__init__(3, 3, kernel_size=1)
         std = torch.tensor(rgb_std, dtype=torch.float32)
         self.weight.data = torch.eye(3).view(3, 3, 1, 1) / std.view(3, 1, 1, 1)
+        assert self.bias is not None  # Conv2d's default bias=True
         self.bias.data = sign * rgb_range * torch.tensor(rgb_mean, dtype=torch.float32) / std
         for p in self.parameters():
             p.requires_grad = False

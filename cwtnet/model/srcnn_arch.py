@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mlcamsr.resize import imresize_torch
+
 
 @dataclass
 class SRCNNOptions:
@@ -48,8 +50,6 @@ class SRCNN(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, lr: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
-        from mlcamsr.resize import imresize_torch
-
         x = imresize_torch(lr, self.scale)  # bicubic pre-upsampling
         x = self.relu(self.conv1(x))  # patch extraction
         x = self.relu(self.conv2(x))  # non-linear mapping
