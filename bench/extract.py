@@ -1,7 +1,15 @@
 """Extraction speed: MLCamSR extract vs a read-only loop and a naive extractor, one run.
 
-On one synthetic 40x slide (``mlcamsr.synth``, JPEG 512-px tiles, levels by 2) and the
-same N patch centres (default 240, tissue-picked by synth), measures:
+Two slide cases (``--case``):
+
+- ``real`` (default): held-out real H&E texture from ``../shared/data`` tiled into an
+  8192 x 8192 40x pyramid (JPEG q90, 512-px tiles, exact-half levels; ``bench/texture.py``)
+  with N centres on the 4-px grid spread uniformly over the slide (sparse: squares rarely
+  share tiles, so the block cache saves little). This is the case users meet.
+- ``synth``: one synthetic slide (``mlcamsr.synth``) with synth's tissue-picked centres,
+  whose squares overlap (each level-0 tile touched by about 8 squares).
+
+On the chosen slide and the same N patch centres (default 240), measures:
 
 (a) a single-process tiffslide read-only loop over the same triplets (40x 1024 px from
     level 0, 20x 512 px from level 1, 10x 256 px from level 2; no QC, no write);
@@ -15,13 +23,22 @@ same N patch centres (default 240, tissue-picked by synth), measures:
 (s) the same extract serially (``workers=0``), and a per-stage profile of the serial
     path (read, resample, QC, encode) in ms per triplet, to say what bounds (c).
 
-Prints triplets/s, the ratios (c)/(a) and (c)/(b), the store size and codec, and the
-machine load (the 2 cores here are shared). ``--write-only`` instead times just the
+Prints triplets/s, the ratios (c)/(a) and (c)/(b), CPU ms per triplet split into user and
+system time with the minor page faults per triplet (where the system time goes), the store
+size and codec, and the machine load (the 2 cores here are shared).
+
+``--io`` instead measures the I/O amplification of extract: a 2-4 GB real-texture
+pyramid (``--big-side``, default 73728 px, the mosaic repeated) is written once, N sparse
+centres are extracted with the default slide identity (``--hash fingerprint``) and with
+``--hash full``, and the bytes read by the process (``rchar`` of ``/proc/self/io``; the
+threads of the default local cluster are this process) are divided by the compressed
+bytes of the distinct tiles the member squares touch. The big slide is removed after. ``--write-only`` instead times just the
 store write (``Store.write_shard``: encode + write, CPU ms per triplet) of the same
 triplets in each inner-chunk layout of ``--chunks``, and ``--compare-chunks`` runs (c)
 alone in each layout of ``--chunks``, interleaved for ``--rounds`` rounds. Usage::
 
-    python bench/extract.py [--n 240] [--slide-size 8192] [--workers 2] [--backend tiffslide]
+    python bench/extract.py [--case real|synth] [--n 240] [--slide-size 8192] [--workers 2]
+    python bench/extract.py --io [--n 240] [--big-side 73728]
     python bench/extract.py --write-only [--chunks 1024,256,128]
     python bench/extract.py --compare-chunks [--chunks 1024,256] [--rounds 3]
 """
@@ -49,6 +66,69 @@ def _cpu() -> float:
     return time.process_time() + ch.ru_utime + ch.ru_stime
 
 
+def _usage() -> np.ndarray:
+    """(user s, system s, minor faults) of this process + its finished children."""
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return np.array([a.ru_utime + b.ru_utime, a.ru_stime + b.ru_stime, a.ru_minflt + b.ru_minflt])
+
+
+def _split(u: np.ndarray, n: int) -> str:
+    return f"user {1000 * u[0] / n:.1f} + sys {1000 * u[1] / n:.1f} ms, {u[2] / n:.0f} minor faults per triplet"
+
+
+def _rchar() -> int:
+    """Bytes this process has read through read()/pread() so far (``/proc/self/io``)."""
+    with open("/proc/self/io") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("rchar:"))
+
+
+def io_amplification(work: Path, n: int, size: int, side: int, workers: int, backend: str) -> dict[str, float]:
+    """Bytes read by extract over compressed bytes of the touched tiles, per ``--hash`` mode."""
+    import distributed  # noqa: F401 - imported before measuring: module files are reads too
+    import texture
+
+    from mlcamsr.extract import extract
+    from mlcamsr.patches import Geometry, member_specs, plan_member
+    from mlcamsr.slides import open_slide
+
+    slides = work / "big"
+    slides.mkdir(parents=True, exist_ok=True)
+    slide = slides / "big.tif"
+    try:
+        t0 = time.perf_counter()
+        texture.write_slide(slide, side)
+        nbytes = slide.stat().st_size
+        print(f"wrote {slide} ({side} x {side} px, {nbytes / 1e9:.2f} GB) in {time.perf_counter() - t0:.0f} s")
+        centres = texture.sparse_centres(side, n, size)
+        coords = work / "big_coords.csv"
+        coords.write_text("slide,x,y\n" + "".join(f"big.tif,{x},{y}\n" for x, y in centres))
+        specs = member_specs(size, 0.243, 40, (1, 2, 4))
+        with open_slide(slide, backend="tiffslide") as r:
+            geo = Geometry.of(r)
+        reads = [(p.level, p.window) for x, y in centres for p in (plan_member(geo, x, y, s) for s in specs)]
+        touched = texture.touched_tile_bytes(slide, reads)
+        out: dict[str, float] = {"slide_bytes": nbytes, "touched_tile_bytes": touched}
+        print(f"{n} sparse centres touch {touched / 1e6:.1f} MB of compressed tiles "
+              f"({100 * touched / nbytes:.2f} % of the file)")
+        for mode in ("fingerprint", "full"):
+            store = work / f"big_{mode}.zarr"
+            shutil.rmtree(store, ignore_errors=True)
+            r0, t0 = _rchar(), time.perf_counter()
+            extract(slides, coords, store, size=size, workers=workers, backend=backend, progress=False,
+                    hash_slides=mode)
+            read, wall = _rchar() - r0, time.perf_counter() - t0
+            out[f"{mode}_read_bytes"] = read
+            out[f"{mode}_amplification"] = read / touched
+            print(f"extract --hash {mode:<11}: read {read / 1e6:8.1f} MB in {wall:5.1f} s -> "
+                  f"I/O amplification {read / touched:6.2f} (goal <= 1.5 by default)")
+            shutil.rmtree(store, ignore_errors=True)
+        return out
+    finally:
+        slide.unlink(missing_ok=True)
+
+
 def _load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -58,6 +138,7 @@ def _du(p: Path) -> int:
 
 
 _LAST_CPU = 0.0
+_LAST_USAGE = np.zeros(3)
 
 
 def read_only_loop(slide: Path, centres: list[tuple[int, int]], size: int) -> float:
@@ -65,14 +146,14 @@ def read_only_loop(slide: Path, centres: list[tuple[int, int]], size: int) -> fl
     import tiffslide
 
     ts = tiffslide.TiffSlide(slide)
-    global _LAST_CPU
-    c0 = _cpu()
+    global _LAST_CPU, _LAST_USAGE
+    c0, u0 = _cpu(), _usage()
     t0 = time.perf_counter()
     for x, y in centres:
         for level, n in ((0, size), (1, size // 2), (2, size // 4)):
             np.asarray(ts.read_region((x - size // 2, y - size // 2), level, (n, n), as_array=True))
     dt = time.perf_counter() - t0
-    _LAST_CPU = _cpu() - c0
+    _LAST_CPU, _LAST_USAGE = _cpu() - c0, _usage() - u0
     ts.close()
     return dt
 
@@ -176,14 +257,20 @@ def write_cost(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", choices=("real", "synth"), default="real",
+                    help="real: H&E texture, sparse centres; synth: synthetic slide, overlapping squares")
+    ap.add_argument("--io", action="store_true", help="only the I/O amplification on a 2-4 GB slide")
+    ap.add_argument("--big-side", type=int, default=73728, help="side of the --io slide, level-0 px")
     ap.add_argument("--n", type=int, default=240, help="patch centres (>= 200)")
     ap.add_argument("--size", type=int, default=1024, help="finest member px")
-    ap.add_argument("--slide-size", type=int, default=8192, help="synthetic slide side, level-0 px")
+    ap.add_argument("--slide-size", type=int, default=8192, help="slide side, level-0 px")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--backend", default="tiffslide", help="slide reader for (c) and (s)")
     ap.add_argument("--cache-mb", type=float, default=256, help="block cache of (c)")
     ap.add_argument("--work-dir", default=None, help="keep inputs/outputs here (default: a temp dir)")
     ap.add_argument("--skip-serial", action="store_true", help="skip (s) and the stage profile")
+    ap.add_argument("--skip-naive", action="store_true", help="skip (b) (PNG encoding dominates it)")
+    ap.add_argument("--skip-processes", action="store_true", help="skip (cp) and (c0)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--write-only", action="store_true",
                     help="only time the store write per inner chunk layout (--chunks)")
@@ -201,15 +288,32 @@ def main() -> None:
 
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_extract_"))
     work.mkdir(parents=True, exist_ok=True)
-    slides = work / "slides"
+    if args.io:
+        load0 = _load()
+        res_io = io_amplification(work, args.n, args.size, args.big_side, args.workers, args.backend)
+        print(f"load average before {load0}, after {_load()}; {os.cpu_count()} CPUs")
+        if args.json:
+            Path(args.json).write_text(json.dumps(res_io, indent=2))
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+        return
+    slides = work / f"slides_{args.case}"
     slide = slides / "slide_000.tif"
-    if not slide.exists():
-        synth_slides(slides, n_slides=1, size=(args.slide_size, args.slide_size), seed=0,
-                     n_coords=args.n, lesions=False)
-    with open(slides / "coords.csv") as fh:
-        centres = [(int(r["x"]), int(r["y"])) for r in csv.DictReader(fh)][: args.n]
+    if args.case == "synth":
+        if not slide.exists():
+            synth_slides(slides, n_slides=1, size=(args.slide_size, args.slide_size), seed=0,
+                         n_coords=args.n, lesions=False)
+        with open(slides / "coords.csv") as fh:
+            centres = [(int(r["x"]), int(r["y"])) for r in csv.DictReader(fh)][: args.n]
+    else:
+        import texture
+
+        slides.mkdir(parents=True, exist_ok=True)
+        if not slide.exists():
+            texture.write_slide(slide, args.slide_size, mosaic_side=args.slide_size)
+        centres = texture.sparse_centres(args.slide_size, args.n, args.size)
     n = len(centres)
-    coords = work / f"coords_{n}.csv"
+    coords = work / f"coords_{args.case}_{n}.csv"
     coords.write_text("slide,x,y\n" + "".join(f"slide_000.tif,{x},{y}\n" for x, y in centres))
     if args.write_only:
         chunks = [int(c) for c in args.chunks.split(",") if c]
@@ -255,23 +359,27 @@ def main() -> None:
     cpu_a = _LAST_CPU
     ta = ta1
     print(f"(a) tiffslide read-only loop, 1 process : {n / ta1:7.1f} triplets/s ({ta1:.1f} s; "
-          f"CPU {1000 * cpu_a / n:.1f} ms/triplet)")
+          f"CPU {1000 * cpu_a / n:.1f} ms/triplet: {_split(_LAST_USAGE, n)})")
 
-    tb = naive_loop(slide, centres, args.size, work / "naive")
-    png = _du(work / "naive")
-    print(f"(b) naive openslide + PNG per patch     : {n / tb:7.1f} triplets/s ({tb:.1f} s, {png / 1e6:.0f} MB PNG)")
+    tb, png = float("nan"), 0
+    if not args.skip_naive:
+        tb = naive_loop(slide, centres, args.size, work / "naive")
+        png = _du(work / "naive")
+        print(f"(b) naive openslide + PNG per patch     : {n / tb:7.1f} triplets/s ({tb:.1f} s, "
+              f"{png / 1e6:.0f} MB PNG)")
 
     out = work / "store.zarr"
 
     def run(label: str, **kw: object) -> tuple[float, float, object]:
         shutil.rmtree(out, ignore_errors=True)
-        c0 = _cpu()
+        c0, u0 = _cpu(), _usage()
         t0 = time.perf_counter()
         r = extract(slides, coords, out, size=args.size, workers=args.workers, backend=args.backend,
                     progress=False, hash_slides=False, **kw)
-        wall, cpu = time.perf_counter() - t0, _cpu() - c0
+        wall, cpu, u = time.perf_counter() - t0, _cpu() - c0, _usage() - u0
         print(f"{label:<42}: {n / wall:7.1f} triplets/s ({wall:.1f} s incl. cluster start; "
-              f"CPU {1000 * cpu / n:.1f} ms/triplet, all processes)")
+              f"CPU {1000 * cpu / n:.1f} ms/triplet, all processes: {_split(u, n)}; "
+              f"{cpu / wall:.2f} cores busy)")
         return wall, cpu, r
 
     w = args.workers
@@ -286,8 +394,10 @@ def main() -> None:
     nbytes = _du(out)
     raw = sum(np.prod(s[m].shape) for m in s.members) * r.n_kept / max(1, r.n_rows)
     codec = [c.to_dict() for c in s[s.members[0]].metadata.codecs]
-    tc0, cpu_c0, _ = run(f"(c0) extract --workers {w} --processes --cache-mb 0", processes=True, cache_mb=0)
-    tcp, cpu_cp, _ = run(f"(cp) extract --workers {w} --processes", processes=True, cache_mb=args.cache_mb)
+    tc0 = cpu_c0 = tcp = cpu_cp = float("nan")
+    if not args.skip_processes:
+        tc0, cpu_c0, _ = run(f"(c0) extract --workers {w} --processes --cache-mb 0", processes=True, cache_mb=0)
+        tcp, cpu_cp, _ = run(f"(cp) extract --workers {w} --processes", processes=True, cache_mb=args.cache_mb)
     print(f"    kept {r.n_kept}, rejected {r.n_rejected}, failed {r.n_failed}; store {nbytes / 1e6:.1f} MB on "
           f"disk for {raw / 1e6:.0f} MB of kept pixels (ratio {raw / max(nbytes, 1):.2f}); "
           f"codecs {json.dumps(codec)}")

@@ -38,6 +38,9 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
          max_images: int | None, pictures: int) -> None:
     """Score a checkpoint and bicubic (authors' PSNR/SSIM + BasicSR's) on STORE's test split.
 
+    Prints the image count, sizes and tiling first, then an estimated time from the
+    first image.
+
     Writes OUT/metrics.json (keys model, bicubic: mean psnr, ssim in the authors'
     convention; *_rgb_crop, *_y_crop: BasicSR's), per_image.csv, table.md and
     compare/<i>.png (bicubic | model | ground truth).
@@ -50,12 +53,21 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
     from pathlib import Path
 
     from cwtnet.evaluate import evaluate
+    from cwtnet.infer import format_seconds
+
+    def plan(p: dict) -> None:
+        tiles = "untiled" if p["tiles"] == 1 else f"{p['tiles']} tiles of {p['tile']} LR px each"
+        click.echo(f"scoring {p['label']} on {p['images']} images: {p['gt_px']} px ground truth, "
+                   f"{p['lr_px']} px LR ({tiles}) on {p['device']}", err=True)
+
+    def estimate(first: float, total: float) -> None:
+        click.echo(f"first image {first:.2f} s: about {format_seconds(total)} in all", err=True)
 
     out_dir = out or str(Path(checkpoint).parent / f"eval_{split}_{mode}")
     m = evaluate(store, checkpoint, out=out_dir, split=split, scale=scale,
                  mode=mode, save_images=save_images, use_ema=use_ema, device=device, tile=tile,
                  overlap=overlap, max_images=max_images, pictures=pictures, progress=True,
-                 arch=arch)
+                 arch=arch, on_plan=plan, on_estimate=estimate)
     meta = m["meta"]
     click.echo(f"{meta['label']} x{meta['scale']} on {meta['n_images']} {split} images "
                f"(8-bit RGB, no crop):")

@@ -17,6 +17,7 @@ from cli.common import (
     sectioned,
     storage_options_option,
 )
+from mlcamsr.fingerprint import HASH_CHOICES
 
 
 def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
@@ -33,7 +34,7 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
     "Members (what each patch holds)": ["size", "base_mpp", "base_mag", "scales", "allow_upsample"],
     "Quality control": ["min_tissue", "rgb_mean", "rgb_tol", "min_align_psnr"],
     "Parallelism": ["workers", "processes", "scheduler", "cache_mb"],
-    "Store layout": ["shard_rows", "chunk", "zstd_level", "no_hash", "hash_remote", "overwrite"],
+    "Store layout": ["shard_rows", "chunk", "zstd_level", "slide_hash", "overwrite"],
 }))
 @click.option("--slides", "slides_dir", required=True, type=click.Path(file_okay=True),
               help="Folder (or object-storage prefix, s3://bucket/slides/) holding the slides named in "
@@ -84,16 +85,17 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
               help="Zstandard level of the (lossless) member arrays.")
 @click.option("--cache-mb", default=256, show_default=True, type=click.FloatRange(min=0),
               help="Per-worker cache of decoded slide blocks in MiB (0: off); pixels unchanged.")
-@click.option("--no-hash", is_flag=True, help="Do not record each slide's sha256 (large collections).")
-@click.option("--hash-remote", is_flag=True,
-              help="Also sha256 slides in object storage (reads every byte; by default they are "
-              "recorded by URL, size and ETag).")
+@click.option("--hash", "slide_hash", default="fingerprint", show_default=True, type=click.Choice(HASH_CHOICES),
+              help="How each slide is identified in the store and checked on a rerun: fingerprint "
+              "(size + TIFF structure + a few byte ranges, O(1) per slide), full (also the sha256 "
+              "of every byte: reads the whole collection), none.")
+@click.option("--no-hash", is_flag=True, hidden=True, help="Same as --hash none (kept for old scripts).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @storage_options_option()
 @handle_errors
 def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, workers, processes, scheduler,
             backend, mpp, annotations, overwrite, allow_upsample, min_tissue, rgb_mean, rgb_tol,
-            min_align_psnr, shard_rows, chunk, zstd_level, cache_mb, no_hash, hash_remote, quiet) -> None:
+            min_align_psnr, shard_rows, chunk, zstd_level, cache_mb, slide_hash, no_hash, quiet) -> None:
     """Extract aligned multi-scale patches (e.g. 40x/20x/10x) around each centre of --coords.
 
     Each member is read from a native pyramid level when its mpp is within 2 %, else
@@ -116,7 +118,7 @@ def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, worke
         scales=scales, workers=workers, processes=processes, scheduler=scheduler, backend=backend, mpp=mpp,
         annotations=annotations, overwrite=overwrite, allow_upsample=allow_upsample,
         min_tissue=min_tissue, rgb_mean=rgb_mean, rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
-        shard_rows=shard_rows, zstd_level=zstd_level, chunk=chunk, cache_mb=cache_mb, hash_slides=not no_hash, hash_remote=hash_remote,
+        shard_rows=shard_rows, zstd_level=zstd_level, chunk=chunk, cache_mb=cache_mb, hash_slides="none" if no_hash else slide_hash,
         progress=not quiet,
     )
     resumed = f", {res.tasks_skipped} shard(s) already done" if res.tasks_skipped else ""

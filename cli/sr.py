@@ -27,6 +27,10 @@ def main(checkpoint: str, input_path: str, region: str | None, level: int, out: 
     """Super-resolve IMAGE_OR_SLIDE (SISR mode) in overlapping tiles with seamless blending.
 
     The scale is the checkpoint's; CWT-Net runs its WR module (no reference needed).
+    Before the long part it prints the output size, the tile count and the disk it
+    needs (refused when the --out folder lacks the space), then an estimated time from
+    the first tile. Nothing resumes: an interrupted run leaves no files behind and a
+    rerun starts over.
 
     \b
     Examples:
@@ -36,7 +40,7 @@ def main(checkpoint: str, input_path: str, region: str | None, level: int, out: 
     """
     from tqdm import tqdm
 
-    from cwtnet.infer import parse_region, super_resolve_file
+    from cwtnet.infer import format_bytes, format_seconds, parse_region, super_resolve_file
 
     bar = None  # made at the first tile, so a refused input prints its one line only
 
@@ -47,14 +51,32 @@ def main(checkpoint: str, input_path: str, region: str | None, level: int, out: 
         bar.total = total
         bar.update(done - bar.n)
 
+    def plan(p: dict) -> None:
+        for f in p["removed_stale"]:
+            click.echo(f"removed {f} (left by a cwtnet-sr run that no longer runs)", err=True)
+        click.echo(f"output {p['width']}x{p['height']} px (x{p['scale']}), {p['tiles']} tiles of "
+                   f"{p['tile']} LR px on {p['device']}; disk: {format_bytes(p['scratch_bytes'])} scratch "
+                   f"+ about {format_bytes(p['out_bytes'])} output, {format_bytes(p['free_bytes'])} free",
+                   err=True)
+
+    def estimate(first: float, total: float) -> None:
+        click.echo(f"first tile {first:.2f} s: about {format_seconds(total)} in all", err=True)
+
     try:
         res = super_resolve_file(checkpoint, input_path, out, region=parse_region(region), level=level,
                                  tile=tile, overlap=overlap, device=device, use_ema=use_ema,
-                                 progress=progress)
+                                 progress=progress, on_plan=plan, on_estimate=estimate)
+    except KeyboardInterrupt:  # before handle_errors' resume hint: nothing resumes here
+        if bar is not None:
+            bar.close()
+        click.echo("Interrupted; nothing was written (cwtnet-sr does not resume: a rerun starts over).",
+                   err=True)
+        raise SystemExit(130) from None
     finally:
         if bar is not None:
             bar.close()
-    click.echo(f"wrote {res['out']} ({res['width']}x{res['height']} px, x{res['scale']}, {res['tiles']} tiles)")
+    click.echo(f"wrote {res['out']} ({res['width']}x{res['height']} px, x{res['scale']}, {res['tiles']} tiles, "
+               f"{format_seconds(res['seconds'])})")
 
 
 if __name__ == "__main__":

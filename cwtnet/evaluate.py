@@ -23,7 +23,7 @@ import csv
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from tqdm import tqdm
 from cwtnet.checkpoint import load_checkpoint, load_model
 from cwtnet.choices import EVAL_MODES
 from cwtnet.data import check_store
-from cwtnet.infer import tiled_sr
+from cwtnet.infer import tile_starts, tiled_sr
 from cwtnet.metrics import psnr, ssim, tensor_to_uint8
 from cwtnet.report import table_i
 from cwtnet.runtime import resolve_device
@@ -158,11 +158,16 @@ def evaluate(
     use_ema: bool = True, device: str = "auto", tile: int | None = None, overlap: int = 16,
     max_images: int | None = None, pictures: int = 6, progress: bool = False,
     arch: str | None = None,
+    on_plan: Callable[[dict[str, Any]], None] | None = None,
+    on_estimate: Callable[[float, float], None] | None = None,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` and bicubic on the whole patches of ``split``; write the outputs.
 
     ``tile=None``: untiled when the LR patch is at most 256 px, else 128-px tiles
-    (overlap ``overlap``). Returns the ``metrics.json`` dict.
+    (overlap ``overlap``). Before the first image: ``on_plan(plan)`` with ``images``,
+    ``gt_px`` and ``lr_px`` (sides), ``tiles`` per image (1: untiled), ``tile``, ``label``,
+    ``device``; after it: ``on_estimate(first_image_s, estimated_total_s)``.
+    Returns the ``metrics.json`` dict.
     """
     if mode not in MODES:
         raise InputError(f"--mode {mode!r}: choose {' or '.join(MODES)}")
@@ -198,6 +203,10 @@ def evaluate(
     n = len(ds) if not max_images else min(len(ds), max_images)
     rows: list[dict[str, Any]] = []
     label = _label(arch, mode)
+    if on_plan is not None:
+        n_tiles = 1 if tile is None or tile >= lr_side else len(tile_starts(lr_side, tile, overlap)) ** 2
+        on_plan({"images": n, "gt_px": lr_side * scale, "lr_px": lr_side, "tiles": n_tiles, "tile": tile,
+                 "label": label, "device": str(dev)})
     bar = None
     if progress:
         bar = tqdm(total=n, desc=f"eval {label} x{scale}", unit="img")
@@ -220,6 +229,9 @@ def evaluate(
                 Image.fromarray(sr).save(out / "images" / f"{i}_sr.png")
                 Image.fromarray(bic).save(out / "images" / f"{i}_bicubic.png")
                 Image.fromarray(gt).save(out / "images" / f"{i}_gt.png")
+            if i == 0 and on_estimate is not None:
+                first = time.perf_counter() - t0
+                on_estimate(first, first * n)
             if bar is not None:
                 bar.update(1)
     if bar is not None:

@@ -16,14 +16,28 @@ Memory. :func:`super_resolve_stream` keeps one band of tiles at a time: the floa
 accumulator is ``(tile * scale) x (width * scale)`` plus one tile's activations;
 finished output rows go straight to a disk-backed array (``np.memmap``) that the
 PNG writer (row by row) and the pyramidal TIFF writer (tile by tile) read.
+
+Disk. Before any tile runs, :func:`super_resolve_file` checks the free space of the
+output folder against the scratch arrays (the full-size canvas, plus the halved levels
+of a pyramidal TIFF) and an estimate of the output file, and refuses in one line when it
+does not fit. Scratch arrays are allocated up front (``posix_fallocate``: a full disk is
+an error now, never a SIGBUS later) and unlinked as soon as they are mapped, so no
+scratch file outlives the process, even after ``kill -9``. The output is written to
+``.<name>.cwtnet-sr-<host>-<pid>.part`` beside it and renamed when complete; a part file
+of a process that no longer runs on this host is removed by the next run in the folder.
+There is no resume: an interrupted run leaves nothing, and a rerun starts over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import shutil
+import socket
 import struct
-import tempfile
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -220,13 +234,25 @@ def _is_image(path: Path) -> bool:
     return False
 
 
+#: Pillow modes holding 8 bits per channel (or fewer: 1-bit, palette), safe to convert to RGB
+_PIL_8BIT_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+_PIL_MODE_NAMES = {"I": "16/32-bit integer grayscale", "F": "32-bit float grayscale"}
+
+
 def _load_image(path: Path) -> np.ndarray:
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             img = tifffile.imread(path)
         else:
             with Image.open(path) as im:
+                if im.mode not in _PIL_8BIT_MODES:  # I;16, I, F: convert("RGB") would clip to white
+                    raise InputError(
+                        f"--input {path}: a {im.mode} image ({_PIL_MODE_NAMES.get(im.mode[:1], im.mode)}); "
+                        "cwtnet-sr reads 8-bit RGB: convert it first (e.g. scale to 0-255 and save as 8-bit PNG)"
+                    )
                 img = np.asarray(im.convert("RGB"))
+    except InputError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"--input {path}: cannot read the image ({exc})") from None
     if img.ndim == 2:
@@ -234,8 +260,8 @@ def _load_image(path: Path) -> np.ndarray:
     if img.ndim != 3 or img.shape[2] < 3:
         raise InputError(f"--input {path}: expected an RGB image, got shape {img.shape}")
     if img.dtype != np.uint8:
-        raise InputError(f"--input {path}: expected 8-bit RGB, got {img.dtype}")
-    return np.ascontiguousarray(img[..., :3])
+        raise InputError(f"--input {path}: expected 8-bit RGB, got {img.dtype}; convert it to 8-bit first")
+    return np.array(img[..., :3], order="C")  # a writable copy (PIL's arrays are read-only)
 
 
 def open_source(
@@ -332,26 +358,124 @@ def _halve(src: np.ndarray, dst: np.ndarray, block: int = 512) -> None:
         dst[y:y1] = ((s + 2) // 4).astype(np.uint8)
 
 
+# --------------------------------------------------------------------------- disk
+
+_TAG = "cwtnet-sr"
+_PART_RE = re.compile(r"^\..+\." + _TAG + r"-(?P<host>.+)-(?P<pid>\d+)\.(?:part|u8)$")
+#: output bytes per canvas byte, a conservative guess for H&E (PNG deflate; TIFF JPEG q90 + levels)
+_OUT_RATIO = {".png": 0.75, ".tif": 0.2, ".tiff": 0.2}
+
+
+def _stamp() -> str:
+    return f"{_TAG}-{socket.gethostname()}-{os.getpid()}"
+
+
+def part_path(out: Path) -> Path:
+    """Where ``out`` is written before its rename: ``.<name>.cwtnet-sr-<host>-<pid>.part``."""
+    return out.with_name(f".{out.name}.{_stamp()}.part")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def clean_stale(folder: Path) -> list[Path]:
+    """Remove the part/scratch files of cwtnet-sr runs on this host that no longer run."""
+    removed = []
+    host = socket.gethostname()
+    for f in folder.glob(f".*.{_TAG}-*"):
+        m = _PART_RE.match(f.name)
+        if m is None or m["host"] != host or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            f.unlink()
+            removed.append(f)
+    return removed
+
+
+def _free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
+def format_bytes(n: float) -> str:
+    """``1.23 GB`` from 100 MB up, else ``12.3 MB``."""
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def _no_space(path: Path, need: int | None = None) -> InputError:
+    free = _free_bytes(path.parent if not path.is_dir() else path)
+    what = f"needs {format_bytes(need)} more, " if need else ""
+    return InputError(f"--out {path}: no space left on the device ({what}{format_bytes(free)} free); free some space, "
+                      "use a smaller --region or write to another disk")
+
+
+def scratch_array(folder: Path, shape: tuple[int, ...], tag: str) -> tuple[np.ndarray, Path]:
+    """A uint8 array on disk in ``folder``, its blocks allocated now: ``(array, path)``.
+
+    On POSIX the file is unlinked as soon as it is mapped (the mapping keeps it alive
+    for this process only), so it cannot outlive the process; ``path`` is for removal
+    elsewhere. A full disk raises :class:`InputError` here, never a SIGBUS later.
+    """
+    path = folder / f".{tag}.{_stamp()}.u8"
+    nbytes = int(np.prod(shape))
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+        except AttributeError:  # no posix_fallocate (macOS): sparse, the free-space check stands
+            os.ftruncate(fd, nbytes)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise _no_space(path, nbytes) from None
+            os.ftruncate(fd, nbytes)  # a file system without fallocate
+        with os.fdopen(os.dup(fd), "r+b") as fh:
+            arr = np.memmap(fh, dtype=np.uint8, mode="r+", shape=shape)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
+    if os.name == "posix":
+        os.unlink(path)
+    return arr, path
+
+
+def pyramid_shapes(h: int, w: int, tile: int = 256) -> list[tuple[int, int]]:
+    """Shapes (h, w) of the levels :func:`write_pyramid_tiff` adds below level 0."""
+    out: list[tuple[int, int]] = []
+    while max(h, w) > 1024 and min(h, w) >= 2 * tile:
+        h, w = h // 2, w // 2
+        out.append((h, w))
+    return out
+
+
 def write_pyramid_tiff(path: Path, arr: np.ndarray, *, mpp: float | None, tile: int = 256,
                        tmpdir: str | None = None) -> None:
     """Tiled pyramidal TIFF (levels by 2 down to <= 1024 px, JPEG tiles) from a (memmap) array.
 
     Levels are separate pages (reduced-resolution subfile type), the layout
-    openslide's generic-TIFF reader and tiffslide both read.
+    openslide's generic-TIFF reader and tiffslide both read. The halved levels are
+    scratch arrays in ``tmpdir`` (default: beside ``path``) that never outlive the call;
+    the file is written as a part file and renamed when complete.
     """
+    folder = Path(tmpdir) if tmpdir else path.parent
     levels = [arr]
-    tmp_files: list[str] = []
-    while max(levels[-1].shape[:2]) > 1024 and min(levels[-1].shape[:2]) >= 2 * tile:
-        h, w = levels[-1].shape[0] // 2, levels[-1].shape[1] // 2
-        fd, name = tempfile.mkstemp(suffix=".u8", dir=tmpdir)
-        os.close(fd)
-        tmp_files.append(name)
-        nxt = np.memmap(name, dtype=np.uint8, mode="w+", shape=(h, w, 3))
-        _halve(levels[-1], nxt)
-        levels.append(nxt)
-    h0, w0 = arr.shape[:2]
-    tmp = path.with_name(path.name + ".part")
+    scratch: list[Path] = []
+    tmp = part_path(path)
     try:
+        for k, (h, w) in enumerate(pyramid_shapes(int(arr.shape[0]), int(arr.shape[1]), tile=tile)):
+            nxt, name = scratch_array(folder, (h, w, 3), f"{path.name}.level{k + 1}")
+            scratch.append(name)
+            _halve(levels[-1], nxt)
+            levels.append(nxt)
+        h0, w0 = arr.shape[:2]
         with tifffile.TiffWriter(tmp, bigtiff=arr.nbytes > 3_500_000_000) as tw:
             for k, lv in enumerate(levels):
                 kw: dict[str, Any] = {}
@@ -364,11 +488,19 @@ def write_pyramid_tiff(path: Path, arr: np.ndarray, *, mpp: float | None, tile: 
                          metadata=None, software="cwtnet-sr", maxworkers=1, **kw)
         os.replace(tmp, path)
     finally:
-        for lv in levels[1:]:
-            del lv
-        for name in tmp_files:
+        del levels
+        for name in [*scratch, tmp]:
             with contextlib.suppress(OSError):
                 os.unlink(name)
+
+
+def format_seconds(s: float) -> str:
+    """``3 h 05 min``, ``4 min 03 s`` or ``12.5 s``."""
+    if s >= 3600:
+        return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
+    if s >= 60:
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+    return f"{s:.1f} s"
 
 
 def super_resolve_file(
@@ -376,10 +508,18 @@ def super_resolve_file(
     region: tuple[int, int, int, int] | None = None, level: int = 0, tile: int = 128,
     overlap: int = 16, device: str = "auto", use_ema: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    on_plan: Callable[[dict[str, Any]], None] | None = None,
+    on_estimate: Callable[[float, float], None] | None = None,
 ) -> dict[str, Any]:
     """The ``cwtnet-sr`` job: SISR of an image or slide region to PNG or pyramidal TIFF.
 
-    Returns ``{"out", "width", "height", "scale", "tiles"}`` (output size in px).
+    Before the first tile: ``on_plan(plan)`` with the output size (``width``, ``height``
+    px), ``scale``, ``tiles``, ``tile``, ``scratch_bytes`` (temporary disk), ``out_bytes``
+    (estimated output), ``free_bytes``, ``removed_stale`` (part files of dead runs
+    removed), ``device``; refused in one line when the folder lacks the space. After
+    the first tile: ``on_estimate(first_tile_s, estimated_total_s)``.
+
+    Returns ``{"out", "width", "height", "scale", "tiles", "seconds"}`` (output size in px).
     """
     out = Path(out)
     suffix = out.suffix.lower()
@@ -393,37 +533,72 @@ def super_resolve_file(
     model, ckpt = load_model(checkpoint, use_ema=use_ema, device=dev)
     scale = int(ckpt["scale"])
     read, w, h, mpp, close = open_source(input_path, region=region, level=level)
-    W, H = w * scale, h * scale
-    n_tiles = len(tile_starts(h, tile, overlap)) * len(tile_starts(w, tile, overlap))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, mm_name = tempfile.mkstemp(suffix=".u8", dir=out.parent)
-    os.close(fd)
     try:
-        canvas = np.memmap(mm_name, dtype=np.uint8, mode="w+", shape=(H, W, 3))
-
-        def sink(y: int, rows: np.ndarray) -> None:
-            canvas[y : y + rows.shape[0]] = rows
-
-        done = [0]
-
-        def tick(n: int) -> None:
-            done[0] += n
-            if progress is not None:
-                progress(done[0], n_tiles)
-
+        W, H = w * scale, h * scale
+        n_tiles = len(tile_starts(h, tile, overlap)) * len(tile_starts(w, tile, overlap))
         try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"--out {out}: cannot create its folder ({exc.strerror})") from None
+        removed = clean_stale(out.parent)
+        canvas_bytes = H * W * 3
+        scratch_bytes = canvas_bytes
+        if suffix != ".png":
+            scratch_bytes += sum(a * b * 3 for a, b in pyramid_shapes(H, W))
+        out_bytes = int(canvas_bytes * _OUT_RATIO[suffix])
+        free = _free_bytes(out.parent)
+        if scratch_bytes + out_bytes > free:
+            raise InputError(
+                f"--out {out}: the {W}x{H} px output needs about {format_bytes(scratch_bytes + out_bytes)} in "
+                f"{out.parent} ({format_bytes(scratch_bytes)} scratch + about {format_bytes(out_bytes)} output), "
+                f"{format_bytes(free)} free; free some space, use a smaller --region or write to another disk"
+            )
+        if on_plan is not None:
+            on_plan({"width": W, "height": H, "scale": scale, "tiles": n_tiles, "tile": tile,
+                     "scratch_bytes": scratch_bytes, "out_bytes": out_bytes, "free_bytes": free,
+                     "removed_stale": [str(p) for p in removed], "device": str(dev)})
+        canvas, canvas_path = scratch_array(out.parent, (H, W, 3), out.name)
+        t0 = time.perf_counter()
+        try:
+            def sink(y: int, rows: np.ndarray) -> None:
+                canvas[y : y + rows.shape[0]] = rows
+
+            done = [0]
+
+            def tick(n: int) -> None:
+                done[0] += n
+                if done[0] == n and on_estimate is not None:
+                    first = time.perf_counter() - t0
+                    on_estimate(first, first * n_tiles / n)
+                if progress is not None:
+                    progress(done[0], n_tiles)
+
             super_resolve_stream(model, read, w, h, scale=scale, tile=tile, overlap=overlap,
                                  device=dev, amp=dev.type == "cuda", sink=sink, progress=tick)
-        finally:
             close()
-        canvas.flush()
-        if suffix == ".png":
-            tmp = out.with_name(out.name + ".part")
-            write_png_rows(tmp, _iter_rows(canvas), W, H)
-            os.replace(tmp, out)
-        else:
-            write_pyramid_tiff(out, canvas, mpp=(mpp / scale) if mpp else None, tmpdir=str(out.parent))
+            close = _noop
+            if suffix == ".png":
+                tmp = part_path(out)
+                try:
+                    write_png_rows(tmp, _iter_rows(canvas), W, H)
+                    os.replace(tmp, out)
+                finally:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+            else:
+                write_pyramid_tiff(out, canvas, mpp=(mpp / scale) if mpp else None, tmpdir=str(out.parent))
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise _no_space(out) from None
+            raise
+        finally:
+            with contextlib.suppress(OSError):  # already unlinked on POSIX
+                os.unlink(canvas_path)
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(mm_name)
-    return {"out": str(out), "width": W, "height": H, "scale": scale, "tiles": n_tiles}
+        close()
+    return {"out": str(out), "width": W, "height": H, "scale": scale, "tiles": n_tiles,
+            "seconds": time.perf_counter() - t0}
+
+
+def _noop() -> None:
+    return None

@@ -14,7 +14,10 @@
 3. :func:`open_or_create_store` (under the store's lock): resume, refuse or create;
 4. :func:`make_tasks`: one task per shard not yet done (:func:`done_records`);
 5. :func:`execute_tasks` runs them (:func:`run_task` each) while :class:`SlideHasher`
-   hashes the slides;
+   hashes the slides (only with ``--hash full``; by default each slide's O(1)
+   fingerprint, :mod:`mlcamsr.fingerprint`, is taken in stage 2 by
+   :func:`fingerprint_slides`, recorded when the store is created and checked by
+   :func:`check_slides_unchanged` on every rerun);
 6. :func:`build_table` and :func:`finish_store`: the table and attributes, ``complete``.
 
 Stages 1-2 are cheap and write nothing.
@@ -64,6 +67,7 @@ from mlcamsr.annotations import load_for_slide, require_xml
 from mlcamsr.cluster import check_scheduler
 from mlcamsr.coords import read_coords, resolve_slides
 from mlcamsr.errors import InputError, StoreError
+from mlcamsr.fingerprint import HASH_CHOICES, fingerprint, fingerprint_change, sha256_full
 from mlcamsr.patches import (
     BLOCK_CACHE,
     Geometry,
@@ -81,7 +85,6 @@ from mlcamsr.remote import (
     check_fence,
     check_url,
     has_conditional_writes,
-    open_remote_binary,
 )
 from mlcamsr.slides import BACKENDS, SlideReader, open_slide
 from mlcamsr.store import (
@@ -186,25 +189,6 @@ def _close_readers() -> None:
 def _first_line(exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {msg[0]}" if msg else type(exc).__name__
-
-
-def _sha256(path: str | Path | RemotePath) -> tuple[str, int]:
-    h = hashlib.sha256()
-    total = 0
-    if isinstance(path, RemotePath):  # optional (hash_remote): reads the whole object
-        with open_remote_binary(str(path)) as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-                total += len(block)
-        return h.hexdigest(), total
-    p = Path(path)
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    for f in files:
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
-                total += len(block)
-    return h.hexdigest(), total
 
 
 def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
@@ -696,10 +680,13 @@ def open_or_create_store(
     specs: Sequence[MemberSpec],
     *,
     overwrite: bool,
+    slide_hash: str = "none",
+    prints: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[Store, bool]:
     """Stage 3: ``(store, resumed)``: resume a store made with the same ``params``, refuse
     one made with others (unless ``overwrite``) or a foreign Zarr store, else create it
-    with empty members. The caller holds the lock."""
+    with empty members and the slides' fingerprints ``prints`` (what a resume checks).
+    The caller holds the lock."""
     phash = _params_hash(params)
     try:
         existing: Store | None = open_store(out, mode="r+")
@@ -724,6 +711,8 @@ def open_or_create_store(
         params=params,
         params_hash=phash,
         complete=False,
+        slide_hash=slide_hash,
+        slides={name: {"path": name, "fingerprint": fp} for name, fp in (prints or {}).items()},
     )
     for s in specs:
         store.create_member(
@@ -803,9 +792,38 @@ def make_tasks(
     return tasks
 
 
+def fingerprint_slides(paths: dict[str, Path], slide_hash: str) -> dict[str, dict[str, Any]]:
+    """The O(1) fingerprint of every slide by name (none with ``--hash none``; a path
+    that cannot be read gets none: its rows fail when it is opened)."""
+    if slide_hash not in HASH_CHOICES:
+        raise InputError(f"--hash {slide_hash}: choose {', '.join(HASH_CHOICES)}")
+    out: dict[str, dict[str, Any]] = {}
+    if slide_hash == "none":
+        return out
+    for name, path in paths.items():
+        try:
+            out[name] = fingerprint(path)
+        except OSError:
+            continue
+    return out
+
+
+def check_slides_unchanged(store: Store, prints: dict[str, dict[str, Any]], out: str) -> None:
+    """Refuse to resume (or call done) a store whose slides changed since it was started."""
+    recorded = store.attrs.get("slides", {})
+    for name, fp in prints.items():
+        why = fingerprint_change((recorded.get(name) or {}).get("fingerprint"), fp)
+        if why:
+            raise StoreError(
+                f"slide {name} is not the file {out} was started from: {why}; restore the "
+                "original slide, or use another --out or --overwrite to extract from the new one"
+            )
+
+
 class SlideHasher:
-    """sha256 of every slide in a background thread while the tasks run (hashlib releases
-    the GIL). ``start()`` then ``join()`` -> name -> ``(hex digest, bytes read)``."""
+    """sha256 of every byte of every slide (``--hash full``) in a background thread while
+    the tasks run (hashlib releases the GIL). ``start()`` then ``join()`` -> name ->
+    ``(hex digest, bytes read)``."""
 
     def __init__(self, paths: dict[str, Path], enabled: bool = True) -> None:
         self.paths = paths
@@ -821,7 +839,7 @@ class SlideHasher:
 
     def _run(self) -> None:
         for name, path in self.paths.items():
-            self.hashes[name] = _sha256(path)
+            self.hashes[name] = sha256_full(path)
 
     def join(self) -> dict[str, tuple[str, int]]:
         if self._thread is not None:
@@ -877,6 +895,8 @@ def finish_store(
     chunk_px: int,
     hashes: dict[str, tuple[str, int]],
     complete: bool,
+    slide_hash: str = "none",
+    prints: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Stage 6: write the table and the slide, member and QC attributes; mark the store
     ``complete`` when no task failed."""
@@ -884,11 +904,16 @@ def finish_store(
     for name, meta in plan.slides.items():
         m = {k: v for k, v in meta.items() if k != "geometry"}
         m["downsamples"] = [list(d) for d in meta["geometry"].downsamples]
+        prints = prints or {}
+        if name in prints:
+            m["fingerprint"] = prints[name]
         if name in hashes:
             m["sha256"] = hashes[name][0]
         slide_attrs[name] = m
     for name, reason in plan.failed_slides.items():
         slide_attrs[name] = {"path": name, "error": reason}
+        if prints and name in prints:
+            slide_attrs[name]["fingerprint"] = prints[name]
     members = []
     for s in specs:
         col = table.loc[table.status == "kept", f"src_{s.name}"]
@@ -914,6 +939,7 @@ def finish_store(
     store.write_table(table)
     store.update_attrs(
         slides=slide_attrs,
+        slide_hash=slide_hash,
         members=members,
         qc_summary=_summary(table, specs),
         complete=complete,
@@ -943,8 +969,7 @@ def extract(
     shard_rows: int = 16,
     zstd_level: int = 1,
     chunk: int | None = None,
-    hash_slides: bool = True,
-    hash_remote: bool = False,
+    hash_slides: str | bool = "fingerprint",
     cache_mb: float = 256,
     processes: bool = False,
     progress: bool = True,
@@ -973,9 +998,12 @@ def extract(
             ``min(chunk, member size)``. Default: 256 when ``size`` > 256, else the whole
             patch (``chunk >= size``: one chunk per patch, the earlier layout). At least 16.
         zstd_level: Zstandard level of the member arrays (lossless).
-        hash_slides: record each slide's sha256 in the store attributes (local slides;
-            slides in object storage are recorded by URL, size and ETag).
-        hash_remote: also sha256 slides in object storage (reads every byte of them).
+        hash_slides: how slides are identified (:mod:`mlcamsr.fingerprint`, recorded as
+            ``attrs["slide_hash"]``): ``"fingerprint"`` (default, O(1) per slide: size,
+            mtime, TIFF structure and fixed byte ranges; checked on every rerun, so a
+            replaced or truncated slide stops a resume), ``"full"`` (also the sha256 of
+            every byte, read in a background thread) or ``"none"``. ``False`` = ``"none"``,
+            ``True`` = ``"fingerprint"``.
         cache_mb: per-process cache of decoded slide blocks (MiB; 0 disables). Patches
             sharing pyramid tiles decode them once per worker; the pixels do not change.
         progress: show a progress bar (stderr).
@@ -995,31 +1023,40 @@ def extract(
         shard_rows=shard_rows, chunk=chunk, min_tissue=min_tissue, rgb_mean=rgb_mean,
         rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
     )
+    if isinstance(hash_slides, bool):
+        slide_hash = "fingerprint" if hash_slides else "none"
+    else:
+        slide_hash = str(hash_slides)
+    if slide_hash not in HASH_CHOICES:
+        raise InputError(f"--hash {hash_slides}: choose {', '.join(HASH_CHOICES)}")
     plan = plan_rows(slides_dir, coords_csv, specs, backend=backend, mpp=mpp,
                      allow_upsample=allow_upsample, annotations=annotations)
+    prints = fingerprint_slides(plan.paths, slide_hash)
     params = _store_params(plan, specs, th, size=size, base_mpp=base_mpp, base_mag=base_mag,
                            backend=backend, mpp=mpp, allow_upsample=allow_upsample,
                            shard_rows=shard_rows, zstd_level=zstd_level, chunk_px=chunk_px,
                            annotations=annotations)
     lock = _lock_out(out_s)
     try:
-        store, resumed = open_or_create_store(out_s, params, specs, overwrite=overwrite)
+        store, resumed = open_or_create_store(out_s, params, specs, overwrite=overwrite,
+                                              slide_hash=slide_hash, prints=prints)
+        if resumed:
+            check_slides_unchanged(store, prints, out_s)
         if resumed and store.attrs.get("complete") and store.has_table:
             return _result(out_s, store.table, t0, tasks_run=0, tasks_skipped=-1)
         done = done_records(store)
         tasks = make_tasks(plan, specs, th, store=out_s, skip=done, shard_rows=shard_rows, backend=backend,
                            allow_upsample=allow_upsample, token=_params_hash(params)[:8], cache_mb=cache_mb,
                            fence=lock.token if isinstance(lock, RemoteLock) else 0)
-        to_hash = {name: plan.paths[name] for name in plan.slides
-                   if hash_remote or not isinstance(plan.paths[name], RemotePath)}
-        hasher = SlideHasher(to_hash, enabled=hash_slides).start()
+        hasher = SlideHasher({name: plan.paths[name] for name in plan.slides},
+                             enabled=slide_hash == "full").start()
         task_errors = execute_tasks(tasks, done, n_rows=plan.n, workers=workers, scheduler=scheduler,
                                     processes=processes, progress=progress)
         table = build_table(plan, done, specs)
         if isinstance(lock, RemoteLock):
             lock.check()  # another run took the store: do not overwrite its table
         finish_store(store, table, plan, specs, chunk_px=chunk_px, hashes=hasher.join(),
-                     complete=not task_errors)
+                     complete=not task_errors, slide_hash=slide_hash, prints=prints)
         return _result(out_s, table, t0, tasks_run=len(tasks), tasks_skipped=len(done) - len(tasks))
     finally:
         if lock is not None:

@@ -286,8 +286,10 @@ def read_level(
     if cache is None or cache.max_bytes <= 0:
         return np.asarray(reader.read_level(level, (ix, iy), (w, h)))  # level px, pixel-exact
     lw, lh = geo.dims[level]
-    out = np.full((h, w, 3), 255, np.uint8)
     x0, y0, x1, y1 = max(ix, 0), max(iy, 0), min(ix + w, lw), min(iy + h, lh)
+    inside = (x0, y0, x1, y1) == (ix, iy, ix + w, iy + h)
+    # every pixel of a window inside the level comes from a block: no white fill needed
+    out = np.empty((h, w, 3), np.uint8) if inside else np.full((h, w, 3), 255, np.uint8)
     if x1 <= x0 or y1 <= y0:
         return out
     src = str(reader.path)

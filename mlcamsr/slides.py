@@ -99,6 +99,67 @@ class _PageLevel:
         return np.asarray(self.array[y0:y1, x0:x1])
 
 
+class _TileLevel:
+    """One tiled TIFF page read tile by tile: ``os.pread`` of each tile's bytes and the
+    page's own decoder (tifffile's, the one tiffslide's zarr store calls), assembled
+    into the window. Pixel-identical to the zarr path; it skips zarr's per-chunk async
+    machinery and its fresh buffers (page faults, the system time of a read), and both
+    ``pread`` and the decoders release the GIL, so reader threads decode in parallel.
+    """
+
+    def __init__(self, page: Any, fd: int) -> None:
+        self.page = page
+        self.fd = fd
+        self.tw, self.th = int(page.tilewidth), int(page.tilelength)
+        self.ntx = -(-int(page.imagewidth) // self.tw)
+        self.spp = int(page.samplesperpixel)
+        self.offsets = page.dataoffsets
+        self.counts = page.databytecounts
+        self.kw: dict[str, Any] = {"_fullsize": True}
+        if page.jpegtables is not None:
+            self.kw["jpegtables"] = page.jpegtables
+        if getattr(page.keyframe, "jpegheader", None) is not None:
+            self.kw["jpegheader"] = page.keyframe.jpegheader
+        self.decode = page.decode
+
+    @staticmethod
+    def usable(page: Any) -> bool:
+        """A tiled, chunky (interleaved), 8-bit page of 3 or 4 samples, one tile deep."""
+        try:
+            return bool(
+                page.is_tiled
+                and int(page.planarconfig) == 1
+                and int(page.bitspersample) == 8
+                and int(page.samplesperpixel) in (3, 4)
+                and int(getattr(page, "tiledepth", 1)) == 1
+                and int(getattr(page, "imagedepth", 1)) == 1
+            )
+        except Exception:  # noqa: BLE001 - anything unusual: the zarr path reads it
+            return False
+
+    def read(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        tw, th = self.tw, self.th
+        out = np.empty((y1 - y0, x1 - x0, self.spp), np.uint8)
+        for ty in range(y0 // th, (y1 - 1) // th + 1):
+            for tx in range(x0 // tw, (x1 - 1) // tw + 1):
+                i = ty * self.ntx + tx
+                gx0, gy0 = max(x0, tx * tw), max(y0, ty * th)
+                gx1, gy1 = min(x1, tx * tw + tw), min(y1, ty * th + th)
+                dst = out[gy0 - y0 : gy1 - y0, gx0 - x0 : gx1 - x0]
+                count = int(self.counts[i])
+                if count == 0 or int(self.offsets[i]) == 0:  # a tile never written: the fill value
+                    dst[...] = 0
+                    continue
+                data = os.pread(self.fd, count, int(self.offsets[i]))
+                if len(data) != count:
+                    raise OSError(f"tile {i} of a {self.page.shape[1]}x{self.page.shape[0]} level: "
+                                  f"read {len(data)} of {count} bytes (file truncated?)")
+                tile = self.decode(data, i, **self.kw)[0]
+                tile = tile.reshape(th, tw, self.spp)
+                dst[...] = tile[gy0 - ty * th : gy1 - ty * th, gx0 - tx * tw : gx1 - tx * tw]
+        return out
+
+
 def _tiff_pyramid_pages(tf: Any) -> list[Any]:
     """Pyramid pages of a TIFF, largest first: series levels + tiled reduced pages.
 
@@ -246,6 +307,8 @@ class Slide:
         mpp_source: ``"openslide.mpp-x"``, ``"tiffslide.mpp-x"``, ``"tiff-resolution"``,
             ``"ome"``, ``"override"`` or ``"none"``.
         level_sources: per level, where its pixels come from: ``"openslide"``,
+            ``"tiff-tiles"`` (tiffslide backend, a tiled 8-bit TIFF page: each tile's bytes
+            read with ``os.pread`` and decoded by tifffile's own decoder, no zarr),
             ``"tiffslide"``, ``"tiff-page"`` (read with tifffile: a level tiffslide
             dropped, or an openslide level whose downsample would make openslide
             interpolate), or ``"openslide-subpixel"`` (a non-integer openslide downsample
@@ -272,6 +335,7 @@ class Slide:
         self._osr: Any = None
         self._ts: Any = None
         self._remote: Any = None  # the byte-range file of a slide in object storage
+        self._fd: int | None = None  # the file for tile reads (os.pread: thread-safe)
         self._readers: list[Any] = []  # per level: callable(x0, y0, x1, y1) -> array
         try:
             if backend == "openslide":
@@ -364,9 +428,15 @@ class Slide:
                 page_by_dims[d] = p
                 dims.append(d)
         dims.sort(key=lambda d: -d[0])
+        tiled = {(p.shape[1], p.shape[0]): p for p in pages if _TileLevel.usable(p)}
+        fd = os.open(self.path, os.O_RDONLY) if tiled else -1
+        self._fd = fd if tiled else None
         sources = []
         for d in dims:
-            if d in by_dims:
+            if d in tiled:
+                self._readers.append(_TileLevel(tiled[d], fd).read)
+                sources.append("tiff-tiles")
+            elif d in by_dims:
                 arr = by_dims[d]
                 self._readers.append(lambda x0, y0, x1, y1, a=arr: np.asarray(a[y0:y1, x0:x1]))
                 sources.append("tiffslide")
@@ -415,19 +485,22 @@ class Slide:
         w, h = int(size[0]), int(size[1])
         if w < 0 or h < 0:
             raise ValueError(f"size must be non-negative, got {size}")
-        out = np.full((h, w, 3), 255, np.uint8)
         lw, lh = self.level_dimensions[level]
         x0, y0 = max(col, 0), max(row, 0)
         x1, y1 = min(col + w, lw), min(row + h, lh)
         if x1 <= x0 or y1 <= y0:
-            return out
+            return np.full((h, w, 3), 255, np.uint8)
         try:
             px = self._readers[level](x0, y0, x1, y1)
         except Exception as exc:  # noqa: BLE001 - decoder errors of any backend
             raise InputError(f"slide {self.path.name}: cannot read level {level} at level px "
                              f"({x0}, {y0})-({x1}, {y1}) with {self.backend}: {_short(exc)}; "
                              "the file may be truncated or corrupt, copy it again") from exc
-        out[y0 - row:y1 - row, x0 - col:x1 - col] = _to_rgb(px)
+        rgb = _to_rgb(px)
+        if (x0, y0, x1, y1) == (col, row, col + w, row + h) and rgb.flags.writeable:
+            return np.ascontiguousarray(rgb)  # inside the level: no second copy
+        out = np.full((h, w, 3), 255, np.uint8)
+        out[y0 - row:y1 - row, x0 - col:x1 - col] = rgb
         return out
 
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
@@ -462,6 +535,9 @@ class Slide:
         if self._remote is not None:
             self._remote.close()
             self._remote = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> Slide:
         return self

@@ -50,6 +50,9 @@ def test_eval_writes_metrics_csv_table_pictures(store: Path, ckpts: dict[str, Pa
     code, text = _eval(["--zarr", str(store), "--checkpoint", str(ckpts["cwtnet2"]), "--split", "test",
                         "--scale", "2", "--out", str(out), "--mode", mode, "--save-images", "--device", "cpu"])
     assert code == 0, text
+    # the cost is shown before the long part: sizes and tiling, then an estimate from image 1
+    assert "on 2 images: 64 px ground truth, 32 px LR (untiled)" in text
+    assert text.index("scoring ") < text.index("first image ") < text.index("PSNR")
     m = json.loads((out / "metrics.json").read_text())
     for key in ("model", "bicubic"):
         assert {"psnr", "ssim", "psnr_rgb_crop", "ssim_y_crop"} <= set(m[key])

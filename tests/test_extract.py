@@ -82,7 +82,8 @@ def test_small_store_layout_table_and_attrs(small_store, synth_dir):
     assert {m["name"]: m["mpp"] for m in a["members"]} == pytest.approx(
         {"40x": 0.243, "20x": 0.486, "10x": 0.972})
     for meta in a["slides"].values():
-        assert meta["mpp"] == pytest.approx([0.243, 0.243]) and len(meta["sha256"]) == 64
+        assert meta["mpp"] == pytest.approx([0.243, 0.243]) and len(meta["fingerprint"]["digest"]) == 64
+        assert "sha256" not in meta  # the full hash is opt-in (--hash full)
     # synthetic levels are the real pyramid: every kept patch aligns well
     assert kept.align_psnr_20x.min() > 28 and kept.align_psnr_10x.min() > 27
     assert set(kept.src_40x) == {"native:L0"}
@@ -291,7 +292,7 @@ def test_cmu1_20x_native_and_coarser_resampled(shared_data, tmp_path):
     wsi = shared_data / "wsi"
     c = _write_csv(tmp_path / "c.csv", ["CMU-1-Small-Region.svs,1110,1480", "CMU-1-Small-Region.svs,1100,1000"])
     res = extract(wsi, c, tmp_path / "cmu.zarr", size=512, base_mpp=0.499, base_mag=20,
-                  workers=0, progress=False, min_tissue=0.3)
+                  workers=0, progress=False, min_tissue=0.3, hash_slides="full")
     s = open_store(res.store)
     assert s.members == ["20x", "10x", "5x"]
     t = s.table

@@ -70,7 +70,7 @@ def test_tiffslide_alone_drops_the_odd_levels_we_keep(odd_slide: Path) -> None:
     with open_slide(odd_slide, backend="tiffslide") as r:
         assert len(r.level_dimensions) == 3 >= len(raw)
         dropped = [d for d in r.level_dimensions if d not in raw]
-        assert all(r.level_sources[r.level_dimensions.index(d)] == "tiff-page" for d in dropped)
+        assert all(r.level_sources[r.level_dimensions.index(d)] in ("tiff-page", "tiff-tiles") for d in dropped)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -219,3 +219,30 @@ def test_user_mistakes_are_one_line_input_errors(tmp_path: Path, synth_dir: Path
             open_slide(tmp_path / "cut.tif", backend=backend)  # type: ignore[arg-type]
     with open_slide(synth_dir / "slide_000.tif") as r, pytest.raises(InputError, match="level 9"):
         r.read_level(9, (0, 0), (4, 4))
+
+
+def test_tile_reads_equal_the_tiff_pages(shared_data: Path, synth_dir: Path) -> None:
+    """The tiffslide backend reads tiled 8-bit pages tile by tile (pread + tifffile's own
+    decoder, no zarr): random windows equal tifffile's zarr reads of the pages (JPEG,
+    JPEG 2000, big-endian OME, synthetic), edge tiles included."""
+    import zarr
+
+    from mlcamsr.slides import _tiff_pyramid_pages
+
+    rng = np.random.default_rng(0)
+    files = [shared_data / "wsi" / "CMU-1-Small-Region.svs", shared_data / "wsi" / "TCGA-CR-7395-01A-01-TS1.svs",
+             shared_data / "patches" / "openslide-crops" / "OS-1-detail.ome.tif", synth_dir / "slide_000.tif"]
+    for f in files:
+        with open_slide(f, backend="tiffslide") as r, tifffile.TiffFile(f) as tf:
+            assert "tiff-tiles" in r.level_sources, (f, r.level_sources)
+            pages = {(p.shape[1], p.shape[0]): p for p in _tiff_pyramid_pages(tf)}
+            for k, (w, h) in enumerate(r.level_dimensions):
+                full = zarr.open_array(pages[(w, h)].aszarr(), mode="r")
+                for ww, hh in ((min(w, 700), min(h, 700)), *rng.integers(1, 600, (3, 2))):
+                    ww, hh = min(int(ww), w), min(int(hh), h)
+                    x, y = int(rng.integers(0, w - ww + 1)), int(rng.integers(0, h - hh + 1))
+                    np.testing.assert_array_equal(r.read_level(k, (x, y), (ww, hh)), full[y:y + hh, x:x + ww, :3])
+                # partly outside: white beyond the level, the stored pixels inside
+                a = r.read_level(k, (w - 5, h - 7), (20, 20))
+                np.testing.assert_array_equal(a[:7, :5], full[h - 7:, w - 5:, :3])
+                assert (a[7:] == 255).all() and (a[:, 5:] == 255).all()
