@@ -279,3 +279,13 @@ def test_sample_coords_from_s3_equals_local(s3_slides, synth_dir, tmp_path) -> N
     want = sample_coords(synth_dir, **kw)
     got = sample_coords(s3_slides, **kw)
     pd.testing.assert_frame_equal(want.reset_index(drop=True), got.reset_index(drop=True))
+
+
+def test_full_hash_of_a_remote_slide_equals_local(s3_slides, synth_dir) -> None:
+    """``--hash full`` on object storage streams the object: the same sha256 as the file."""
+    from mlcamsr.fingerprint import fingerprint, sha256_full
+
+    url = f"{s3_slides}slide_000.tif"
+    assert sha256_full(url) == sha256_full(synth_dir / "slide_000.tif")
+    fp = fingerprint(url)
+    assert fp["etag"] and fp["size"] == (synth_dir / "slide_000.tif").stat().st_size
