@@ -428,7 +428,11 @@ class Slide:
                 page_by_dims[d] = p
                 dims.append(d)
         dims.sort(key=lambda d: -d[0])
-        tiled = {(p.shape[1], p.shape[0]): p for p in pages if _TileLevel.usable(p)}
+        # the pread tile path needs a local file; an object is read through tiffslide's zarr
+        # store over the byte-range file
+        tiled = {} if self._remote is not None else {
+            (p.shape[1], p.shape[0]): p for p in pages if _TileLevel.usable(p)
+        }
         fd = os.open(self.path, os.O_RDONLY) if tiled else -1
         self._fd = fd if tiled else None
         sources = []
