@@ -216,6 +216,23 @@ def schedule_option(default: str, help: str = "Learning-rate schedule.") -> Call
     return choice_option("--schedule", SCHEDULES, default=default, help=help)
 
 
+def search_window_option(*, checkpoint: bool) -> Callable[[F], F]:
+    """``--search-window``: CWT-Net's search window in LR px either side of each query.
+
+    Training (``checkpoint=False``): an int >= 0, unset = the paper's global search.
+    Evaluation / inference (``checkpoint=True``): an int >= 0 or ``global``, unset = as the
+    checkpoint was trained (:func:`cwtnet.model.parse_search_window`).
+    """
+    if not checkpoint:
+        return click.option("--search-window", type=click.IntRange(min=0), default=None, metavar="PX",
+                            help="CWT-Net searches only K positions within PX LR px (rows and "
+                                 "columns) of each query; cost linear in the image area "
+                                 "[default: global search, the paper's].")
+    return click.option("--search-window", default=None, metavar="PX|global",
+                        help="CWT-Net's search window for this run: PX LR px either side of each "
+                             "query, or 'global' [default: as the checkpoint was trained].")
+
+
 def mode_option(default: str = "reference", help: str = (
         "CWT-Net with I'_GT (reference) or through its WR module (sisr).")) -> Callable[[F], F]:
     """``--mode`` (:data:`cwtnet.choices.EVAL_MODES`)."""

@@ -10,6 +10,7 @@ from cli.common import (
     handle_errors,
     mode_option,
     scale_option,
+    search_window_option,
     store_option,
 )
 
@@ -31,11 +32,12 @@ from cli.common import (
 @click.option("--overlap", type=int, default=16, show_default=True, help="Tile overlap (LR px).")
 @click.option("--max-images", type=int, default=None, help="Score only the first N images.")
 @click.option("--pictures", type=int, default=6, show_default=True, help="Side-by-side pictures to write.")
+@search_window_option(checkpoint=True)
 @handle_errors
 def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | None,
          arch: str | None, mode: str,
          save_images: bool, use_ema: bool, device: str, tile: int | None, overlap: int,
-         max_images: int | None, pictures: int) -> None:
+         max_images: int | None, pictures: int, search_window: str | None) -> None:
     """Score a checkpoint and bicubic (authors' PSNR/SSIM + BasicSR's) on STORE's test split.
 
     Prints the image count, sizes and tiling first, then an estimated time from the
@@ -49,11 +51,15 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
     Examples:
       cwtnet-eval --zarr mlcamsr.zarr --checkpoint runs/x2/best.pt --out eval_x2
       cwtnet-eval --zarr mlcamsr.zarr --checkpoint runs/x2/best.pt --mode sisr --save-images
+      cwtnet-eval --zarr mlcamsr.zarr --checkpoint runs/x2/best.pt --search-window 8
     """
     from pathlib import Path
 
     from cwtnet.evaluate import evaluate
     from cwtnet.infer import format_seconds
+    from cwtnet.model import parse_search_window
+
+    window = parse_search_window(search_window)
 
     def plan(p: dict) -> None:
         tiles = "untiled" if p["tiles"] == 1 else f"{p['tiles']} tiles of {p['tile']} LR px each"
@@ -67,7 +73,7 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
     m = evaluate(store, checkpoint, out=out_dir, split=split, scale=scale,
                  mode=mode, save_images=save_images, use_ema=use_ema, device=device, tile=tile,
                  overlap=overlap, max_images=max_images, pictures=pictures, progress=True,
-                 arch=arch, on_plan=plan, on_estimate=estimate)
+                 arch=arch, on_plan=plan, on_estimate=estimate, search_window=window)
     meta = m["meta"]
     click.echo(f"{meta['label']} x{meta['scale']} on {meta['n_images']} {split} images "
                f"(8-bit RGB, no crop):")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.common import device_option, handle_errors, storage_options_option
+from cli.common import device_option, handle_errors, search_window_option, storage_options_option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,10 +20,11 @@ from cli.common import device_option, handle_errors, storage_options_option
 @click.option("--overlap", type=int, default=16, show_default=True, help="Tile overlap, blended linearly (LR px).")
 @device_option()
 @click.option("--use-ema/--no-ema", default=True, show_default=True, help="EMA weights when present.")
+@search_window_option(checkpoint=True)
 @storage_options_option()
 @handle_errors
 def main(checkpoint: str, input_path: str, region: str | None, level: int, out: str, tile: int,
-         overlap: int, device: str, use_ema: bool) -> None:
+         overlap: int, device: str, use_ema: bool, search_window: str | None) -> None:
     """Super-resolve IMAGE_OR_SLIDE (SISR mode) in overlapping tiles with seamless blending.
 
     The scale is the checkpoint's; CWT-Net runs its WR module (no reference needed).
@@ -37,10 +38,14 @@ def main(checkpoint: str, input_path: str, region: str | None, level: int, out: 
       cwtnet-sr --checkpoint runs/x2/best.pt --input tile.png --out tile_x2.png
       cwtnet-sr --checkpoint runs/x2/best.pt --input slide.tif --level 1 \\
                 --region 20000,30000,4096,4096 --out region_x2.tif
+      cwtnet-sr --checkpoint runs/x2/best.pt --input tile.png --out tile_x2.png --search-window 8
     """
     from tqdm import tqdm
 
     from cwtnet.infer import format_bytes, format_seconds, parse_region, super_resolve_file
+    from cwtnet.model import parse_search_window
+
+    window = parse_search_window(search_window)
 
     bar = None  # made at the first tile, so a refused input prints its one line only
 
@@ -65,7 +70,8 @@ def main(checkpoint: str, input_path: str, region: str | None, level: int, out: 
     try:
         res = super_resolve_file(checkpoint, input_path, out, region=parse_region(region), level=level,
                                  tile=tile, overlap=overlap, device=device, use_ema=use_ema,
-                                 progress=progress, on_plan=plan, on_estimate=estimate)
+                                 progress=progress, on_plan=plan, on_estimate=estimate,
+                                 search_window=window)
     except KeyboardInterrupt:  # before handle_errors' resume hint: nothing resumes here
         if bar is not None:
             bar.close()

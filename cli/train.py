@@ -18,6 +18,7 @@ from cli.common import (
     ref_source_option,
     scale_option,
     schedule_option,
+    search_window_option,
     storage_options_option,
     store_option,
 )
@@ -47,6 +48,7 @@ def _opt(*decls: str, **kw):  # an option whose default is TrainConfig's, shown 
 @_opt("--patch", type=int, default=_D.patch, help="LR patch size p (gt s*p, ref 2p).")
 @click.option("--blocks", type=int, default=None, help="Main blocks (CWTBs / EDSR blocks / RCAN groups) [default: paper's, 12 CWTBs].")
 @click.option("--channels", type=int, default=None, help="Feature channels [default: 64].")
+@search_window_option(checkpoint=False)
 @_opt("--lr", type=float, default=_D.lr, help="Adam learning rate.")
 @schedule_option(_D.schedule)
 @ref_source_option(_D.ref_source)

@@ -39,6 +39,9 @@ class TrainConfig:
             EDSR, residual groups for RCAN); ``None`` = the architecture's default (12 CWTBs).
         channels (int | None): Feature channels; ``None`` = the architecture's default (64).
         model_options (dict): Further ``build_model`` keyword options, passed as is.
+        search_window (int | None): CWT-Net's search window, LR px either side of each query
+            (``CWTNetOptions.search_window``); ``None`` = the paper's global search, unless
+            ``model_options`` names one. Recorded in every checkpoint. Default: None.
         steps (int): Optimisation steps (batches). Default: 1000 (the paper's ablation budget).
         minutes (float | None): Optional wall-clock budget; training stops (with a checkpoint)
             at ``steps`` or when the budget is spent, whichever comes first.
@@ -81,6 +84,7 @@ class TrainConfig:
     blocks: int | None = None
     channels: int | None = None
     model_options: dict = field(default_factory=dict)
+    search_window: int | None = None
     steps: int = 1000
     minutes: float | None = None
     batch_size: int = 16
@@ -135,6 +139,12 @@ class TrainConfig:
                 f"--patch {self.patch}: CWT-Net's WT output is patch-sized and the SSIM loss "
                 "needs at least the 11-px window; use --patch 11 or more"
             )
+        if self.search_window is not None:
+            if int(self.search_window) < 0:
+                raise InputError(f"--search-window {self.search_window}: give LR px >= 0, or leave it "
+                                 "out for the global search")
+            if self.arch != "cwtnet":
+                raise InputError(f"--search-window applies to --arch cwtnet only, not {self.arch}; drop it")
         if self.minutes is not None and self.minutes <= 0:
             raise InputError("--minutes must be positive")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -169,9 +179,14 @@ class TrainConfig:
 
     def network_options(self) -> dict[str, Any]:
         """``build_model`` keyword options: ``blocks``/``channels`` under the arch's own names,
-        then ``model_options`` as given (:func:`cwtnet.model.model_options`)."""
-        return map_model_options(self.arch, blocks=self.blocks, channels=self.channels,
+        then ``model_options`` as given (:func:`cwtnet.model.model_options`); for CWT-Net
+        always ``search_window`` too (``search_window`` wins over ``model_options`` when set),
+        so every checkpoint records the search it was trained with."""
+        opts = map_model_options(self.arch, blocks=self.blocks, channels=self.channels,
                                  extra=self.model_options)
+        if self.arch == "cwtnet" and (self.search_window is not None or "search_window" not in opts):
+            opts["search_window"] = None if self.search_window is None else int(self.search_window)
+        return opts
 
     def to_dict(self) -> dict[str, Any]:
         """Plain ``dict`` of builtin types (safe for YAML and ``torch.load(weights_only=True)``)."""

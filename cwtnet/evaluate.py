@@ -38,6 +38,7 @@ from cwtnet.choices import EVAL_MODES
 from cwtnet.data import check_store
 from cwtnet.infer import tile_starts, tiled_sr
 from cwtnet.metrics import psnr, ssim, tensor_to_uint8
+from cwtnet.model import SEARCH_WINDOW_KEEP, apply_search_window
 from cwtnet.report import table_i
 from cwtnet.runtime import resolve_device
 from mlcamsr.dataset import TripletDataset
@@ -160,6 +161,7 @@ def evaluate(
     arch: str | None = None,
     on_plan: Callable[[dict[str, Any]], None] | None = None,
     on_estimate: Callable[[float, float], None] | None = None,
+    search_window: int | None | str = SEARCH_WINDOW_KEEP,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` and bicubic on the whole patches of ``split``; write the outputs.
 
@@ -167,7 +169,8 @@ def evaluate(
     (overlap ``overlap``). Before the first image: ``on_plan(plan)`` with ``images``,
     ``gt_px`` and ``lr_px`` (sides), ``tiles`` per image (1: untiled), ``tile``, ``label``,
     ``device``; after it: ``on_estimate(first_image_s, estimated_total_s)``.
-    Returns the ``metrics.json`` dict.
+    ``search_window``: CWT-Net's search window in LR px for this evaluation (``None`` =
+    global; default: as trained). Returns the ``metrics.json`` dict.
     """
     if mode not in MODES:
         raise InputError(f"--mode {mode!r}: choose {' or '.join(MODES)}")
@@ -191,6 +194,7 @@ def evaluate(
     st = check_store(store, scale, ref_source=ref_source, need_train=False, split=split)
     ds = TripletDataset(st, split=split, scale=scale, ref_source=ref_source, augment=False, full=True)
     model, _ = load_model(checkpoint, use_ema=use_ema, device=dev)
+    apply_search_window(model, search_window)
     lr_side = ds.patch
     if tile is None and lr_side > 256:
         tile = 128
@@ -257,6 +261,7 @@ def evaluate(
             "ref_source": ref_source, "gt_px": int(ds.gt_len), "lr_px": int(ds.patch),
             "tile": tile, "overlap": overlap if tile else None, "device": str(dev),
             "wall_s": round(wall, 2),
+            "search_window": getattr(getattr(model, "options", None), "search_window", None),
             "convention": "psnr/ssim: 8-bit RGB, no crop (authors); *_rgb_crop / *_y_crop: "
                           "BasicSR crop_border=scale, RGB / BT.601 Y",
         },

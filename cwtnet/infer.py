@@ -51,6 +51,7 @@ from torch import nn
 
 from cwtnet.checkpoint import load_model
 from cwtnet.metrics import tensor_to_uint8
+from cwtnet.model import SEARCH_WINDOW_KEEP, apply_search_window
 from cwtnet.runtime import resolve_device
 from mlcamsr.errors import InputError
 from mlcamsr.remote import RemotePath, check_url, is_url
@@ -510,8 +511,12 @@ def super_resolve_file(
     progress: Callable[[int, int], None] | None = None,
     on_plan: Callable[[dict[str, Any]], None] | None = None,
     on_estimate: Callable[[float, float], None] | None = None,
+    search_window: int | None | str = SEARCH_WINDOW_KEEP,
 ) -> dict[str, Any]:
     """The ``cwtnet-sr`` job: SISR of an image or slide region to PNG or pyramidal TIFF.
+
+    ``search_window``: CWT-Net's search window in LR px (``None`` = global; default: as
+    trained); a window makes the cost linear in the tile area.
 
     Before the first tile: ``on_plan(plan)`` with the output size (``width``, ``height``
     px), ``scale``, ``tiles``, ``tile``, ``scratch_bytes`` (temporary disk), ``out_bytes``
@@ -531,6 +536,7 @@ def super_resolve_file(
         raise InputError(f"--overlap {overlap}: use 0 <= overlap < tile ({tile})")
     dev = resolve_device(device)
     model, ckpt = load_model(checkpoint, use_ema=use_ema, device=dev)
+    apply_search_window(model, search_window)
     scale = int(ckpt["scale"])
     read, w, h, mpp, close = open_source(input_path, region=region, level=level)
     try:

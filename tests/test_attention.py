@@ -126,3 +126,89 @@ def test_rejects_mismatched_shapes():
         search_transfer(torch.zeros(1, 4, 5, 5), torch.zeros(1, 3, 5, 5), torch.zeros(1, 3, 5, 5))
     with pytest.raises(ValueError):
         TransformerBlock(4, v_mode="other")
+
+
+# --- windowed search -------------------------------------------------------------
+
+WINDOW_CASES = [  # (H, W, window)
+    (8, 8, 0),
+    (7, 11, 1),
+    (9, 6, 2),
+    (12, 10, 3),
+    (5, 7, 8),  # window wider than the grid: every candidate, i.e. the global search
+]
+
+
+@pytest.mark.parametrize("h,w,window", WINDOW_CASES)
+@pytest.mark.parametrize("chunk", [1, 13, None])
+def test_windowed_equals_masked_dense(h, w, window, chunk):
+    g = torch.Generator().manual_seed(h * 31 + w * 7 + window)
+    q = torch.randn(2, 5, h, w, generator=g)
+    k = torch.randn(2, 5, h, w, generator=g)
+    v = torch.randn(2, 3, h, w, generator=g)
+    t0, s0, h0 = dense_search_transfer(q, k, v, return_index=True, window=window)
+    t, s, idx = search_transfer(q, k, v, chunk_size=chunk, window=window, return_index=True)
+    assert torch.equal(idx, h0)
+    iy, ix = torch.div(idx, w, rounding_mode="floor"), idx % w
+    qy = torch.arange(h).repeat_interleave(w)
+    qx = torch.arange(w).repeat(h)
+    assert ((iy - qy).abs() <= window).all() and ((ix - qx).abs() <= window).all()
+    assert torch.allclose(t, t0, atol=1e-6, rtol=0)
+    assert torch.allclose(s, s0, atol=1e-6, rtol=0)
+    if window >= max(h, w):
+        assert torch.equal(idx, search_transfer(q, k, v, return_index=True)[2])
+
+
+def test_windowed_ties_pick_the_lowest_flat_index_like_the_global_search():
+    # K constant: every interior K patch is the same vector, so inside the image all
+    # interior candidates tie exactly; the border patches (zero padding) differ.
+    h, w, window = 9, 10, 2
+    g = torch.Generator().manual_seed(11)
+    q = torch.randn(1, 4, h, w, generator=g)
+    k = torch.ones(1, 4, h, w)
+    v = torch.randn(1, 2, h, w, generator=g)
+    _, _, h0 = dense_search_transfer(q, k, v, return_index=True, window=window)
+    _, _, idx = search_transfer(q, k, v, window=window, return_index=True)
+    assert torch.equal(idx, h0)
+    # an all-positive query in the interior: interior candidates tie at the top, and the
+    # first (top-left) of its window that is an interior position wins
+    q = torch.ones(1, 4, h, w)
+    _, s, idx = search_transfer(q, k, v, window=window, return_index=True)
+    _, _, h0 = dense_search_transfer(q, k, v, return_index=True, window=window)
+    assert torch.equal(idx, h0)
+    y, x = 5, 5
+    assert idx[0, y * w + x] == (y - window) * w + (x - window)
+    assert torch.allclose(s[0, 0, y, x], torch.tensor(1.0))
+
+
+def test_windowed_gradients_match_masked_dense():
+    g = torch.Generator().manual_seed(5)
+    tensors = [torch.randn(1, 4, 7, 6, generator=g, dtype=torch.float64) for _ in range(3)]
+    grads = []
+    for fn in (lambda q, k, v: dense_search_transfer(q, k, v, window=2),
+               lambda q, k, v: search_transfer(q, k, v, chunk_size=12, window=2)):
+        q, k, v = (x.clone().requires_grad_() for x in tensors)
+        t, s = fn(q, k, v)[:2]
+        (t.square().sum() + (s * t.mean(1, keepdim=True)).sum()).backward()
+        grads.append([q.grad, k.grad, v.grad])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+def test_windowed_search_rejects_bad_window_and_grids():
+    x = torch.zeros(1, 2, 5, 5)
+    with pytest.raises(ValueError, match="same grid"):
+        search_transfer(x, torch.zeros(1, 2, 4, 5), torch.zeros(1, 2, 4, 5), window=1)
+    with pytest.raises(ValueError, match=">= 0"):
+        search_transfer(x, x, x, window=-1)
+    with pytest.raises(ValueError):
+        TransformerBlock(2, window=-3)
+
+
+def test_transformer_block_window_equals_masked_dense():
+    torch.manual_seed(1)
+    blk = TransformerBlock(6, v_mode="ttsr", window=2)
+    q, f = torch.randn(1, 6, 10, 9), torch.randn(1, 6, 10, 9)
+    k, v = blk.key_value(f)
+    t, s = dense_search_transfer(q, k, v, window=2)
+    assert torch.allclose(blk(q, f), q + blk.conv(torch.cat([q, t], 1)) * s, atol=1e-5)

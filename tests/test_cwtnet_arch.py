@@ -137,3 +137,72 @@ def test_summary_reports_params_flops_and_memory():
     assert r["flops"] > 2 * 256 * 256 * 72
     assert r["flops_sisr"] > 0 and r["train_step_peak_bytes"] is not None
     assert "FLOPs" in format_summary(r)
+
+
+def test_search_window_option_reaches_every_block_and_round_trips():
+    model = _tiny(2, search_window=3, v_mode="ttsr")
+    assert [b.transformer.window for b in model.body] == [3, 3]
+    cfg = model_config(model)
+    assert cfg["options"]["search_window"] == 3
+    assert [b.transformer.window for b in build_from_config(cfg).body] == [3, 3]
+    # a config written before the option existed loads as the paper's global search
+    old = {**cfg, "options": {k: v for k, v in cfg["options"].items()
+                              if k not in ("search_window", "qk_extractor", "wt_input_scale")}}
+    assert [b.transformer.window for b in build_from_config(old).body] == [None, None]
+    with pytest.raises(ValueError, match="search_window"):
+        _tiny(2, search_window=-1)
+
+
+def test_windowed_model_equals_global_when_the_window_covers_the_image():
+    lr, ref = torch.rand(1, 3, 9, 11), torch.rand(1, 3, 18, 22)
+    glob, win = _tiny(2), _tiny(2, search_window=11)
+    win.load_state_dict(glob.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(glob(lr, ref), win(lr, ref), atol=1e-5)
+        assert not torch.allclose(glob(lr, ref), _with(glob, search_window=1)(lr, ref), atol=1e-4)
+
+
+def _with(model: CWTNet, **kw) -> CWTNet:
+    other = _tiny(2, **kw)
+    other.load_state_dict(model.state_dict())
+    return other
+
+
+def test_wt_input_scale_and_shared_extractor_switches():
+    lr, ref = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)
+    base = _tiny(2)
+    scaled = _with(base, wt_input_scale=16.0)
+    with torch.no_grad():
+        base(lr, ref)
+        scaled(lr, ref)
+        # wt_first sees the band x16: the first WT feature differs, the SR output too
+        assert not torch.allclose(base.last_wt, scaled.last_wt)
+    lte = _tiny(2, qk_extractor=True, search_window=2)
+    assert all(b.transformer.extractor is not None for b in lte.body)
+    out = lte.forward_train(lr, ref, ref_mask=torch.tensor([True, True]))
+    out["sr"].mean().backward()
+    grads = [p.grad for p in lte.body[0].transformer.extractor.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)  # trained through S
+
+
+def test_search_window_for_a_loaded_model():
+    from cwtnet.model import (
+        SEARCH_WINDOW_KEEP,
+        ModelConfigError,
+        apply_search_window,
+        parse_search_window,
+    )
+
+    assert parse_search_window(None) == SEARCH_WINDOW_KEEP
+    assert parse_search_window("global") is None and parse_search_window("8") == 8
+    for bad in ("-1", "wide"):
+        with pytest.raises(ModelConfigError, match="--search-window"):
+            parse_search_window(bad)
+    model = _tiny(2)
+    apply_search_window(model, SEARCH_WINDOW_KEEP)
+    assert model.body[0].transformer.window is None
+    apply_search_window(model, 4)
+    assert [b.transformer.window for b in model.body] == [4, 4] and model.options.search_window == 4
+    assert model_config(model)["options"]["search_window"] == 4
+    with pytest.raises(ModelConfigError, match="CWT-Net only"):
+        apply_search_window(build_model("edsr", 2, num_block=1, num_feat=8), 4)

@@ -100,6 +100,41 @@ def build_from_config(config: dict[str, Any]) -> nn.Module:
     return build_model(config["arch"], config["scale"], **config.get("options", {}))
 
 
+SEARCH_WINDOW_KEEP = "checkpoint"
+"""``apply_search_window`` value that leaves a loaded model's search as trained."""
+
+
+def parse_search_window(text: str | int | None) -> int | None | str:
+    """``--search-window`` text -> ``int`` W >= 0, ``None`` for ``"global"``, or
+    ``SEARCH_WINDOW_KEEP`` for ``None``/``"checkpoint"``; ``ModelConfigError`` otherwise."""
+    if text is None or text == SEARCH_WINDOW_KEEP:
+        return SEARCH_WINDOW_KEEP
+    if isinstance(text, str) and text.strip().lower() == "global":
+        return None
+    try:
+        w = int(text)
+    except (TypeError, ValueError):
+        w = -1
+    if w < 0:
+        raise ModelConfigError(f"--search-window {text!r}: give LR px >= 0 (e.g. 8) or 'global'")
+    return w
+
+
+def apply_search_window(model: nn.Module, window: int | None | str) -> nn.Module:
+    """Set a CWT-Net's search window (``None`` = global); ``SEARCH_WINDOW_KEEP`` leaves it.
+
+    Other architectures have no search: a window for them is a ``ModelConfigError``.
+    """
+    if window == SEARCH_WINDOW_KEEP:
+        return model
+    setter = getattr(model, "set_search_window", None)
+    if not callable(setter):
+        raise ModelConfigError(f"--search-window applies to CWT-Net only; this checkpoint is "
+                               f"{getattr(model, 'arch', type(model).__name__)!r}: drop the option")
+    setter(window)
+    return model
+
+
 def has_trainable_params(model: nn.Module) -> bool:
     """``True`` when the model has a parameter that requires gradient (``False`` for bicubic)."""
     return any(p.requires_grad for p in model.parameters())
@@ -143,7 +178,9 @@ __all__ = [
     "ARCHS",
     "ARCH_NAMES",
     "MODEL_SCALES",
+    "SEARCH_WINDOW_KEEP",
     "ModelConfigError",
+    "apply_search_window",
     "build_checked",
     "build_from_config",
     "build_model",
@@ -152,4 +189,5 @@ __all__ = [
     "model_config",
     "model_options",
     "options_for",
+    "parse_search_window",
 ]

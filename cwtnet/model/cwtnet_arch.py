@@ -39,6 +39,9 @@ class CWTNetOptions:
     chunk_size: int | None = None
     ref_dropout: float = 0.25
     double_residual: bool = False
+    search_window: int | None = None
+    qk_extractor: bool = False
+    wt_input_scale: float = 1.0
 
 
 def depths_for_scale(scale: int, rb_w: int | None = None, n_wrb: int | None = None) -> tuple[int, int]:
@@ -59,15 +62,20 @@ class CWTB(nn.Module):
         chunk_size (int | None): Query chunk of the search. Default: None (auto).
         double_residual (bool): Eq. (2) read literally on top of Eq. (9) (adds Q twice).
             Default: False.
+        search_window (int | None): Search window in LR px either side; ``None`` = global.
+            Default: None.
+        qk_extractor (bool): Search between a shared learnable extractor's Q and K. Default: False.
     """
 
     def __init__(self, num_feat: int = 64, rb_s: int = 2, rb_w: int = 2, res_scale: float = 1.0,
                  v_mode: str = "paper", chunk_size: int | None = None,
-                 double_residual: bool = False) -> None:
+                 double_residual: bool = False, search_window: int | None = None,
+                 qk_extractor: bool = False) -> None:
         super().__init__()
         self.rb_s = make_layer(ResBlock, rb_s, num_feat=num_feat, res_scale=res_scale)
         self.rb_w = make_layer(ResBlock, rb_w, num_feat=num_feat, res_scale=res_scale)
-        self.transformer = TransformerBlock(num_feat, v_mode=v_mode, chunk_size=chunk_size)
+        self.transformer = TransformerBlock(num_feat, v_mode=v_mode, chunk_size=chunk_size,
+                                            window=search_window, qk_extractor=qk_extractor)
         self.double_residual = double_residual
 
     def forward(self, f_sr: torch.Tensor, f_hwt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,6 +138,15 @@ class CWTNet(nn.Module):
             ref_dropout (float): Training only: probability per sample that the WT branch
                 gets the WR prediction instead of haar_hh(ref). Default: 0.25.
             double_residual (bool): Read Eq. (2) literally on top of Eq. (9). Default: False.
+            search_window (int | None): Each query searches only K positions within this
+                many LR px (rows and columns) of its own position; ``None`` = the paper's
+                global search. Checkpoints without it load as global. Default: None.
+            qk_extractor (bool): TTSR's shared extractor: Q and K pass through the same
+                learnable conv-ReLU-conv before the search (the transfer still takes V).
+                Default: False.
+            wt_input_scale (float): Factor on the WT-branch input (the HH band of the
+                reference or WR's prediction) before ``wt_first``; the band's std on
+                histology is ~0.011 against ~0.18 for the LR image. Default: 1.0.
     """
 
     has_params = True
@@ -140,6 +157,8 @@ class CWTNet(nn.Module):
         self.options = opt = options or CWTNetOptions()
         if opt.v_mode not in ("paper", "ttsr"):
             raise ValueError(f"unknown v_mode {opt.v_mode!r}; choose 'paper' or 'ttsr'")
+        if opt.search_window is not None and int(opt.search_window) < 0:
+            raise ValueError(f"search_window must be >= 0 LR px or None (global), got {opt.search_window}")
         if not 0.0 <= opt.ref_dropout <= 1.0:
             raise ValueError(f"ref_dropout must be in [0, 1], got {opt.ref_dropout}")
         rb_w, n_wrb = depths_for_scale(scale, opt.rb_w, opt.n_wrb)
@@ -152,7 +171,8 @@ class CWTNet(nn.Module):
         self.wr = WaveletReconstruction(c, n_wrb, opt.wr_reduction)
         self.wt_first = default_conv(3, c, 3)
         self.body = nn.ModuleList(
-            CWTB(c, opt.rb_s, rb_w, opt.res_scale, opt.v_mode, opt.chunk_size, opt.double_residual)
+            CWTB(c, opt.rb_s, rb_w, opt.res_scale, opt.v_mode, opt.chunk_size, opt.double_residual,
+                 opt.search_window, opt.qk_extractor)
             for _ in range(opt.n_cwtb)
         )
         # exits
@@ -161,6 +181,16 @@ class CWTNet(nn.Module):
         self.conv_last = default_conv(c, 3, 3)
         self.add_mean = MeanShift(1.0, mean, sign=1)
         self.last_wt: torch.Tensor | None = None
+
+    def set_search_window(self, window: int | None) -> None:
+        """Search window of every Transformer block from now on (``None`` = global), e.g. a
+        globally trained checkpoint evaluated with a window; ``options`` follows."""
+        if window is not None and int(window) < 0:
+            raise ValueError(f"search_window must be >= 0 LR px or None (global), got {window}")
+        self.options.search_window = None if window is None else int(window)
+        for block in self.body:
+            if isinstance(block, CWTB):
+                block.transformer.window = self.options.search_window
 
     def _check(self, lr: torch.Tensor, ref: torch.Tensor | None) -> None:
         if lr.dim() != 4 or lr.shape[1] != 3:
@@ -174,7 +204,7 @@ class CWTNet(nn.Module):
     def _branches(self, x: torch.Tensor, f_hwt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean-subtracted LR ``x`` and WT-branch input ``f_hwt`` (B, 3, H, W) -> (sr, I_WT)."""
         f_sr0 = self.conv_first(x)  # f_sr^0
-        f_sr, f_w = f_sr0, self.wt_first(f_hwt)  # f_hwt^0
+        f_sr, f_w = f_sr0, self.wt_first(f_hwt * self.options.wt_input_scale)  # f_hwt^0
         for block in self.body:
             f_sr, f_w = block(f_sr, f_w)  # Eq. (2), (5), (9)
         f_sr = f_sr0 + f_sr  # Eq. (3): long skip
