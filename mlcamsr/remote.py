@@ -164,8 +164,14 @@ def _explain(url: str, fs: Any, exc: BaseException, bucket: str) -> InputError:
             f"{url}: bucket {bucket!r} does not exist at {ep}; create it (aws s3 mb s3://{bucket}) "
             "or fix the URL"
         )
+    if any(k in low for k in ("could not connect", "connecttimeout", "connection refused",
+                              "name or service", "endpointconnectionerror")):
+        return InputError(
+            f"{url}: cannot reach {ep} ({type(exc).__name__}); check AWS_ENDPOINT_URL or "
+            "--storage-options endpoint_url, and that the server is running"
+        )
     if isinstance(exc, PermissionError) or any(
-        k in low for k in ("accessdenied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden", "403")
+        k in low for k in ("accessdenied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden", "(403)")
     ):
         return InputError(
             f"{url}: {ep} refused the credentials ({str(exc).splitlines()[0][:120]}); check "
