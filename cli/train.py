@@ -13,6 +13,7 @@ import click
 
 from cli.common import (
     arch_option,
+    choice_option,
     device_option,
     handle_errors,
     ref_source_option,
@@ -22,6 +23,7 @@ from cli.common import (
     storage_options_option,
     store_option,
 )
+from cwtnet.choices import EVAL_MODES
 from cwtnet.config import TrainConfig, resolve_config
 
 _D = TrainConfig()
@@ -55,6 +57,8 @@ def _opt(*decls: str, **kw):  # an option whose default is TrainConfig's, shown 
 @_opt("--ema-decay", type=float, default=_D.ema_decay, help="EMA decay of the weights (0 = off).")
 @_opt("--val-every", type=int, default=_D.val_every, help="Validate every N steps (0 = at the end only).")
 @_opt("--val-images", type=int, default=_D.val_images, help="Test images used for validation (0 = all).")
+@choice_option("--best-mode", EVAL_MODES, default=_D.best_mode,
+               help="CWT-Net mode whose validation PSNR picks best.pt (sisr: what cwtnet-sr runs).")
 @_opt("--ckpt-every", type=int, default=_D.ckpt_every, help="Write RUN_DIR/last.pt every N steps.")
 @_opt("--log-every", type=int, default=_D.log_every, help="CSV log every N steps.")
 @_opt("--num-workers", type=int, default=_D.num_workers, help="DataLoader worker processes.")

@@ -5,8 +5,10 @@ CLI flags (``cwtnet-train``) and config files (YAML ``.yaml``/``.yml`` or TOML
 flags given on the command line. The resolved config is written to
 ``RUN_DIR/config.yaml`` and stored (as plain types) inside every checkpoint.
 
-Defaults are the paper's (CWT-Net IV-B): 12 CWTBs, 64 channels, LR patch 64,
-batch 16, Adam 1e-4, random 90-degree rotations and flips.
+Defaults: the paper's where it gives them (CWT-Net IV-B: 12 CWTBs, 64 channels, LR
+patch 64, random 90-degree rotations; the loss of III-E); this project's where the paper
+is silent (Adam 1e-4, constant rate, batch 16, flips, EMA 0.999, bf16 on CUDA; see
+docs/training.md).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from cwtnet.choices import DEVICES, SCHEDULES
+from cwtnet.choices import DEVICES, EVAL_MODES, SCHEDULES
 from cwtnet.model import ARCH_NAMES, build_checked
 from cwtnet.model import model_options as map_model_options
 from mlcamsr.errors import InputError
@@ -47,7 +49,7 @@ class TrainConfig:
             at ``steps`` or when the budget is spent, whichever comes first.
         batch_size (int): Global batch size (split across ``torchrun`` processes). Default: 16.
         patch (int): LR patch size p (gt is s*p, ref 2p). Default: 64.
-        ref_source (str): WT-branch input (Table III): ``real | bicubic | gt-updown | lr``.
+        ref_source (str): WT-branch input (Table III): ``real | gt | gt-updown | lr | bicubic``.
         in_memory (bool): Hold the training split in RAM. Default: False.
         num_workers (int): DataLoader worker processes. Default: 2.
         cache_dir (str | None): For a store in object storage (``s3://...``), a local folder
@@ -66,6 +68,9 @@ class TrainConfig:
         val_images (int): Test images used for validation (0 = all). Default: 8.
         val_patch (int | None): LR size of the centre crop used for validation (capped at
             the whole patch); ``None`` = whole patches. Default: 64.
+        best_mode (str): CWT-Net mode whose validation PSNR picks ``best.pt``: ``sisr`` (what
+            ``cwtnet-sr`` runs, no reference) or ``reference``; other networks: sisr.
+            Default: sisr.
         ckpt_every (int): Write ``last.pt`` every N steps. Default: 500.
         log_every (int): Append to the CSV log every N steps. Default: 10.
         seed (int): Seed of weights, batches and augmentation. Default: 0.
@@ -105,6 +110,7 @@ class TrainConfig:
     val_every: int = 500
     val_images: int = 8
     val_patch: int | None = 64
+    best_mode: str = "sisr"
     ckpt_every: int = 500
     log_every: int = 10
     seed: int = 0
@@ -127,6 +133,8 @@ class TrainConfig:
             raise InputError(f"--device {self.device!r} is unknown; choose {', '.join(DEVICES)}")
         if self.schedule not in SCHEDULES:
             raise InputError(f"schedule {self.schedule!r} is unknown; choose {', '.join(SCHEDULES)}")
+        if self.best_mode not in EVAL_MODES:
+            raise InputError(f"--best-mode {self.best_mode!r} is unknown; choose {', '.join(EVAL_MODES)}")
         if self.ref_source not in REF_SOURCES:
             raise InputError(
                 f"--ref-source {self.ref_source!r} is unknown; choose {', '.join(REF_SOURCES)}"

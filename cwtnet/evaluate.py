@@ -2,7 +2,9 @@
 
 Images. Whole patches of the split (``TripletDataset(full=True)``): ``gt`` is the
 finest member's whole patch, ``lr = imresize(gt, 1/s)`` rounded to 8 bits (the
-project's one bicubic), ``ref`` by the dataset's rule (s=2: gt; s=4: 20x; s=8: 10x).
+project's one bicubic), ``ref`` by the dataset's rule for the checkpoint's
+``ref_source`` (or ``ref_source=`` given here); the default ``real`` is I'_GT, a real
+scan one level coarser (s=2: the 20x member up x2; s=4: 20x; s=8: 10x), never ``gt``.
 Bicubic is ``imresize(lr, s)`` of the same 8-bit ``lr``.
 
 Figures (``cwtnet.metrics``), every image as 8-bit RGB (rounded, clipped):
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 from tqdm import tqdm
@@ -38,14 +41,21 @@ from cwtnet.choices import EVAL_MODES
 from cwtnet.data import check_store
 from cwtnet.infer import tile_starts, tiled_sr
 from cwtnet.metrics import psnr, ssim, tensor_to_uint8
-from cwtnet.model import SEARCH_WINDOW_KEEP, apply_search_window
+from cwtnet.model import SEARCH_WINDOW_KEEP, apply_search_window, has_trainable_params
 from cwtnet.report import table_i
 from cwtnet.runtime import resolve_device
 from mlcamsr.dataset import TripletDataset
 from mlcamsr.errors import InputError
 from mlcamsr.resize import imresize
 
+EVAL_PAD = 8
+"""LR px of mirror padding around every image a trained model super-resolves for scoring
+(``model_sr(pad=)``): without it the outermost 2 HR px are the convolutions' zero-padded
+edge (measured in docs/benchmarks.md, "Border error"). Networks without parameters
+(bicubic) are never padded."""
+
 MODES = EVAL_MODES
+"""CWT-Net with its reference (I'_GT) or in SISR mode; ``cwtnet-eval`` reports both."""
 FIGURES = ("psnr", "ssim", "psnr_rgb_crop", "ssim_rgb_crop", "psnr_y_crop", "ssim_y_crop")
 
 
@@ -70,24 +80,42 @@ def figures(sr: np.ndarray, gt: np.ndarray, scale: int, *, full: bool = True) ->
 
 
 def model_sr(model: nn.Module, lr: torch.Tensor, ref: torch.Tensor | None, *, scale: int, mode: str,
-             tile: int | None = None, overlap: int = 16, amp: bool = False) -> torch.Tensor:
-    """The model's SR of a (1, 3, H, W) batch in ``mode`` (``sisr`` drops ``ref``)."""
-    return tiled_sr(model, lr, scale=scale, ref=ref if mode == "reference" else None,
-                    tile=tile, overlap=overlap, amp=amp)
+             tile: int | None = None, overlap: int = 16, amp: bool = False,
+             pad: int = 0) -> torch.Tensor:
+    """The model's SR of a (1, 3, H, W) batch in ``mode`` (``sisr`` drops ``ref``).
+
+    ``pad`` > 0: mirror-pad ``lr`` by ``pad`` LR px (``ref`` by ``2 pad``) before the call
+    and cut the ``scale * pad`` px the padding produced, so the image border is not the
+    convolutions' zero-padded edge (``bench/border.py`` measures what this changes).
+    """
+    ref = ref if mode == "reference" else None
+    if pad > 0:
+        lr = F.pad(lr, (pad, pad, pad, pad), mode="reflect")
+        if ref is not None:
+            ref = F.pad(ref, (2 * pad,) * 4, mode="reflect")
+    sr = tiled_sr(model, lr, scale=scale, ref=ref, tile=tile, overlap=overlap, amp=amp)
+    if pad > 0:
+        c = scale * pad
+        sr = sr[:, :, c:-c, c:-c]
+    return sr
 
 
 @torch.no_grad()
 def iter_scored(
     model: nn.Module, dataset: Any, n: int, *, scale: int, mode: str, device: torch.device | str,
     tile: int | None = None, overlap: int = 16, amp: bool = False, full: bool = True,
+    pad: int = EVAL_PAD,
 ) -> Iterator[tuple[int, dict[str, Any], np.ndarray, np.ndarray, np.ndarray, dict, dict]]:
     """Score the first ``n`` items: yields ``(i, item, sr, bicubic, gt, model_figures,
-    bicubic_figures)`` with uint8 HWC images; the one loop behind validation and eval."""
+    bicubic_figures)`` with uint8 HWC images; the one loop behind validation and eval.
+    ``pad``: mirror padding in LR px (``model_sr``) for a model with parameters."""
+    pad = pad if has_trainable_params(model) else 0
     for i in range(n):
         item = dataset[i]
         lr = item["lr"][None].to(device)
         ref = item["ref"][None].to(device)
-        sr = _u8(model_sr(model, lr, ref, scale=scale, mode=mode, tile=tile, overlap=overlap, amp=amp))
+        sr = _u8(model_sr(model, lr, ref, scale=scale, mode=mode, tile=tile, overlap=overlap, amp=amp,
+                          pad=pad))
         gt, lr8 = _u8(item["gt"]), _u8(item["lr"])
         bic = bicubic_up(lr8, scale)
         yield i, item, sr, bic, gt, figures(sr, gt, scale, full=full), figures(bic, gt, scale, full=full)
@@ -153,12 +181,17 @@ def _label(arch: str, mode: str) -> str:
     return f"{name} ({mode})" if arch == "cwtnet" else name
 
 
+def checkpoint_arch(checkpoint: str | Path) -> str:
+    """The architecture a checkpoint holds (one-line ``InputError`` if it is not ours)."""
+    return str(load_checkpoint(checkpoint)["arch"])
+
+
 def evaluate(
     store: str, checkpoint: str | Path, *, out: str | Path, split: str = "test",
     scale: int | None = None, mode: str = "reference", save_images: bool = False,
     use_ema: bool = True, device: str = "auto", tile: int | None = None, overlap: int = 16,
     max_images: int | None = None, pictures: int = 6, progress: bool = False,
-    arch: str | None = None,
+    arch: str | None = None, ref_source: str | None = None, pad: int = EVAL_PAD,
     on_plan: Callable[[dict[str, Any]], None] | None = None,
     on_estimate: Callable[[float, float], None] | None = None,
     search_window: int | None | str = SEARCH_WINDOW_KEEP,
@@ -166,11 +199,14 @@ def evaluate(
     """Score ``checkpoint`` and bicubic on the whole patches of ``split``; write the outputs.
 
     ``tile=None``: untiled when the LR patch is at most 256 px, else 128-px tiles
-    (overlap ``overlap``). Before the first image: ``on_plan(plan)`` with ``images``,
-    ``gt_px`` and ``lr_px`` (sides), ``tiles`` per image (1: untiled), ``tile``, ``label``,
-    ``device``; after it: ``on_estimate(first_image_s, estimated_total_s)``.
-    ``search_window``: CWT-Net's search window in LR px for this evaluation (``None`` =
-    global; default: as trained). Returns the ``metrics.json`` dict.
+    (overlap ``overlap``). ``ref_source``: the reference the model is scored with;
+    ``None`` = the one it was trained with (its checkpoint's config). ``pad``: LR px of
+    mirror padding around each image (0 = none; see ``EVAL_PAD``). Before the first
+    image: ``on_plan(plan)`` with ``images``, ``gt_px`` and ``lr_px`` (sides), ``tiles`` per
+    image (1: untiled), ``tile``, ``label``, ``device``; after it:
+    ``on_estimate(first_image_s, estimated_total_s)``. ``search_window``: CWT-Net's search
+    window in LR px for this evaluation (``None`` = global; default: as trained). Returns
+    the ``metrics.json`` dict.
     """
     if mode not in MODES:
         raise InputError(f"--mode {mode!r}: choose {' or '.join(MODES)}")
@@ -187,7 +223,8 @@ def evaluate(
             f"{checkpoint}: checkpoint is for --arch {ckpt['arch']}, not {arch}; pass the matching checkpoint"
         )
     arch = str(ckpt["arch"])
-    ref_source = str((ckpt.get("config") or {}).get("ref_source", "real"))
+    trained_ref = str((ckpt.get("config") or {}).get("ref_source", "real"))
+    ref_source = trained_ref if ref_source is None else str(ref_source)
     if mode == "reference" and arch != "cwtnet":
         mode = "sisr"  # other networks ignore the reference
     dev = resolve_device(device)
@@ -218,7 +255,8 @@ def evaluate(
     amp = dev.type == "cuda"
     with torch.no_grad():
         for i, item, sr, bic, gt, fm, fb in iter_scored(
-            model, ds, n, scale=scale, mode=mode, device=dev, tile=tile, overlap=overlap, amp=amp
+            model, ds, n, scale=scale, mode=mode, device=dev, tile=tile, overlap=overlap, amp=amp,
+            pad=pad,
         ):
             trow = table.loc[int(item["row"])] if int(item["row"]) in table.index else {}
             row = {"i": i, "row": int(item["row"]), "slide": str(trow.get("slide", "")),
@@ -258,8 +296,8 @@ def evaluate(
             "arch": arch, "label": label, "mode": mode, "scale": scale, "split": split,
             "n_images": n, "store": str(store), "checkpoint": str(checkpoint),
             "step": int(ckpt.get("step", 0)), "ema": bool(use_ema and ckpt.get("ema")),
-            "ref_source": ref_source, "gt_px": int(ds.gt_len), "lr_px": int(ds.patch),
-            "tile": tile, "overlap": overlap if tile else None, "device": str(dev),
+            "ref_source": ref_source, "trained_ref_source": trained_ref, "gt_px": int(ds.gt_len), "lr_px": int(ds.patch),
+            "tile": tile, "overlap": overlap if tile else None, "device": str(dev), "pad": int(pad),
             "wall_s": round(wall, 2),
             "search_window": getattr(getattr(model, "options", None), "search_window", None),
             "convention": "psnr/ssim: 8-bit RGB, no crop (authors); *_rgb_crop / *_y_crop: "

@@ -348,7 +348,7 @@ class Trainer:
 
     def validate(self) -> dict[str, Any]:
         """Score the (EMA) model on the test split: ``val.csv`` rows, ``best.pt`` when the
-        first mode's PSNR (dB) improves, ``curve.png``. Rank 0 only; other ranks get ``{}``."""
+        PSNR (dB) of ``cfg.best_mode`` improves (sisr for other networks), ``curve.png``. Rank 0 only; other ranks get ``{}``."""
         if self.val_ds is None or self.val_csv is None:
             return {}
         cfg, step = self.cfg, self.step_count
@@ -373,8 +373,9 @@ class Trainer:
                     self.tb.add_scalar(f"val/psnr_{mode}", m["psnr"], step)
                     self.tb.add_scalar(f"val/ssim_{mode}", m["ssim"], step)
         self.model.train()
-        if res and res[modes[0]]["psnr"] > self.best:
-            self.best = res[modes[0]]["psnr"]
+        key = cfg.best_mode if cfg.best_mode in res else modes[0]  # the mode the config names
+        if res and res[key]["psnr"] > self.best:
+            self.best = res[key]["psnr"]
             self.save(self.run_dir / BEST)
         plot_curves(self.run_dir)
         return res
