@@ -7,6 +7,7 @@ slides failed; 2 bad usage or unreadable inputs.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -15,9 +16,10 @@ import click
 
 from cwtnet.choices import DEVICES, EVAL_MODES, SCHEDULES
 from cwtnet.model import ARCH_NAMES
-from mlcamsr.errors import MLCamSRError
+from mlcamsr.errors import InputError, MLCamSRError
 from mlcamsr.qc import PAPER_RGB_MEAN
 from mlcamsr.reader_check import READER_CHECK_MODES
+from mlcamsr.remote import ENV_OPTIONS, parse_storage_options
 from mlcamsr.slides import BACKENDS
 from mlcamsr.triplets import DATASET_SCALES, REF_SOURCES
 
@@ -89,6 +91,36 @@ def sectioned(sections: dict[str, list[str]]) -> type[click.Command]:
                     formatter.write_dl(rest)
 
     return SectionedCommand
+
+
+def _export_storage_options(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_storage_options(value)
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
+    os.environ[ENV_OPTIONS] = value  # this process and its children (DataLoader, local dask workers)
+    return value
+
+
+def storage_options_option() -> Callable[[F], F]:
+    """``--storage-options JSON``: fsspec options for s3:// (etc.) slides and stores.
+
+    Without it, credentials and endpoint come from the ``AWS_*`` environment variables
+    (``AWS_ENDPOINT_URL`` included) as for any AWS client.
+    """
+    return click.option(
+        "--storage-options",
+        "storage_options",
+        default=None,
+        metavar="JSON",
+        expose_value=False,
+        is_eager=True,
+        callback=_export_storage_options,
+        help="fsspec options for URLs (s3://...), e.g. '{\"endpoint_url\": \"http://127.0.0.1:9000\"}'; "
+        "default: the AWS_* environment variables.",
+    )
 
 
 # ----------------------------------------------------------------------------- mlcamsr choices

@@ -18,19 +18,22 @@ from cli.common import (
     reader_check_option,
     rgb_mean_option,
     sectioned,
+    storage_options_option,
 )
 from mlcamsr.fingerprint import HASH_CHOICES
 
 
 @click.command("extract", cls=sectioned({
-    "Inputs and output": ["slides_dir", "coords_csv", "out", "annotations", "mpp", "backend", "reader_check"],
+    "Inputs and output": ["slides_dir", "coords_csv", "out", "annotations", "mpp", "backend", "reader_check",
+                          "storage_options"],
     "Members (what each patch holds)": ["size", "base_mpp", "base_mag", "scales", "allow_upsample"],
     "Quality control": ["min_tissue", "rgb_mean", "rgb_tol", "min_align_psnr"],
     "Parallelism": ["workers", "processes", "scheduler", "cache_mb", "dashboard"],
     "Store layout": ["shard_rows", "chunk", "zstd_level", "slide_hash", "overwrite"],
 }))
 @click.option("--slides", "slides_dir", required=True, type=click.Path(file_okay=True),
-              help="Folder holding the slides named in the coords file.")
+              help="Folder (or object-storage prefix, s3://bucket/slides/) holding the slides named in "
+              "the coords file.")
 @click.option("--coords", "coords_csv", required=True, type=click.Path(),
               help="CSV with slide,x,y (level-0 px of the patch CENTRE) [,label,mpp,...].")
 @click.option("--out", default=DEFAULT_STORE, show_default=True,
@@ -87,6 +90,7 @@ from mlcamsr.fingerprint import HASH_CHOICES
               "of every byte: reads the whole collection), none.")
 @click.option("--no-hash", is_flag=True, hidden=True, help="Same as --hash none (kept for old scripts).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@storage_options_option()
 @handle_errors
 def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, workers, processes, scheduler,
             backend, reader_check, mpp, annotations, overwrite, allow_upsample, min_tissue, rgb_mean, rgb_tol,

@@ -7,12 +7,13 @@ import sys
 
 import click
 
-from cli.common import handle_errors, store_argument
+from cli.common import handle_errors, storage_options_option, store_argument
 
 
 @click.command("info")
 @store_argument()
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@storage_options_option()
 @handle_errors
 def info(store: str, as_json: bool) -> None:
     """Summarise STORE (default mlcamsr.zarr): members, kept/rejected/failed, QC, split.

@@ -12,6 +12,7 @@ from cli.common import (
     handle_errors,
     print_warnings,
     reader_check_option,
+    storage_options_option,
 )
 
 
@@ -20,8 +21,8 @@ from cli.common import (
     "--slides",
     "slides_dir",
     required=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder of slides; names in the output are relative to it.",
+    help="Folder of slides (or an object-storage prefix, s3://bucket/slides/: TIFF-family "
+    "slides); names in the output are relative to it.",
 )
 @click.option(
     "--annotations",
@@ -106,6 +107,7 @@ from cli.common import (
 @backend_option()
 @reader_check_option()
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
+@storage_options_option()
 @handle_errors
 def sample_coords(
     slides_dir: str,

@@ -20,6 +20,7 @@ from cli.common import (
     scale_option,
     schedule_option,
     search_window_option,
+    storage_options_option,
     store_option,
 )
 from cwtnet.choices import EVAL_MODES
@@ -62,6 +63,9 @@ def _opt(*decls: str, **kw):  # an option whose default is TrainConfig's, shown 
 @_opt("--log-every", type=int, default=_D.log_every, help="CSV log every N steps.")
 @_opt("--num-workers", type=int, default=_D.num_workers, help="DataLoader worker processes.")
 @_opt("--in-memory/--no-in-memory", default=_D.in_memory, help="Hold the training split in RAM.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="For a store in object storage: local folder keeping each shard read, so "
+                   "epoch 2 reads locally [default: no cache].")
 @_opt("--seed", type=int, default=_D.seed, help="Seed of weights, batches and augmentation.")
 @device_option(_D.device)
 @_opt("--amp/--no-amp", default=_D.amp, help="bf16 autocast on CUDA (CPU always fp32).")
@@ -73,6 +77,7 @@ def _opt(*decls: str, **kw):  # an option whose default is TrainConfig's, shown 
               help="--arch srgan: torchvision vgg19 state dict for the VGG54 content loss "
                    "[default: none, the pixel loss is the content loss and results are labelled so].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly from its last.pt.")
+@storage_options_option()
 @handle_errors
 def main(config_file: str | None, resume: bool, **flags) -> None:
     """Train CWT-Net (or a baseline: --arch srcnn|srgan|edsr|rcan|mwcnn|swdnet|bicubic) on an MLCamSR store.

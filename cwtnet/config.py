@@ -56,6 +56,9 @@ class TrainConfig:
         ref_source (str): WT-branch input (Table III): ``real | gt | gt-updown | lr | bicubic``.
         in_memory (bool): Hold the training split in RAM. Default: False.
         num_workers (int): DataLoader worker processes. Default: 2.
+        cache_dir (str | None): For a store in object storage (``s3://...``), a local folder
+            keeping a copy of every shard read, so epoch 2 reads locally
+            (:mod:`mlcamsr.chunkcache`). Default: None (no cache).
         lr (float): Adam learning rate. Default: 1e-4.
         betas (tuple[float, float]): Adam betas. Default: (0.9, 0.999).
         weight_decay (float): Adam weight decay. Default: 0.
@@ -103,6 +106,7 @@ class TrainConfig:
     ref_source: str = "real"
     in_memory: bool = False
     num_workers: int = 2
+    cache_dir: str | None = None
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0

@@ -166,4 +166,6 @@ def make_dataset(store: Store, cfg: TrainConfig, split: str, *, train: bool, pat
     )
     if full:
         kwargs["full"] = True
+    if cfg.cache_dir is not None:
+        kwargs["cache_dir"] = cfg.cache_dir
     return TripletDataset(store, **kwargs)

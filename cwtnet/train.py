@@ -60,7 +60,7 @@ from mlcamsr.errors import InputError, MLCamSRError
 # Keys a resumed run may change; every other option must match the run's own config.
 RESUME_MUTABLE = {
     "steps", "minutes", "progress", "tensorboard", "num_workers", "device",
-    "val_every", "ckpt_every", "log_every", "val_images", "store", "out", "compile",
+    "val_every", "ckpt_every", "log_every", "val_images", "store", "out", "compile", "cache_dir",
 }
 
 

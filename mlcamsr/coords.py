@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mlcamsr.errors import InputError
+from mlcamsr.remote import is_url, resolve_remote_slides
 
 __all__ = ["REQUIRED_COLUMNS", "SLIDE_SUFFIXES", "read_coords", "resolve_slides", "check_slide_name"]
 
@@ -231,6 +232,10 @@ def resolve_slides(df: pd.DataFrame, slides_dir: str | os.PathLike[str]) -> dict
     Raises:
         InputError: the folder is missing/unreadable, or names are not found (all listed).
     """
+    if is_url(slides_dir):  # a prefix in object storage: one listing (sizes, ETags)
+        first = df.reset_index(drop=True).groupby("slide", sort=False).head(1)
+        names = [(str(n), int(i)) for i, n in zip(first.index, first["slide"])]
+        return resolve_remote_slides(names, str(slides_dir))  # type: ignore[return-value]
     d = Path(slides_dir)
     if not d.exists():
         raise InputError(f"slides folder {d} not found; give the folder with --slides")

@@ -77,7 +77,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from mlcamsr.chunkcache import CachedRegionReader
 from mlcamsr.errors import InputError, StoreError
+from mlcamsr.remote import is_url
 from mlcamsr.resize import resize_weights
 from mlcamsr.triplets import DATASET_SCALES as SCALES
 from mlcamsr.triplets import REF_SOURCES
@@ -129,6 +131,9 @@ class TripletDataset(Dataset):
         full: with ``augment=False``, whole patches instead of centre crops. Default False.
         repeat: each patch appears ``repeat`` times per epoch (BasicSR's
             ``dataset_enlarge_ratio``). Default 1.
+        storage_options: fsspec options for a store URL (default: ``AWS_*`` environment).
+        cache_dir: for a store in object storage, a local folder that keeps a copy of
+            each shard read (:mod:`mlcamsr.chunkcache`): epoch 2 reads locally.
     """
 
     def __init__(
@@ -143,15 +148,19 @@ class TripletDataset(Dataset):
         *,
         full: bool = False,
         repeat: int = 1,
+        storage_options: dict[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         from mlcamsr.store import Store, open_store
 
+        self.storage_options = dict(storage_options or {})
+        self.cache_dir = None if cache_dir is None else str(cache_dir)
         if isinstance(store, Store):
             self.path: Any = store.path
             handle = store
         else:
             self.path = store
-            handle = open_store(store, mode="r")
+            handle = open_store(store, mode="r", storage_options=self.storage_options)
         name = str(self.path)
         if scale not in SCALES:
             raise InputError(f"--scale {scale} is not one of {', '.join(map(str, SCALES))}")
@@ -299,9 +308,14 @@ class TripletDataset(Dataset):
         if self._arrays is None or self._pid != pid:
             from mlcamsr.store import open_store
 
-            handle = open_store(self.path, mode="r")
+            # every process opens its own store (and, for a URL, its own filesystem and event
+            # loop): an fsspec/aiohttp client must not cross fork
+            handle = open_store(self.path, mode="r", storage_options=self.storage_options)
             members = {m for m in (self.gt_member, self.ref_member) if m is not None}
-            self._arrays = {m: handle.region_reader(m) for m in members}
+            if self.cache_dir is not None and is_url(self.path):
+                self._arrays = {m: CachedRegionReader(handle, m, self.cache_dir) for m in members}
+            else:
+                self._arrays = {m: handle.region_reader(m) for m in members}
             self._pid = pid
         return self._arrays
 

@@ -71,6 +71,7 @@ import pandas as pd
 
 from mlcamsr import __version__
 from mlcamsr.annotations import load_for_slide, require_xml
+from mlcamsr.cluster import check_scheduler
 from mlcamsr.coords import read_coords, resolve_slides
 from mlcamsr.errors import InputError, StoreError
 from mlcamsr.fingerprint import HASH_CHOICES, fingerprint, fingerprint_change, sha256_full
@@ -86,6 +87,13 @@ from mlcamsr.patches import (
 )
 from mlcamsr.qc import PAPER_RGB_MEAN, QCThresholds, check_patch
 from mlcamsr.reader_check import READER_CHECK_MODES, check_readers
+from mlcamsr.remote import (
+    RemoteLock,
+    RemotePath,
+    check_fence,
+    check_url,
+    has_conditional_writes,
+)
 from mlcamsr.slides import BACKENDS, SlideReader, open_slide
 from mlcamsr.store import (
     FORMAT_VERSION,
@@ -107,6 +115,7 @@ __all__ = [
     "TASKS_PREFIX",
     "build_table",
     "check_options",
+    "check_places",
     "choose_readers",
     "done_records",
     "drop_damaged",
@@ -254,8 +263,13 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
             for name, img in images.items():
                 blocks[name][i] = img
     store = open_store(task["store"], mode="r+")
+    fence = task.get("fence")  # object storage: write only while our run holds the lease
+    if fence:
+        check_fence(task["store"], fence)
     written = {name: store.write_shard(name, start, block).as_dict() for name, block in blocks.items()}
     record = {"rows": records, "shards": written}
+    if fence:
+        check_fence(task["store"], fence)
     store.put_bytes(record_key(TASKS_PREFIX, task["shard"]), json.dumps(record).encode())
     return records
 
@@ -289,8 +303,9 @@ def _open_slides(
             with open_slide(path, backend=backend) as r:
                 dims = tuple((int(w), int(h)) for w, h in r.level_dimensions)
                 own = r.mpp
-                meta = {
+                meta: dict[str, Any] = {
                     "path": name,
+                    **({"url": str(path), "etag": path.etag} if isinstance(path, RemotePath) else {}),
                     "size": int(size),
                     "reader": str(r.backend),
                     "vendor": r.vendor,
@@ -732,8 +747,21 @@ def _plan_failures(
     return pre_fail
 
 
-def _lock_out(out: str) -> StoreLock | None:
-    """Refuse an ``out`` folder that is not a store, then take its lock (None for URLs)."""
+def check_places(out: str, *, scheduler: str | None) -> None:
+    """Stage 0: a store URL's endpoint, credentials and bucket, and the ``scheduler``, answer
+    (one line and exit 2 otherwise, before anything is read or written)."""
+    if "://" in out:
+        check_url(out, what="--out", must_exist=False)
+    if scheduler is not None:
+        check_scheduler(scheduler)
+
+
+def _lock_out(out: str) -> StoreLock | RemoteLock | None:
+    """Refuse an ``out`` folder that is not a store, then take its lock: a lock file, or on
+    ``s3://`` a lease with a fencing token (:class:`mlcamsr.remote.RemoteLock`); None for
+    other URLs."""
+    if has_conditional_writes(out):
+        return RemoteLock(out).acquire()
     if "://" in out:
         return None
     p = Path(out)
@@ -842,6 +870,7 @@ def make_tasks(
     allow_upsample: bool,
     token: str,
     cache_mb: float,
+    fence: int = 0,
 ) -> list[dict[str, Any]]:
     """Stage 4: one picklable task (see :func:`run_task`) per shard of ``shard_rows`` rows,
     leaving out the shards in ``skip`` (done by an earlier run)."""
@@ -874,6 +903,7 @@ def make_tasks(
                 "backend": backend,
                 "allow_upsample": bool(allow_upsample),
                 "token": token,
+                "fence": int(fence),
                 "cache_mb": float(cache_mb),
             }
         )
@@ -1113,6 +1143,8 @@ def extract(
         StoreError: the store is locked, foreign, or made with other parameters.
     """
     t0 = time.perf_counter()
+    out_s = local_path(out)
+    check_places(out_s, scheduler=scheduler)
     specs, th, chunk_px = check_options(
         size=size, base_mpp=base_mpp, base_mag=base_mag, scales=scales, backend=backend, mpp=mpp,
         shard_rows=shard_rows, chunk=chunk, min_tissue=min_tissue, rgb_mean=rgb_mean,
@@ -1133,7 +1165,6 @@ def extract(
                            backend=backend, reader_check=reader_check, mpp=mpp, allow_upsample=allow_upsample,
                            shard_rows=shard_rows, zstd_level=zstd_level, chunk_px=chunk_px,
                            annotations=annotations)
-    out_s = local_path(out)
     lock = _lock_out(out_s)
     try:
         store, resumed = open_or_create_store(out_s, params, specs, overwrite=overwrite,
@@ -1145,12 +1176,15 @@ def extract(
             return _result(out_s, store.table, t0, tasks_run=0, tasks_skipped=-1, warnings=plan.warnings)
         done = done_records(store)
         tasks = make_tasks(plan, specs, th, store=out_s, skip=done, shard_rows=shard_rows, backend=backend,
-                           allow_upsample=allow_upsample, token=_params_hash(params)[:8], cache_mb=cache_mb)
+                           allow_upsample=allow_upsample, token=_params_hash(params)[:8], cache_mb=cache_mb,
+                           fence=lock.token if isinstance(lock, RemoteLock) else 0)
         hasher = SlideHasher({name: plan.paths[name] for name in plan.slides},
                              enabled=slide_hash == "full").start()
         task_errors = execute_tasks(tasks, done, n_rows=plan.n, workers=workers, scheduler=scheduler,
                                     processes=processes, progress=progress, dashboard=dashboard)
         table = build_table(plan, done, specs)
+        if isinstance(lock, RemoteLock):
+            lock.check()  # another run took the store: do not overwrite its table
         finish_store(store, table, plan, specs, chunk_px=chunk_px, hashes=hasher.join(),
                      complete=not task_errors, slide_hash=slide_hash, prints=prints)
         result = _result(out_s, table, t0, tasks_run=len(tasks), tasks_skipped=len(done) - len(tasks),

@@ -57,7 +57,8 @@ from mlcamsr.annotations import (
 )
 from mlcamsr.errors import InputError
 from mlcamsr.reader_check import ReaderCheck, check_readers
-from mlcamsr.slides import SlideReader, open_slide
+from mlcamsr.remote import RemoteDir, is_url, list_remote_slides
+from mlcamsr.slides import TIFF_SUFFIXES, SlideReader, open_slide
 
 #: file extensions discovered in --slides (DICOM files are not slides one by one:
 #: a folder of them is one slide)
@@ -517,18 +518,25 @@ def sample_coords(
     Raises:
         InputError: bad folder or options, or no slide could be used.
     """
-    slides_dir = Path(slides_dir)
-    _check_sample_options(slides_dir, annotations_dir, n=n, min_tissue=min_tissue, size=size, base_mpp=base_mpp)
-    names = discover_slides(slides_dir, include)
+    remote = is_url(slides_dir)  # an object-storage prefix: TIFF-family slides, tiffslide
+    # a RemoteDir stands in for the folder: `folder / name` is the slide's URL
+    folder: Path = RemoteDir(str(slides_dir)) if remote else Path(slides_dir)  # type: ignore[assignment]
+    _check_sample_options(folder, annotations_dir, n=n, min_tissue=min_tissue, size=size, base_mpp=base_mpp)
+    if remote:
+        looked = tuple(sorted(TIFF_SUFFIXES))
+        names = list_remote_slides(folder, looked, list(include) if include else None)  # type: ignore[arg-type]
+    else:
+        looked = DISCOVER_EXTENSIONS
+        names = discover_slides(folder, include)
     if not names:
         raise InputError(
-            f"--slides {slides_dir}: no slide files found "
-            f"(looked for {', '.join(DISCOVER_EXTENSIONS)}); check the folder"
+            f"--slides {folder}: no slide files found "
+            f"(looked for {', '.join(looked)}); check the folder"
         )
     with_classes = annotations_dir is not None
     square_um = size * base_mpp
     plans, failed = plan_slides(
-        slides_dir, names,
+        folder, names,
         annotations_dir=annotations_dir, square_um=square_um,
         mask_mpp=mask_mpp if mask_mpp is not None else min(8.0, square_um / 16),
         mpp=mpp, spacing=spacing, min_tissue=min_tissue, tumor_min_frac=tumor_min_frac,

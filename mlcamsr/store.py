@@ -22,8 +22,11 @@ with one chunk per patch each read decodes the whole ~3 MB patch, with 256-px in
 chunks it decodes the 1-4 chunks the crop touches (zarr reads them by byte range from
 the shard). Shards stay whole patches, so one writer still owns whole shard files.
 
-Any fsspec URL zarr accepts works for reading and writing; the writer lock is only
-taken on local stores (a remote store has no atomic create here).
+Any fsspec URL zarr accepts works for reading and writing (options: ``storage_options``
+or :func:`mlcamsr.remote.storage_options`). The writer lock is a lock file on local stores
+and a lease with a fencing token on ``s3://`` (conditional writes,
+:class:`mlcamsr.remote.RemoteLock`); other URL schemes get no lock. On object storage a
+shard, a record and the table are each one PUT (atomic); docs/scaling.md has the guarantees.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import zarr
 from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
 from zarr.storage import LocalStore
 
+from mlcamsr import remote
 from mlcamsr import shards as _shards
 from mlcamsr.errors import StoreError
 
@@ -456,12 +460,15 @@ class Store:
         self.update_attrs(table={"bytes": len(data), "crc32c": _shards.crc32c(data)})
 
     # -- locking -------------------------------------------------------------------
-    def lock(self) -> StoreLock | _NoLock:
-        """A writer lock (context manager) for local stores; a no-op for remote ones."""
+    def lock(self) -> StoreLock | remote.RemoteLock | _NoLock:
+        """The writer lock (context manager): a lock file on local stores, a lease with a
+        fencing token on object storage (:class:`mlcamsr.remote.RemoteLock`), else a no-op."""
         root = self.local_root
-        if root is None:
-            return _NoLock()
-        return StoreLock(root / LOCK_NAME)
+        if root is not None:
+            return StoreLock(root / LOCK_NAME)
+        if remote.has_conditional_writes(str(self.path)):
+            return remote.RemoteLock(str(self.path))
+        return _NoLock()
 
     def _writable(self) -> None:
         if self.mode == "r":
@@ -496,7 +503,10 @@ class RegionReader:
     ``bytes_read`` (own path only).
     """
 
-    def __init__(self, store: Store, name: str) -> None:
+    def __init__(self, store: Store, name: str, shard_root: Path | None = None) -> None:
+        """``shard_root``: read shard files (``<member>/c/...``) below this folder instead
+        of the store's own root (a local copy of a remote store's shards,
+        :mod:`mlcamsr.chunkcache`)."""
         self.array = store[name]
         self.name = name
         self.store_name = str(store.path)
@@ -504,7 +514,7 @@ class RegionReader:
         self.bytes_read = 0
         self._index: dict[int, tuple[Any, Any]] = {}  # shard -> (stamp, index or ShardFile)
         self._zstore = store.group.store
-        self._root = store.local_root
+        self._root = shard_root if shard_root is not None else store.local_root
         self._layout = _shards.layout_of(self.array)
 
     def __getattr__(self, attr: str) -> Any:
@@ -713,8 +723,8 @@ def open_store(
         if p.exists() and not p.is_dir():
             raise StoreError(f"{p} exists and is not a directory; choose another --out")
     kwargs: dict[str, Any] = {}
-    if url and storage_options:
-        kwargs["storage_options"] = storage_options
+    if url:
+        kwargs["storage_options"] = remote.storage_options(storage_options)
     target = str(path_or_url)
     if mode == "w" and made_by_us(target, storage_options) is False:
         raise StoreError(
@@ -725,7 +735,9 @@ def open_store(
         if mode == "w":
             if not url and Path(target).is_dir():
                 _clear_local(Path(target))
-            group = zarr.open_group(target, mode="w" if url else "a", zarr_format=3, **kwargs)
+            elif url:  # keep the lease we hold (zarr's mode "w" would delete it)
+                remote.clear_prefix(target, keep=LOCK_NAME, options=storage_options)
+            group = zarr.open_group(target, mode="a", zarr_format=3, **kwargs)
         elif mode == "a":
             group = zarr.open_group(target, mode="a", zarr_format=3, **kwargs)
         else:
