@@ -39,7 +39,7 @@ alone in each layout of ``--chunks``, interleaved for ``--rounds`` rounds. Usage
 
     python bench/extract.py [--case real|synth] [--n 240] [--slide-size 8192] [--workers 2]
     python bench/extract.py --io [--n 240] [--big-side 73728]
-    python bench/extract.py --write-only [--chunks 1024,256,128]
+    python bench/extract.py --write-only [--chunks 1024,256,128] [--compare-crc]
     python bench/extract.py --compare-chunks [--chunks 1024,256] [--rounds 3]
 """
 
@@ -215,10 +215,12 @@ def stage_profile(slide: Path, centres: list[tuple[int, int]], size: int, backen
 
 
 def write_cost(
-    slide: Path, centres: list[tuple[int, int]], size: int, chunks: list[int], rounds: int = 5
+    slide: Path, centres: list[tuple[int, int]], size: int, chunks: list[int], rounds: int = 5,
+    checksum: bool = True,
 ) -> dict[str, dict[str, float]]:
     """CPU ms per triplet of ``Store.write_shard`` (40x/20x/10x, 16-row shards) and bytes
-    stored per triplet, per inner chunk side; rounds interleaved, medians."""
+    stored per triplet, per inner chunk side; rounds interleaved, medians. Layouts named
+    ``"256"`` carry a crc32c per chunk (``checksum``); ``"256-nocrc"`` do not (format 1)."""
     import tiffslide
 
     from mlcamsr.store import open_store
@@ -234,23 +236,26 @@ def write_cost(
     tmp = Path(tempfile.mkdtemp(prefix="bench_write_"))
     st = open_store(tmp / "w.zarr", "w")
     shards = 4  # 64 triplets per round
-    for c in chunks:
+    layouts = [(str(c), c, True) for c in chunks]
+    if not checksum:
+        layouts += [(f"{c}-nocrc", c, False) for c in chunks]
+    for label, c, crc in layouts:
         for name, b in blocks.items():
-            st.create_member(f"{name}_{c}", n=16 * shards, size=b.shape[1], mpp=1, scale=1,
-                             mag=1, shard_rows=16, chunk=c)
-    cpu: dict[int, list[float]] = {c: [] for c in chunks}
+            st.create_member(f"{name}_{label}", n=16 * shards, size=b.shape[1], mpp=1, scale=1,
+                             mag=1, shard_rows=16, chunk=c, checksum=crc)
+    cpu: dict[str, list[float]] = {lab: [] for lab, _, _ in layouts}
     for _ in range(rounds):
-        for c in chunks:
+        for label, _, _ in layouts:
             t0 = time.process_time()
             for k in range(shards):
                 for name, b in blocks.items():
-                    st.write_shard(f"{name}_{c}", 16 * k, b)
-            cpu[c].append(1000 * (time.process_time() - t0) / (16 * shards))
+                    st.write_shard(f"{name}_{label}", 16 * k, b)
+            cpu[label].append(1000 * (time.process_time() - t0) / (16 * shards))
     out = {}
-    for c in chunks:
-        nbytes = sum(_du(tmp / "w.zarr" / f"{name}_{c}") for name in blocks)
-        out[str(c)] = {"cpu_ms_per_triplet": float(np.median(cpu[c])),
-                       "mb_per_triplet": nbytes / (16 * shards) / 1e6}
+    for label, _, _ in layouts:
+        nbytes = sum(_du(tmp / "w.zarr" / f"{name}_{label}") for name in blocks)
+        out[label] = {"cpu_ms_per_triplet": float(np.median(cpu[label])),
+                      "mb_per_triplet": nbytes / (16 * shards) / 1e6}
     shutil.rmtree(tmp, ignore_errors=True)
     return out
 
@@ -280,6 +285,9 @@ def main() -> None:
     ap.add_argument("--compare-chunks", action="store_true",
                     help="only run (c) in each layout of --chunks, interleaved rounds")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of --compare-chunks")
+    ap.add_argument("--compare-crc", action="store_true",
+                    help="with --write-only: also each layout without the per-chunk crc32c, "
+                    "and print the ratio (the cost of the checksum)")
     args = ap.parse_args()
 
     from mlcamsr.extract import extract
@@ -318,10 +326,14 @@ def main() -> None:
     if args.write_only:
         chunks = [int(c) for c in args.chunks.split(",") if c]
         load0 = _load()
-        w = write_cost(slide, centres, args.size, chunks)
+        w = write_cost(slide, centres, args.size, chunks, checksum=not args.compare_crc)
         for c, v in w.items():
-            print(f"write_shard, inner chunk {c:>5} px: {v['cpu_ms_per_triplet']:.2f} CPU ms/triplet, "
+            print(f"write_shard, inner chunk {c:>11} px: {v['cpu_ms_per_triplet']:.2f} CPU ms/triplet, "
                   f"{v['mb_per_triplet']:.3f} MB/triplet stored")
+        for c in chunks:
+            if f"{c}-nocrc" in w:
+                r = w[str(c)]["cpu_ms_per_triplet"] / w[f"{c}-nocrc"]["cpu_ms_per_triplet"]
+                print(f"crc32c per chunk, {c} px: write CPU x{r:.3f} (with / without)")
         print(f"load average before {load0}, after {_load()}")
         if args.json:
             Path(args.json).write_text(json.dumps(w, indent=2))

@@ -21,7 +21,7 @@ The patches are real H&E: 1024-px mosaics of 512-px squares of the real images i
 ``../shared/data/patches`` (rotated/flipped), so compression behaves like real tissue.
 
 Run: ``python bench/loader.py [--patches 48] [--samples 1024] [--rounds 3] [--chunk 256]
-[--compare-chunks 1024,128]``
+[--compare-chunks 1024,128] [--compare-crc]``
 """
 
 from __future__ import annotations
@@ -81,9 +81,10 @@ def make_patches(n: int, size: int) -> np.ndarray:
     return out
 
 
-def build_store(path: Path, patches: np.ndarray, chunk: int | None = 256) -> None:
+def build_store(path: Path, patches: np.ndarray, chunk: int | None = 256, checksum: bool = True) -> None:
     """A store in the extract layout (40x, 20x members, table with a split): inner chunks of
-    ``min(chunk, member size)`` px (``None``: one chunk per patch), 16-patch shards."""
+    ``min(chunk, member size)`` px (``None``: one chunk per patch), 16-patch shards, a
+    crc32c per chunk (``checksum=False``: without, the format-1 layout)."""
     import pandas as pd
 
     from mlcamsr.resize import imresize
@@ -95,7 +96,7 @@ def build_store(path: Path, patches: np.ndarray, chunk: int | None = 256) -> Non
         data = patches if f == 1 else np.stack([imresize(p, scale=1 / f) for p in patches])
         st.create_member(
             name, n=n, size=size // f, mpp=0.243 * f, scale=f, mag=40.0 / f, kind="real",
-            shard_rows=16, chunk=chunk,
+            shard_rows=16, chunk=chunk, checksum=checksum,
         )
         for _, start, stop in iter_shards(n, int(st[name].shards[0])):
             st.write_shard(name, start, data[start:stop])
@@ -225,6 +226,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_loader"))
     ap.add_argument("--keep", action="store_true", help="reuse data built by a previous run")
+    ap.add_argument("--compare-crc", action="store_true",
+                    help="also (a-): the (a) store without the per-chunk crc32c; prints the ratio")
     args = ap.parse_args()
 
     from mlcamsr.dataset import TripletDataset
@@ -239,6 +242,8 @@ def main() -> None:
         build_pngs(out / "png", patches)
         for c in other:
             build_store(out / f"store_chunk{c}.zarr", patches, chunk=c)
+        if args.compare_crc:
+            build_store(out / "store_nocrc.zarr", patches, chunk=args.chunk, checksum=False)
     repeat = max(1, -(-2 * args.samples // args.patches))
     kw = dict(split="train", scale=2, patch=64, repeat=repeat)
     runs = {
@@ -254,13 +259,17 @@ def main() -> None:
         runs[f"(a') disk, {layout(c)}"] = lambda c=c: TripletDataset(
             out / f"store_chunk{c}.zarr", **kw
         )
+    if args.compare_crc:
+        runs["(a-) disk, no chunk crc32c"] = lambda: TripletDataset(out / "store_nocrc.zarr", **kw)
     load0 = os.getloadavg()
-    stores = {args.chunk: out / "store.zarr"} | {c: out / f"store_chunk{c}.zarr" for c in other}
+    stores = {layout(args.chunk): out / "store.zarr"} | {layout(c): out / f"store_chunk{c}.zarr" for c in other}
+    if args.compare_crc:
+        stores[f"{layout(args.chunk)} no crc32c"] = out / "store_nocrc.zarr"
     reads: dict[str, list[float]] = {}
     for r in range(5):  # interleaved rounds of single-process crop reads
-        for c, path in stores.items():
+        for lab, path in stores.items():
             for how, zs in (("RegionReader", False), ("zarr slice", True)):
-                key = f"{layout(c)}, {how}"
+                key = f"{lab}, {how}"
                 reads.setdefault(key, []).append(crop_read_ms(path, seed=r, zarr_slice=zs))
     for name, v in reads.items():
         print(f"crop read (144 px, 1 process) {name:36s} {np.median(v):6.2f} ms median of 5 x 40")
@@ -278,6 +287,12 @@ def main() -> None:
     a, c = results["(a) store on disk"], results["(c) PNG folders (BasicSR way)"]
     print(f"(a)/(c) = {a / c:.1f}x (medians); load average before {load0[0]:.2f}, after "
           f"{load1[0]:.2f} on {os.cpu_count()} CPUs")
+    if args.compare_crc:
+        nocrc = results["(a-) disk, no chunk crc32c"]
+        lab = layout(args.chunk)
+        r_read = np.median(reads[f"{lab}, RegionReader"]) / np.median(reads[f"{lab} no crc32c, RegionReader"])
+        print(f"crc32c per chunk: samples/s with / without = {a / nocrc:.3f}; crop read ms with / "
+              f"without = {r_read:.3f}")
     print(json.dumps({"samples_per_s": rounds, "crop_read_ms": reads,
                       "loadavg_before": load0, "loadavg_after": load1,
                       "args": {k: str(v) for k, v in vars(args).items()}}))

@@ -1,4 +1,5 @@
-"""Quality at a fixed budget: bicubic, EDSR-baseline and CWT-Net (reference and SISR), x2/x4.
+"""Quality at a fixed budget: bicubic, EDSR-baseline and CWT-Net (reference and SISR), x2/x4,
+and with ``--archs`` the other learned methods of Table I (SRCNN, SRGAN, RCAN, MWCNN, SWD-Net).
 
 Same data and the same wall-clock training budget for every learned model, on
 
@@ -16,6 +17,11 @@ Prints a Table-I-style table with steps and wall time per model and writes
 CPU (this machine)::
 
     python bench/quality.py --minutes 1.5 --scales 2,4 --max-images 8
+
+Table I's learned methods at equal steps, two seeds (CPU, small configurations ``SMALL``)::
+
+    python bench/quality.py --stores real --scales 2 --minutes 1000 --steps 120 --seeds 0,1 \
+        --archs srcnn,srgan,edsr,rcan,mwcnn,swdnet,cwtnet --patch 24 --max-images 12
 
 GPU (paper configuration: 12 CWTBs x 64, EDSR 16 x 64, batch 16, LR patch 64, bf16)::
 
@@ -104,6 +110,19 @@ def build_real_store(out: Path, *, size: int = 256, workers: int = 2, seed: int 
     return store
 
 
+SMALL: dict[str, dict[str, Any]] = {
+    "srcnn": {},
+    "srgan": {"adv_weight": 1e-3},  # SRGAN: without --vgg-weights its content loss is the pixel loss
+    "rcan": {"blocks": 4, "model_options": {"num_block": 4}},  # 4 groups x 4 RCABs x 64
+    "mwcnn": {"model_options": {"channels": [80, 128, 128]}},  # half the paper's channels
+    "swdnet": {},
+}
+"""CPU configurations of the other Table I methods (the paper's sizes where affordable)."""
+
+LEARNED = ("srcnn", "srgan", "edsr", "rcan", "mwcnn", "swdnet", "cwtnet")
+"""Table I's learned methods in the paper's order."""
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     import torch
 
@@ -125,11 +144,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     cuda = args.device == "cuda"
     if args.paper:
         models = {"cwtnet": dict(blocks=12, channels=64), "edsr": dict(blocks=16, channels=64)}
+        models.update({a: {} for a in ("srcnn", "srgan", "rcan", "mwcnn", "swdnet")})  # paper defaults
         batch, patch = 16, 64
     else:
         models = {"cwtnet": dict(blocks=args.cwt_blocks, channels=args.cwt_channels),
-                  "edsr": dict(blocks=16, channels=64)}
+                  "edsr": dict(blocks=16, channels=64), **SMALL}
         batch, patch = args.batch_size, args.patch
+    models = {a: models[a] for a in args.archs}
     results: list[dict[str, Any]] = []
     for sname, store in stores.items():
         for scale in args.scales:
@@ -139,8 +160,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                          mode="sisr", device=args.device, max_images=args.max_images, pictures=1)
             results.append(_row(sname, "bicubic", scale, m, steps=0, wall=0.0))
             print(results[-1], flush=True)
-            for arch, size in models.items():
-                run_dir = out / "runs" / _slug(sname) / f"{arch}_x{scale}"
+            for arch, size, seed in [(a, sz, sd) for a, sz in models.items() for sd in args.seeds]:
+                run_dir = out / "runs" / _slug(sname) / (f"{arch}_x{scale}" + (f"_s{seed}" if seed else ""))
                 import shutil
 
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -149,7 +170,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                                   lr=args.lr, ema_decay=0.99, val_every=0, val_images=2,
                                   val_patch=p, ckpt_every=10**9, log_every=10, device=args.device,
                                   num_workers=args.num_workers if cuda else 0, progress=False,
-                                  **size)
+                                  seed=seed, **size)
                 if cuda:
                     torch.cuda.reset_peak_memory_stats()
                 r = train(cfg)
@@ -161,6 +182,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                                  tile=None if cuda else args.tile, overlap=8)
                     results.append(_row(sname, m["meta"]["label"], scale, m, steps=r.step,
                                         wall=r.wall_s, sps=r.samples_per_s, peak=peak))
+                    results[-1].update(arch=arch, seed=seed, mode=mode)
+                    if len(args.seeds) > 1:
+                        results[-1]["method"] += f" seed {seed}"
                     print(results[-1], flush=True)
     return results
 
@@ -196,6 +220,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=1.5, help="wall-clock training budget per model")
     ap.add_argument("--steps", type=int, default=10**6, help="step budget per model (the first reached stops)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    ap.add_argument("--archs", default="cwtnet,edsr",
+                    help=f"learned methods, comma-separated, from {','.join(LEARNED)} (Table I: all)")
+    ap.add_argument("--seeds", default="0", help="training seeds, comma-separated (one run per seed)")
     ap.add_argument("--paper", action="store_true", help="paper config: 12x64 CWT-Net, batch 16, patch 64")
     ap.add_argument("--cwt-blocks", type=int, default=4)
     ap.add_argument("--cwt-channels", type=int, default=32)
@@ -209,6 +236,11 @@ def main() -> None:
     args = ap.parse_args()
     args.stores = [s.strip() for s in args.stores.split(",")]
     args.scales = [int(s) for s in args.scales.split(",")]
+    args.archs = [a.strip() for a in args.archs.split(",")]
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    unknown = sorted(set(args.archs) - set(LEARNED))
+    if unknown:
+        ap.error(f"--archs: unknown {', '.join(unknown)}; choose from {', '.join(LEARNED)}")
     import torch
 
     from cwtnet.report import table_i

@@ -7,6 +7,7 @@ slides failed; 2 bad usage or unreadable inputs.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -15,8 +16,10 @@ import click
 
 from cwtnet.choices import DEVICES, EVAL_MODES, SCHEDULES
 from cwtnet.model import ARCH_NAMES
-from mlcamsr.errors import MLCamSRError
+from mlcamsr.errors import InputError, MLCamSRError
 from mlcamsr.qc import PAPER_RGB_MEAN
+from mlcamsr.reader_check import READER_CHECK_MODES
+from mlcamsr.remote import ENV_OPTIONS, parse_storage_options
 from mlcamsr.slides import BACKENDS
 from mlcamsr.triplets import DATASET_SCALES, REF_SOURCES
 
@@ -90,6 +93,36 @@ def sectioned(sections: dict[str, list[str]]) -> type[click.Command]:
     return SectionedCommand
 
 
+def _export_storage_options(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_storage_options(value)
+    except InputError as exc:
+        raise click.BadParameter(str(exc)) from None
+    os.environ[ENV_OPTIONS] = value  # this process and its children (DataLoader, local dask workers)
+    return value
+
+
+def storage_options_option() -> Callable[[F], F]:
+    """``--storage-options JSON``: fsspec options for s3:// (etc.) slides and stores.
+
+    Without it, credentials and endpoint come from the ``AWS_*`` environment variables
+    (``AWS_ENDPOINT_URL`` included) as for any AWS client.
+    """
+    return click.option(
+        "--storage-options",
+        "storage_options",
+        default=None,
+        metavar="JSON",
+        expose_value=False,
+        is_eager=True,
+        callback=_export_storage_options,
+        help="fsspec options for URLs (s3://...), e.g. '{\"endpoint_url\": \"http://127.0.0.1:9000\"}'; "
+        "default: the AWS_* environment variables.",
+    )
+
+
 # ----------------------------------------------------------------------------- mlcamsr choices
 # One home per mlcamsr choice list (slide backends: mlcamsr.slides.BACKENDS; the paper's
 # RGB mean: mlcamsr.qc.PAPER_RGB_MEAN); every command builds its option from here.
@@ -119,6 +152,30 @@ def choice_option(
 def backend_option(help: str = "Slide reader.") -> Callable[[F], F]:
     """``--backend auto|openslide|tiffslide`` (:data:`mlcamsr.slides.BACKENDS`)."""
     return choice_option("--backend", BACKENDS, default="auto", help=help)
+
+
+def reader_check_option() -> Callable[[F], F]:
+    """``--reader-check on|off`` (:data:`mlcamsr.reader_check.READER_CHECK_MODES`)."""
+    return choice_option(
+        "--reader-check", READER_CHECK_MODES, default="on",
+        help="With --backend auto, read a small fixed sample of each slide with openslide and "
+        "tiffslide; a slide they disagree on is read with openslide (warned, recorded).",
+    )
+
+
+def print_warnings(lines: Sequence[str]) -> None:
+    """Each warning line on stderr, prefixed ``Warning:``."""
+    for line in lines:
+        click.echo(f"Warning: {line}", err=True)
+
+
+def parse_scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    """A click callback: ``"1,2,4"`` -> ``(1, 2, 4)`` (member scales of extract and slides)."""
+    try:
+        out = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give integers separated by commas, e.g. 1,2,4") from None
+    return out
 
 
 def parse_floats(n: int) -> Callable[[click.Context, click.Parameter, str | None], tuple[float, ...] | None]:

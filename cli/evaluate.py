@@ -6,13 +6,15 @@ import click
 
 from cli.common import (
     arch_option,
+    choice_option,
     device_option,
     handle_errors,
-    mode_option,
+    ref_source_option,
     scale_option,
     search_window_option,
     store_option,
 )
+from cwtnet.choices import EVAL_MODES
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,24 +26,37 @@ from cli.common import (
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder [default: <checkpoint folder>/eval_<split>_<mode>].")
 @arch_option(None, help="Refuse a checkpoint of another architecture [default: accept the checkpoint's].")
-@mode_option()
+@choice_option("--mode", ("both", *EVAL_MODES), default="both",
+               help="CWT-Net with I'_GT (reference), through its WR module (sisr), or both side "
+                    "by side (other networks: sisr).")
+@ref_source_option(None, help="Reference to score with (Table III) [default: the one the "
+                              "checkpoint was trained with].")
 @click.option("--save-images", is_flag=True, help="Write images/<i>_sr.png, _bicubic.png, _gt.png.")
 @click.option("--use-ema/--no-ema", default=True, show_default=True, help="EMA weights when the checkpoint has them.")
 @device_option()
 @click.option("--tile", type=int, default=None, help="LR tile size [default: untiled up to 256 px, else 128].")
 @click.option("--overlap", type=int, default=16, show_default=True, help="Tile overlap (LR px).")
+@click.option("--pad", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Mirror-pad each LR image by this many px before the model and cut the result "
+                   "(the border is otherwise the convolutions' zero-padded edge); 0 = off.")
 @click.option("--max-images", type=int, default=None, help="Score only the first N images.")
 @click.option("--pictures", type=int, default=6, show_default=True, help="Side-by-side pictures to write.")
+@click.option("--lpips-weights", type=click.Path(file_okay=False), default=None,
+              help="Folder with LPIPS files (alexnet-owt-7be5be79.pth / vgg16-397923af.pth torchvision "
+                   "backbones and the lpips package's alex.pth / vgg.pth) [default: torch hub's "
+                   "checkpoints + an installed lpips]; without them LPIPS is reported unavailable.")
 @search_window_option(checkpoint=True)
 @handle_errors
 def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | None,
-         arch: str | None, mode: str,
-         save_images: bool, use_ema: bool, device: str, tile: int | None, overlap: int,
-         max_images: int | None, pictures: int, search_window: str | None) -> None:
+         arch: str | None, mode: str, ref_source: str | None,
+         save_images: bool, use_ema: bool, device: str, tile: int | None, overlap: int, pad: int,
+         max_images: int | None, pictures: int, search_window: str | None,
+         lpips_weights: str | None) -> None:
     """Score a checkpoint and bicubic (authors' PSNR/SSIM + BasicSR's) on STORE's test split.
 
-    Prints the image count, sizes and tiling first, then an estimated time from the
-    first image.
+    CWT-Net is scored in SISR mode and with its reference, side by side (--mode both:
+    OUT/sisr and OUT/reference). Prints the image count, sizes and tiling first, then an
+    estimated time from the first image.
 
     Writes OUT/metrics.json (keys model, bicubic: mean psnr, ssim in the authors'
     convention; *_rgb_crop, *_y_crop: BasicSR's), per_image.csv, table.md and
@@ -55,7 +70,7 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
     """
     from pathlib import Path
 
-    from cwtnet.evaluate import evaluate
+    from cwtnet.evaluate import checkpoint_arch, evaluate
     from cwtnet.infer import format_seconds
     from cwtnet.model import parse_search_window
 
@@ -69,17 +84,32 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
     def estimate(first: float, total: float) -> None:
         click.echo(f"first image {first:.2f} s: about {format_seconds(total)} in all", err=True)
 
-    out_dir = out or str(Path(checkpoint).parent / f"eval_{split}_{mode}")
-    m = evaluate(store, checkpoint, out=out_dir, split=split, scale=scale,
-                 mode=mode, save_images=save_images, use_ema=use_ema, device=device, tile=tile,
-                 overlap=overlap, max_images=max_images, pictures=pictures, progress=True,
-                 arch=arch, on_plan=plan, on_estimate=estimate, search_window=window)
-    meta = m["meta"]
-    click.echo(f"{meta['label']} x{meta['scale']} on {meta['n_images']} {split} images "
-               f"(8-bit RGB, no crop):")
-    click.echo(f"  model   PSNR {m['model']['psnr']:.3f} dB  SSIM {m['model']['ssim']:.4f}")
-    click.echo(f"  bicubic PSNR {m['bicubic']['psnr']:.3f} dB  SSIM {m['bicubic']['ssim']:.4f}")
-    click.echo(f"written: {out_dir}/metrics.json, per_image.csv, table.md, compare/")
+    if mode == "both":
+        modes = ["sisr", "reference"] if checkpoint_arch(checkpoint) == "cwtnet" else ["sisr"]
+    else:
+        modes = [mode]
+    lines = []
+    for m_name in modes:
+        sub = f"eval_{split}_{m_name}"
+        out_dir = (str(Path(out) / m_name) if len(modes) > 1 else out) if out else str(
+            Path(checkpoint).parent / sub)
+        m = evaluate(store, checkpoint, out=out_dir, split=split, scale=scale,
+                     mode=m_name, save_images=save_images, use_ema=use_ema, device=device,
+                     tile=tile, overlap=overlap, max_images=max_images, pictures=pictures,
+                     progress=True, arch=arch, ref_source=ref_source, pad=pad,
+                     on_plan=plan, on_estimate=estimate, search_window=window,
+                     lpips_weights=lpips_weights)
+        meta = m["meta"]
+        if not lines:
+            lines.append(f"x{meta['scale']} on {meta['n_images']} {split} images (8-bit RGB, no crop; "
+                         f"reference: {meta['ref_source']}):")
+            lines.append(f"  {'bicubic':<22} PSNR {m['bicubic']['psnr']:.3f} dB  SSIM {m['bicubic']['ssim']:.4f}")
+        lines.append(f"  {meta['label']:<22} PSNR {m['model']['psnr']:.3f} dB  SSIM {m['model']['ssim']:.4f}"
+                     f"  (written: {out_dir})")
+        for net, v in m["lpips"].items():
+            lines.append(f"  LPIPS {net}: " + (f"model {v['model']:.4f}  bicubic {v['bicubic']:.4f}"
+                                             if isinstance(v, dict) else v))
+    click.echo("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -13,29 +13,27 @@ from cli.common import (
     EXIT_PARTIAL,
     backend_option,
     handle_errors,
+    parse_scales,
+    print_warnings,
+    reader_check_option,
     rgb_mean_option,
     sectioned,
+    storage_options_option,
 )
 from mlcamsr.fingerprint import HASH_CHOICES
 
 
-def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
-    try:
-        out = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: give integers separated by commas, e.g. 1,2,4") from None
-    return out
-
-
 @click.command("extract", cls=sectioned({
-    "Inputs and output": ["slides_dir", "coords_csv", "out", "annotations", "mpp", "backend"],
+    "Inputs and output": ["slides_dir", "coords_csv", "out", "annotations", "mpp", "backend", "reader_check",
+                          "storage_options"],
     "Members (what each patch holds)": ["size", "base_mpp", "base_mag", "scales", "allow_upsample"],
     "Quality control": ["min_tissue", "rgb_mean", "rgb_tol", "min_align_psnr"],
-    "Parallelism": ["workers", "processes", "scheduler", "cache_mb"],
+    "Parallelism": ["workers", "processes", "scheduler", "cache_mb", "dashboard"],
     "Store layout": ["shard_rows", "chunk", "zstd_level", "slide_hash", "overwrite"],
 }))
 @click.option("--slides", "slides_dir", required=True, type=click.Path(file_okay=True),
-              help="Folder holding the slides named in the coords file.")
+              help="Folder (or object-storage prefix, s3://bucket/slides/) holding the slides named in "
+              "the coords file.")
 @click.option("--coords", "coords_csv", required=True, type=click.Path(),
               help="CSV with slide,x,y (level-0 px of the patch CENTRE) [,label,mpp,...].")
 @click.option("--out", default=DEFAULT_STORE, show_default=True,
@@ -46,7 +44,7 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
               help="um/px of the finest member (CAMELYON16 40x: 0.243).")
 @click.option("--base-mag", default=40.0, show_default=True, type=float,
               help="Magnification of the finest member, used in member names (40 -> 40x).")
-@click.option("--scales", default="1,2,4", show_default=True, callback=_scales,
+@click.option("--scales", default="1,2,4", show_default=True, callback=parse_scales,
               help="Member scales: 1,2,4 gives 40x 1024 px, 20x 512 px, 10x 256 px.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=0),
               help="Local dask workers (threads; see --processes); 0: serial, no dask.")
@@ -56,6 +54,7 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
 @click.option("--scheduler", default=None,
               help="Address of a running dask.distributed scheduler (instead of a local cluster).")
 @backend_option()
+@reader_check_option()
 @click.option("--mpp", default=None, type=float,
               help="um/px for slides without mpp metadata and no mpp column value.")
 @click.option("--annotations", default=None, type=click.Path(),
@@ -82,16 +81,20 @@ def _scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int
               help="Zstandard level of the (lossless) member arrays.")
 @click.option("--cache-mb", default=256, show_default=True, type=click.FloatRange(min=0),
               help="Per-worker cache of decoded slide blocks in MiB (0: off); pixels unchanged.")
+@click.option("--dashboard", is_flag=True,
+              help="Serve the local dask cluster's dashboard on 127.0.0.1:8787 (default: none; "
+              "nothing listens on a network interface).")
 @click.option("--hash", "slide_hash", default="fingerprint", show_default=True, type=click.Choice(HASH_CHOICES),
               help="How each slide is identified in the store and checked on a rerun: fingerprint "
               "(size + TIFF structure + a few byte ranges, O(1) per slide), full (also the sha256 "
               "of every byte: reads the whole collection), none.")
 @click.option("--no-hash", is_flag=True, hidden=True, help="Same as --hash none (kept for old scripts).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@storage_options_option()
 @handle_errors
 def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, workers, processes, scheduler,
-            backend, mpp, annotations, overwrite, allow_upsample, min_tissue, rgb_mean, rgb_tol,
-            min_align_psnr, shard_rows, chunk, zstd_level, cache_mb, slide_hash, no_hash, quiet) -> None:
+            backend, reader_check, mpp, annotations, overwrite, allow_upsample, min_tissue, rgb_mean, rgb_tol,
+            min_align_psnr, shard_rows, chunk, zstd_level, cache_mb, dashboard, slide_hash, no_hash, quiet) -> None:
     """Extract aligned multi-scale patches (e.g. 40x/20x/10x) around each centre of --coords.
 
     Each member is read from a native pyramid level when its mpp is within 2 %, else
@@ -111,13 +114,17 @@ def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, worke
 
     res = run(
         slides_dir, coords_csv, out, size=size, base_mpp=base_mpp, base_mag=base_mag,
-        scales=scales, workers=workers, processes=processes, scheduler=scheduler, backend=backend, mpp=mpp,
+        scales=scales, workers=workers, processes=processes, scheduler=scheduler, backend=backend,
+        reader_check=reader_check, mpp=mpp,
         annotations=annotations, overwrite=overwrite, allow_upsample=allow_upsample,
         min_tissue=min_tissue, rgb_mean=rgb_mean, rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
         shard_rows=shard_rows, zstd_level=zstd_level, chunk=chunk, cache_mb=cache_mb, hash_slides="none" if no_hash else slide_hash,
-        progress=not quiet,
+        progress=not quiet, dashboard=dashboard,
     )
+    print_warnings(res.warnings)
     resumed = f", {res.tasks_skipped} shard(s) already done" if res.tasks_skipped else ""
+    if res.repaired:
+        resumed += f", {len(res.repaired)} damaged shard(s) rewritten"
     click.echo(
         f"{res.store}: {res.n_rows} rows: {res.n_kept} kept, {res.n_rejected} rejected, "
         f"{res.n_failed} failed ({res.seconds:.1f} s{resumed})"

@@ -17,7 +17,9 @@ COMMANDS: dict[str, str] = {
     "pyramid": "cli.pyramid:pyramid",
     "split": "cli.split:split",
     "sample-coords": "cli.sample_coords:sample_coords",
+    "slides": "cli.slides:slides",
     "demo": "cli.demo:demo",
+    "verify": "cli.verify:verify",
 }
 
 
@@ -45,5 +47,6 @@ def main() -> None:
       mlcamsr synth --out slides/                 # or use your CAMELYON folder
       mlcamsr extract --slides slides/ --coords slides/coords.csv
       mlcamsr pyramid && mlcamsr split && mlcamsr info
+      mlcamsr verify                              # every chunk against its crc32c
       cwtnet-train --zarr mlcamsr.zarr
     """

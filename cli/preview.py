@@ -39,7 +39,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
               help="Show these table rows instead, e.g. 0,5,12 (overrides --n/--status).")
 @click.option("--members", default=None,
               help="Comma-separated members to show [default: the real members, e.g. 40x,20x,10x].")
-@click.option("--cell", type=click.IntRange(min=16), default=192, show_default=True,
+@click.option("--cell", type=click.IntRange(min=16, max=2048), default=192, show_default=True,
               help="Display size of each panel, px.")
 @click.option("--cols", type=click.IntRange(min=1), default=2, show_default=True,
               help="Patches per row of the sheet.")

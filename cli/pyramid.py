@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.common import handle_errors, store_argument
+from cli.common import handle_errors, storage_options_option, store_argument
 
 
 @click.command("pyramid")
@@ -24,6 +24,7 @@ from cli.common import handle_errors, store_argument
 )
 @click.option("--overwrite", is_flag=True, help="Remake bicubic members made with other parameters.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
+@storage_options_option()
 @handle_errors
 def pyramid(store: str, workers: int | None, levels: int, overwrite: bool, progress: bool) -> None:
     """Make 20x_bicubic, 10x_bicubic, 5x_bicubic from the finest member of STORE.

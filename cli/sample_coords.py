@@ -6,7 +6,14 @@ import sys
 
 import click
 
-from cli.common import EXIT_PARTIAL, backend_option, handle_errors
+from cli.common import (
+    EXIT_PARTIAL,
+    backend_option,
+    handle_errors,
+    print_warnings,
+    reader_check_option,
+    storage_options_option,
+)
 
 
 @click.command("sample-coords")
@@ -14,8 +21,8 @@ from cli.common import EXIT_PARTIAL, backend_option, handle_errors
     "--slides",
     "slides_dir",
     required=True,
-    type=click.Path(exists=True, file_okay=False),
-    help="Folder of slides; names in the output are relative to it.",
+    help="Folder of slides (or an object-storage prefix, s3://bucket/slides/: TIFF-family "
+    "slides); names in the output are relative to it.",
 )
 @click.option(
     "--annotations",
@@ -98,7 +105,9 @@ from cli.common import EXIT_PARTIAL, backend_option, handle_errors
 )
 @click.option("--no-overlay", is_flag=True, help="Do not write overlay PNGs.")
 @backend_option()
+@reader_check_option()
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar.")
+@storage_options_option()
 @handle_errors
 def sample_coords(
     slides_dir: str,
@@ -117,6 +126,7 @@ def sample_coords(
     overlay_dir: str | None,
     no_overlay: bool,
     backend: str,
+    reader_check: str,
     progress: bool,
 ) -> None:
     """Sample N patch centres whose whole finest-member square lies in tissue.
@@ -152,8 +162,10 @@ def sample_coords(
         overlay_dir=overlay_dir,
         overlays=not no_overlay,
         backend=backend,
+        reader_check=reader_check,
         progress=progress,
     )
+    print_warnings(df.attrs.get("warnings", []))
     classes = df.attrs.get("classes", {})
     per_class = ", ".join(f"{k} {v}" for k, v in classes.items() if k != "any")
     msg = f"Wrote {len(df)} centres from {df['slide'].nunique()} slide(s) to {out}"
@@ -168,6 +180,13 @@ def sample_coords(
         "(lower it, or --size, for lesions smaller than the square)"
         if tumor_short else ""
     )
+    if len(df) == 0:
+        click.echo(
+            f"Error: no centre fits: no {size}-px square lies in enough tissue of any slide; "
+            f"lower --size or --min-tissue{tumor_hint}",
+            err=True,
+        )
+        sys.exit(1)
     if len(df) < n:
         click.echo(
             f"Warning: only {len(df)} of {n} centres fit (lower --min-tissue or --spacing, "

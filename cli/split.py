@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.common import handle_errors, store_argument
+from cli.common import handle_errors, storage_options_option, store_argument
 
 
 @click.command("split")
@@ -25,6 +25,7 @@ from cli.common import handle_errors, store_argument
     help="Balance the ratio within each value of this table column (e.g. label).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace a split made with other arguments.")
+@storage_options_option()
 @handle_errors
 def split(store: str, ratio: str, seed: int, by: str, stratify: str | None, overwrite: bool) -> None:
     """Assign every kept patch of STORE to train or test and print the achieved ratio.

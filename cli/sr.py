@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import click
 
-from cli.common import device_option, handle_errors, search_window_option
+from cli.common import device_option, handle_errors, search_window_option, storage_options_option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--checkpoint", required=True, type=click.Path(dir_okay=False),
               help="A .pt written by cwtnet-train.")
-@click.option("--input", "input_path", required=True, type=click.Path(exists=True),
-              help="PNG/TIFF image, or a slide that mlcamsr opens (read tile by tile).")
+@click.option("--input", "input_path", required=True,
+              help="PNG/TIFF image, or a slide that mlcamsr opens (read tile by tile; also a "
+              "TIFF-family slide in object storage, s3://bucket/slide.tif).")
 @click.option("--region", default=None, help="x,y,w,h: x, y in level-0 px, w, h in px of --level [default: all].")
 @click.option("--level", type=int, default=0, show_default=True, help="Slide level to read.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .png or .tif (pyramidal).")
@@ -20,6 +21,7 @@ from cli.common import device_option, handle_errors, search_window_option
 @device_option()
 @click.option("--use-ema/--no-ema", default=True, show_default=True, help="EMA weights when present.")
 @search_window_option(checkpoint=True)
+@storage_options_option()
 @handle_errors
 def main(checkpoint: str, input_path: str, region: str | None, level: int, out: str, tile: int,
          overlap: int, device: str, use_ema: bool, search_window: str | None) -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from cli.common import handle_errors
+from cli.common import choice_option, handle_errors
+from mlcamsr.synth import SLIDE_FORMATS
 
 
 def _parse_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
@@ -42,11 +43,15 @@ def _parse_size(ctx: click.Context, param: click.Parameter, value: str) -> tuple
               help="Patch centres per slide in coords.csv: about a third in lesions "
                    "(label tumor), the rest normal tissue, and (from 4 up) one centre "
                    "half on glass as a QC case.")
+@choice_option("--format", SLIDE_FORMATS, default="generic-jpeg", dest="fmt",
+               help="File format: the CAMELYON16-like generic JPEG TIFF, or an Aperio SVS with "
+                    "JPEG 2000 tiles in YCbCr (33003, which openslide and tiffslide decode "
+                    "differently) or RGB (33005).")
 @click.option("--no-lesions", is_flag=True,
               help="Do not paint tumour regions (no XML, no label column).")
 @handle_errors
 def synth(out: Path, n_slides: int, size: tuple[int, int], mpp: float, seed: int,
-          odd_levels: bool, n_coords: int, no_lesions: bool) -> None:
+          odd_levels: bool, n_coords: int, fmt: str, no_lesions: bool) -> None:
     """Write synthetic CAMELYON-like whole-slide images to try the pipeline on.
 
     Each slide is a generic tiled pyramidal TIFF (JPEG 512-px tiles, levels by 2
@@ -68,5 +73,5 @@ def synth(out: Path, n_slides: int, size: tuple[int, int], mpp: float, seed: int
     with tqdm(total=n_slides, unit="slide", desc="synth") as bar:
         paths = synth_slides(out, n_slides=n_slides, size=size, mpp=mpp, seed=seed,
                              odd_levels=odd_levels, lesions=not no_lesions,
-                             n_coords=n_coords, progress=lambda p: bar.update(1))
+                             n_coords=n_coords, fmt=fmt, progress=lambda p: bar.update(1))
     click.echo(f"Wrote {len(paths)} slides and {out / 'coords.csv'}")

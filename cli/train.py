@@ -13,14 +13,17 @@ import click
 
 from cli.common import (
     arch_option,
+    choice_option,
     device_option,
     handle_errors,
     ref_source_option,
     scale_option,
     schedule_option,
     search_window_option,
+    storage_options_option,
     store_option,
 )
+from cwtnet.choices import EVAL_MODES
 from cwtnet.config import TrainConfig, resolve_config
 
 _D = TrainConfig()
@@ -54,25 +57,37 @@ def _opt(*decls: str, **kw):  # an option whose default is TrainConfig's, shown 
 @_opt("--ema-decay", type=float, default=_D.ema_decay, help="EMA decay of the weights (0 = off).")
 @_opt("--val-every", type=int, default=_D.val_every, help="Validate every N steps (0 = at the end only).")
 @_opt("--val-images", type=int, default=_D.val_images, help="Test images used for validation (0 = all).")
+@choice_option("--best-mode", EVAL_MODES, default=_D.best_mode,
+               help="CWT-Net mode whose validation PSNR picks best.pt (sisr: what cwtnet-sr runs).")
 @_opt("--ckpt-every", type=int, default=_D.ckpt_every, help="Write RUN_DIR/last.pt every N steps.")
 @_opt("--log-every", type=int, default=_D.log_every, help="CSV log every N steps.")
 @_opt("--num-workers", type=int, default=_D.num_workers, help="DataLoader worker processes.")
 @_opt("--in-memory/--no-in-memory", default=_D.in_memory, help="Hold the training split in RAM.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="For a store in object storage: local folder keeping each shard read, so "
+                   "epoch 2 reads locally [default: no cache].")
 @_opt("--seed", type=int, default=_D.seed, help="Seed of weights, batches and augmentation.")
 @device_option(_D.device)
 @_opt("--amp/--no-amp", default=_D.amp, help="bf16 autocast on CUDA (CPU always fp32).")
 @_opt("--compile/--no-compile", default=_D.compile, help="torch.compile the model.")
 @_opt("--progress/--no-progress", default=_D.progress, help="tqdm progress bar.")
+@click.option("--adv-weight", type=float, default=None,
+              help="--arch srgan: weight of the adversarial loss [default: the paper's 1e-3; 0 = SRResNet].")
+@click.option("--vgg-weights", type=click.Path(dir_okay=False), default=None,
+              help="--arch srgan: torchvision vgg19 state dict for the VGG54 content loss "
+                   "[default: none, the pixel loss is the content loss and results are labelled so].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly from its last.pt.")
+@storage_options_option()
 @handle_errors
 def main(config_file: str | None, resume: bool, **flags) -> None:
-    """Train CWT-Net (or --arch bicubic|srcnn|edsr|rcan) on an MLCamSR store.
+    """Train CWT-Net (or a baseline: --arch srcnn|srgan|edsr|rcan|mwcnn|swdnet|bicubic) on an MLCamSR store.
 
     \b
     Examples:
       cwtnet-train --zarr mlcamsr.zarr
       cwtnet-train --zarr mlcamsr.zarr --scale 4 --steps 20000 --out runs/x4
       cwtnet-train --out runs/x4 --resume
+      cwtnet-train --zarr mlcamsr.zarr --arch srgan --vgg-weights vgg19-dcbb9e9d.pth
       cwtnet-train --zarr mlcamsr.zarr --config ablation.yaml --steps 1000
       torchrun --nproc-per-node 2 -m cli.train --zarr mlcamsr.zarr --out runs/ddp
     """

@@ -90,6 +90,23 @@ def save_model(model: nn.Module, path: str | Path, *, arch: str, scale: int,
     return p
 
 
+def _unreadable(exc: BaseException, most: int = 160) -> str:
+    """Why ``torch.load`` failed, in words: a refused object (weights_only) apart from a
+    cut or foreign file; the library's message shortened at a word, never mid-word."""
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    if len(msg) > most:
+        msg = msg[:most].rsplit(" ", 1)[0] + " ..."
+    if "weights_only" in msg or "Weights only load failed" in msg:
+        return (
+            "not a CWT-Net checkpoint: it holds objects other than tensors and plain data, "
+            "which are never unpickled (weights_only=True); give a .pt written by cwtnet-train"
+        )
+    return (
+        f"not a CWT-Net checkpoint: truncated, or not a .pt file ({msg}); give a .pt written "
+        "by cwtnet-train"
+    )
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; anything not ours -> ``InputError``."""
     p = Path(path)
@@ -98,8 +115,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
-        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{p}: not a CWT-Net checkpoint (cannot be loaded safely: {first})") from None
+        raise InputError(f"{p}: {_unreadable(exc)}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         raise InputError(f"{p}: not a CWT-Net checkpoint (no '{CKPT_FORMAT}' marker); give a .pt written by cwtnet-train")
     if int(ckpt.get("format_version", 0)) > CKPT_VERSION:

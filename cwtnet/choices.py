@@ -17,3 +17,9 @@ SCHEDULES: tuple[str, ...] = ("constant", "cosine", "step")
 
 EVAL_MODES: tuple[str, ...] = ("reference", "sisr")
 """CWT-Net inference modes: with the reference I'_GT, or single-image SR through the WR module."""
+
+EXPERIMENT_TABLES: tuple[str, ...] = ("table1", "table2", "table3", "table4", "table5", "wr")
+"""``cwtnet-experiment TABLE``: the paper's Tables I-V and the WR comparison (:mod:`cwtnet.experiment`)."""
+
+EXPERIMENT_SIZES: tuple[str, ...] = ("small", "paper")
+"""``cwtnet-experiment --size``: CPU-sized rows or the paper's configuration."""

@@ -5,13 +5,16 @@ CLI flags (``cwtnet-train``) and config files (YAML ``.yaml``/``.yml`` or TOML
 flags given on the command line. The resolved config is written to
 ``RUN_DIR/config.yaml`` and stored (as plain types) inside every checkpoint.
 
-Defaults are the paper's (CWT-Net IV-B): 12 CWTBs, 64 channels, LR patch 64,
-batch 16, Adam 1e-4, random 90-degree rotations and flips.
+Defaults: the paper's where it gives them (CWT-Net IV-B: 12 CWTBs, 64 channels, LR
+patch 64, random 90-degree rotations; the loss of III-E); this project's where the paper
+is silent (Adam 1e-4, constant rate, batch 16, flips, EMA 0.999, bf16 on CUDA; see
+docs/training.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -19,11 +22,14 @@ from typing import Any
 
 import yaml
 
-from cwtnet.choices import DEVICES, SCHEDULES
+from cwtnet.choices import DEVICES, EVAL_MODES, SCHEDULES
 from cwtnet.model import ARCH_NAMES, build_checked
 from cwtnet.model import model_options as map_model_options
 from mlcamsr.errors import InputError
 from mlcamsr.triplets import DATASET_SCALES, REF_SOURCES
+
+DEFAULT_ADV_WEIGHT: dict[str, float] = {"srgan": 1e-3}
+"""Adversarial weight per arch when ``adv_weight`` is unset (SRGAN: the paper's 1e-3)."""
 
 
 @dataclass
@@ -47,9 +53,12 @@ class TrainConfig:
             at ``steps`` or when the budget is spent, whichever comes first.
         batch_size (int): Global batch size (split across ``torchrun`` processes). Default: 16.
         patch (int): LR patch size p (gt is s*p, ref 2p). Default: 64.
-        ref_source (str): WT-branch input (Table III): ``real | bicubic | gt-updown | lr``.
+        ref_source (str): WT-branch input (Table III): ``real | gt | gt-updown | lr | bicubic``.
         in_memory (bool): Hold the training split in RAM. Default: False.
         num_workers (int): DataLoader worker processes. Default: 2.
+        cache_dir (str | None): For a store in object storage (``s3://...``), a local folder
+            keeping a copy of every shard read, so epoch 2 reads locally
+            (:mod:`mlcamsr.chunkcache`). Default: None (no cache).
         lr (float): Adam learning rate. Default: 1e-4.
         betas (tuple[float, float]): Adam betas. Default: (0.9, 0.999).
         weight_decay (float): Adam weight decay. Default: 0.
@@ -63,6 +72,9 @@ class TrainConfig:
         val_images (int): Test images used for validation (0 = all). Default: 8.
         val_patch (int | None): LR size of the centre crop used for validation (capped at
             the whole patch); ``None`` = whole patches. Default: 64.
+        best_mode (str): CWT-Net mode whose validation PSNR picks ``best.pt``: ``sisr`` (what
+            ``cwtnet-sr`` runs, no reference) or ``reference``; other networks: sisr.
+            Default: sisr.
         ckpt_every (int): Write ``last.pt`` every N steps. Default: 500.
         log_every (int): Append to the CSV log every N steps. Default: 10.
         seed (int): Seed of weights, batches and augmentation. Default: 0.
@@ -72,6 +84,11 @@ class TrainConfig:
         compile (bool): ``torch.compile`` the model. Default: False.
         progress (bool): Show a tqdm progress bar. Default: True.
         tensorboard (bool): Write TensorBoard events when tensorboard is installed.
+        adv_weight (float | None): SRGAN's adversarial weight (``--arch srgan`` only); ``None`` =
+            the paper's 1e-3, 0 = the SRResNet generator alone (``cwtnet.adversarial``).
+        vgg_weights (str | None): torchvision ``vgg19`` state dict for SRGAN's VGG54 content
+            loss; ``None`` = the pixel loss as content loss (labelled so in every table).
+        d_lr (float): Adam learning rate of SRGAN's discriminator. Default: 1e-4.
     """
 
     store: str = "mlcamsr.zarr"
@@ -89,6 +106,7 @@ class TrainConfig:
     ref_source: str = "real"
     in_memory: bool = False
     num_workers: int = 2
+    cache_dir: str | None = None
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
@@ -101,6 +119,7 @@ class TrainConfig:
     val_every: int = 500
     val_images: int = 8
     val_patch: int | None = 64
+    best_mode: str = "sisr"
     ckpt_every: int = 500
     log_every: int = 10
     seed: int = 0
@@ -110,6 +129,13 @@ class TrainConfig:
     compile: bool = False
     progress: bool = True
     tensorboard: bool = True
+    adv_weight: float | None = None
+    vgg_weights: str | None = None
+    d_lr: float = 1e-4
+
+    def adversarial_weight(self) -> float:
+        """The adversarial weight in effect: ``adv_weight``, or the arch's default (SRGAN 1e-3, else 0)."""
+        return float(self.adv_weight) if self.adv_weight is not None else DEFAULT_ADV_WEIGHT.get(self.arch, 0.0)
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ``InputError`` naming the option and the fix."""
@@ -123,6 +149,8 @@ class TrainConfig:
             raise InputError(f"--device {self.device!r} is unknown; choose {', '.join(DEVICES)}")
         if self.schedule not in SCHEDULES:
             raise InputError(f"schedule {self.schedule!r} is unknown; choose {', '.join(SCHEDULES)}")
+        if self.best_mode not in EVAL_MODES:
+            raise InputError(f"--best-mode {self.best_mode!r} is unknown; choose {', '.join(EVAL_MODES)}")
         if self.ref_source not in REF_SOURCES:
             raise InputError(
                 f"--ref-source {self.ref_source!r} is unknown; choose {', '.join(REF_SOURCES)}"
@@ -141,14 +169,33 @@ class TrainConfig:
                                  "out for the global search")
             if self.arch != "cwtnet":
                 raise InputError(f"--search-window applies to --arch cwtnet only, not {self.arch}; drop it")
-        if self.minutes is not None and self.minutes <= 0:
-            raise InputError("--minutes must be positive")
+        if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
+            raise InputError(f"--minutes {self.minutes}: give a positive number of minutes")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise InputError("--ema-decay must be in [0, 1)")
-        if self.lr <= 0:
-            raise InputError("--lr must be positive")
+            raise InputError(f"--ema-decay {self.ema_decay}: give a value in [0, 1)")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"--lr {self.lr}: give a positive finite learning rate, e.g. 1e-4")
+        for name in ("blocks", "channels"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise InputError(f"--{name} {value}: give at least 1 (leave it out for the paper's)")
+        for name in ("num_workers", "val_images", "val_every", "ckpt_every", "log_every"):
+            if int(getattr(self, name)) < 0:
+                raise InputError(f"--{name.replace('_', '-')} {getattr(self, name)}: give 0 or more")
+        self._check_adversarial()
         self._check_loss_and_model_options()
         return self
+
+    def _check_adversarial(self) -> None:
+        """SRGAN options: only for ``--arch srgan``; the VGG19 file is checked by the trainer."""
+        if self.arch != "srgan" and (self.adv_weight or self.vgg_weights):
+            raise InputError(f"--adv-weight / --vgg-weights apply to --arch srgan only, not {self.arch}")
+        if self.adversarial_weight() < 0:
+            raise InputError("--adv-weight must be >= 0 (0 = the SRResNet generator alone)")
+        if self.vgg_weights and not Path(self.vgg_weights).is_file():
+            raise InputError(f"--vgg-weights {self.vgg_weights}: no such file; give a torchvision vgg19 state dict")
+        if self.d_lr <= 0:
+            raise InputError("d_lr (the discriminator's learning rate) must be positive")
 
     def _check_loss_and_model_options(self) -> None:
         """Refuse bad ``loss`` / ``model_options`` entries in one line, before a run directory

@@ -113,17 +113,18 @@ def check_store(store_path: str, scale: int, *, ref_source: str = "real", need_t
     if not members:
         raise StoreError(f"{store_path}: the store has no members; run `mlcamsr extract` first")
     finest = members[0]
-    if ref_source == "real" and scale > 2:
+    if ref_source == "real":  # I'_GT: the real member one level coarser than gt (20x at x2)
+        f = max(2, scale // 2)
         try:
             mag = float(finest.rstrip("x"))
-            need: str | None = f"{mag / (scale // 2):g}x"
+            need: str | None = f"{mag / f:g}x"
         except ValueError:
             need = None
         if need is not None and need not in members:
             raise StoreError(
                 f"{store_path}: x{scale} needs the member {need!r} as the WT-branch reference, "
                 f"but the store holds {', '.join(members)}; extract with --scales including "
-                f"{scale // 2} or train with --ref-source bicubic"
+                f"{f} or train with --ref-source bicubic"
             )
     if patch is not None:
         size = int(store.member_info(finest)["size"])
@@ -165,4 +166,6 @@ def make_dataset(store: Store, cfg: TrainConfig, split: str, *, train: bool, pat
     )
     if full:
         kwargs["full"] = True
+    if cfg.cache_dir is not None:
+        kwargs["cache_dir"] = cfg.cache_dir
     return TripletDataset(store, **kwargs)

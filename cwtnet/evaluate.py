@@ -2,7 +2,9 @@
 
 Images. Whole patches of the split (``TripletDataset(full=True)``): ``gt`` is the
 finest member's whole patch, ``lr = imresize(gt, 1/s)`` rounded to 8 bits (the
-project's one bicubic), ``ref`` by the dataset's rule (s=2: gt; s=4: 20x; s=8: 10x).
+project's one bicubic), ``ref`` by the dataset's rule for the checkpoint's
+``ref_source`` (or ``ref_source=`` given here); the default ``real`` is I'_GT, a real
+scan one level coarser (s=2: the 20x member up x2; s=4: 20x; s=8: 10x), never ``gt``.
 Bicubic is ``imresize(lr, s)`` of the same 8-bit ``lr``.
 
 Figures (``cwtnet.metrics``), every image as 8-bit RGB (rounded, clipped):
@@ -29,23 +31,33 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 from tqdm import tqdm
 
 from cwtnet.checkpoint import load_checkpoint, load_model
 from cwtnet.choices import EVAL_MODES
+from cwtnet.config import DEFAULT_ADV_WEIGHT
 from cwtnet.data import check_store
 from cwtnet.infer import tile_starts, tiled_sr
-from cwtnet.metrics import psnr, ssim, tensor_to_uint8
-from cwtnet.model import SEARCH_WINDOW_KEEP, apply_search_window
+from cwtnet.lpips import NETS as LPIPS_NETS
+from cwtnet.metrics import lpips_score, lpips_status, psnr, ssim, tensor_to_uint8
+from cwtnet.model import SEARCH_WINDOW_KEEP, apply_search_window, has_trainable_params
 from cwtnet.report import table_i
 from cwtnet.runtime import resolve_device
 from mlcamsr.dataset import TripletDataset
 from mlcamsr.errors import InputError
 from mlcamsr.resize import imresize
 
+EVAL_PAD = 8
+"""LR px of mirror padding around every image a trained model super-resolves for scoring
+(``model_sr(pad=)``): without it the outermost 2 HR px are the convolutions' zero-padded
+edge (measured in docs/benchmarks.md, "Border error"). Networks without parameters
+(bicubic) are never padded."""
+
 MODES = EVAL_MODES
+"""CWT-Net with its reference (I'_GT) or in SISR mode; ``cwtnet-eval`` reports both."""
 FIGURES = ("psnr", "ssim", "psnr_rgb_crop", "ssim_rgb_crop", "psnr_y_crop", "ssim_y_crop")
 
 
@@ -70,24 +82,42 @@ def figures(sr: np.ndarray, gt: np.ndarray, scale: int, *, full: bool = True) ->
 
 
 def model_sr(model: nn.Module, lr: torch.Tensor, ref: torch.Tensor | None, *, scale: int, mode: str,
-             tile: int | None = None, overlap: int = 16, amp: bool = False) -> torch.Tensor:
-    """The model's SR of a (1, 3, H, W) batch in ``mode`` (``sisr`` drops ``ref``)."""
-    return tiled_sr(model, lr, scale=scale, ref=ref if mode == "reference" else None,
-                    tile=tile, overlap=overlap, amp=amp)
+             tile: int | None = None, overlap: int = 16, amp: bool = False,
+             pad: int = 0) -> torch.Tensor:
+    """The model's SR of a (1, 3, H, W) batch in ``mode`` (``sisr`` drops ``ref``).
+
+    ``pad`` > 0: mirror-pad ``lr`` by ``pad`` LR px (``ref`` by ``2 pad``) before the call
+    and cut the ``scale * pad`` px the padding produced, so the image border is not the
+    convolutions' zero-padded edge (``bench/border.py`` measures what this changes).
+    """
+    ref = ref if mode == "reference" else None
+    if pad > 0:
+        lr = F.pad(lr, (pad, pad, pad, pad), mode="reflect")
+        if ref is not None:
+            ref = F.pad(ref, (2 * pad,) * 4, mode="reflect")
+    sr = tiled_sr(model, lr, scale=scale, ref=ref, tile=tile, overlap=overlap, amp=amp)
+    if pad > 0:
+        c = scale * pad
+        sr = sr[:, :, c:-c, c:-c]
+    return sr
 
 
 @torch.no_grad()
 def iter_scored(
     model: nn.Module, dataset: Any, n: int, *, scale: int, mode: str, device: torch.device | str,
     tile: int | None = None, overlap: int = 16, amp: bool = False, full: bool = True,
+    pad: int = EVAL_PAD,
 ) -> Iterator[tuple[int, dict[str, Any], np.ndarray, np.ndarray, np.ndarray, dict, dict]]:
     """Score the first ``n`` items: yields ``(i, item, sr, bicubic, gt, model_figures,
-    bicubic_figures)`` with uint8 HWC images; the one loop behind validation and eval."""
+    bicubic_figures)`` with uint8 HWC images; the one loop behind validation and eval.
+    ``pad``: mirror padding in LR px (``model_sr``) for a model with parameters."""
+    pad = pad if has_trainable_params(model) else 0
     for i in range(n):
         item = dataset[i]
         lr = item["lr"][None].to(device)
         ref = item["ref"][None].to(device)
-        sr = _u8(model_sr(model, lr, ref, scale=scale, mode=mode, tile=tile, overlap=overlap, amp=amp))
+        sr = _u8(model_sr(model, lr, ref, scale=scale, mode=mode, tile=tile, overlap=overlap, amp=amp,
+                          pad=pad))
         gt, lr8 = _u8(item["gt"]), _u8(item["lr"])
         bic = bicubic_up(lr8, scale)
         yield i, item, sr, bic, gt, figures(sr, gt, scale, full=full), figures(bic, gt, scale, full=full)
@@ -147,10 +177,43 @@ def side_by_side(panels: list[tuple[np.ndarray, str]], path: Path, *, crop: int 
     canvas.save(path)
 
 
-def _label(arch: str, mode: str) -> str:
-    name = {"cwtnet": "CWT-Net", "edsr": "EDSR", "rcan": "RCAN", "srcnn": "SRCNN",
-            "bicubic": "bicubic"}.get(arch, arch)
+def _label(arch: str, mode: str, config: dict[str, Any] | None = None) -> str:
+    """Table label of ``arch``; SRGAN says how it was trained (``config``: the run's TrainConfig dict)."""
+    name = {"cwtnet": "CWT-Net", "edsr": "EDSR", "rcan": "RCAN", "srcnn": "SRCNN", "srgan": "SRGAN",
+            "mwcnn": "MWCNN", "swdnet": "SWD-Net", "bicubic": "bicubic"}.get(arch, arch)
+    if arch == "srgan":
+        cfg = config or {}
+        # no adv_weight key: a run from before the option, trained without the discriminator
+        weight = cfg.get("adv_weight", 0.0)
+        if (DEFAULT_ADV_WEIGHT["srgan"] if weight is None else float(weight)) == 0:
+            return "SRGAN generator (SRResNet, pixel loss, no adversarial step)"
+        if not cfg.get("vgg_weights"):
+            return "SRGAN (pixel content loss: no VGG19 weights)"
     return f"{name} ({mode})" if arch == "cwtnet" else name
+
+
+def checkpoint_arch(checkpoint: str | Path) -> str:
+    """The architecture a checkpoint holds (one-line ``InputError`` if it is not ours)."""
+    return str(load_checkpoint(checkpoint)["arch"])
+
+
+SPLITS = ("train", "test")
+"""The splits ``mlcamsr split`` writes (what ``--split`` may name)."""
+
+
+def check_eval_options(*, split: str, max_images: int | None, overlap: int, tile: int | None,
+                       pictures: int) -> None:
+    """One :class:`InputError` line for an option no evaluation can use."""
+    if split not in SPLITS:
+        raise InputError(f"--split {split!r}: a store's splits are {' and '.join(SPLITS)}")
+    if max_images is not None and int(max_images) < 1:
+        raise InputError(f"--max-images {max_images}: give at least 1 (leave it out to score all)")
+    if int(overlap) < 0:
+        raise InputError(f"--overlap {overlap}: give 0 or more LR px")
+    if tile is not None and int(tile) <= 2 * int(overlap):
+        raise InputError(f"--tile {tile}: give more than twice --overlap ({overlap}) LR px")
+    if int(pictures) < 0:
+        raise InputError(f"--pictures {pictures}: give 0 or more")
 
 
 def evaluate(
@@ -158,22 +221,31 @@ def evaluate(
     scale: int | None = None, mode: str = "reference", save_images: bool = False,
     use_ema: bool = True, device: str = "auto", tile: int | None = None, overlap: int = 16,
     max_images: int | None = None, pictures: int = 6, progress: bool = False,
-    arch: str | None = None,
+    arch: str | None = None, ref_source: str | None = None, pad: int = EVAL_PAD,
+    lpips_weights: str | None = None,
     on_plan: Callable[[dict[str, Any]], None] | None = None,
     on_estimate: Callable[[float, float], None] | None = None,
     search_window: int | None | str = SEARCH_WINDOW_KEEP,
 ) -> dict[str, Any]:
     """Score ``checkpoint`` and bicubic on the whole patches of ``split``; write the outputs.
 
+    LPIPS (AlexNet and VGG, Table III) is added per image and in ``metrics["lpips"]`` when
+    its weights are on disk (``lpips_weights`` folder or the default places, see
+    :mod:`cwtnet.lpips`); otherwise ``metrics["lpips"][net]`` is the ``unavailable: ...`` reason.
+
     ``tile=None``: untiled when the LR patch is at most 256 px, else 128-px tiles
-    (overlap ``overlap``). Before the first image: ``on_plan(plan)`` with ``images``,
-    ``gt_px`` and ``lr_px`` (sides), ``tiles`` per image (1: untiled), ``tile``, ``label``,
-    ``device``; after it: ``on_estimate(first_image_s, estimated_total_s)``.
-    ``search_window``: CWT-Net's search window in LR px for this evaluation (``None`` =
-    global; default: as trained). Returns the ``metrics.json`` dict.
+    (overlap ``overlap``). ``ref_source``: the reference the model is scored with;
+    ``None`` = the one it was trained with (its checkpoint's config). ``pad``: LR px of
+    mirror padding around each image (0 = none; see ``EVAL_PAD``). Before the first
+    image: ``on_plan(plan)`` with ``images``, ``gt_px`` and ``lr_px`` (sides), ``tiles`` per
+    image (1: untiled), ``tile``, ``label``, ``device``; after it:
+    ``on_estimate(first_image_s, estimated_total_s)``. ``search_window``: CWT-Net's search
+    window in LR px for this evaluation (``None`` = global; default: as trained). Returns
+    the ``metrics.json`` dict.
     """
     if mode not in MODES:
         raise InputError(f"--mode {mode!r}: choose {' or '.join(MODES)}")
+    check_eval_options(split=split, max_images=max_images, overlap=overlap, tile=tile, pictures=pictures)
     ckpt = load_checkpoint(checkpoint)
     ck_scale = int(ckpt["scale"])
     if scale is not None and int(scale) != ck_scale:
@@ -187,7 +259,8 @@ def evaluate(
             f"{checkpoint}: checkpoint is for --arch {ckpt['arch']}, not {arch}; pass the matching checkpoint"
         )
     arch = str(ckpt["arch"])
-    ref_source = str((ckpt.get("config") or {}).get("ref_source", "real"))
+    trained_ref = str((ckpt.get("config") or {}).get("ref_source", "real"))
+    ref_source = trained_ref if ref_source is None else str(ref_source)
     if mode == "reference" and arch != "cwtnet":
         mode = "sisr"  # other networks ignore the reference
     dev = resolve_device(device)
@@ -206,7 +279,8 @@ def evaluate(
     table = st.table
     n = len(ds) if not max_images else min(len(ds), max_images)
     rows: list[dict[str, Any]] = []
-    label = _label(arch, mode)
+    lpips_nets = {net: lpips_status(net, lpips_weights) for net in LPIPS_NETS}
+    label = _label(arch, mode, ckpt.get("config"))
     if on_plan is not None:
         n_tiles = 1 if tile is None or tile >= lr_side else len(tile_starts(lr_side, tile, overlap)) ** 2
         on_plan({"images": n, "gt_px": lr_side * scale, "lr_px": lr_side, "tiles": n_tiles, "tile": tile,
@@ -218,13 +292,18 @@ def evaluate(
     amp = dev.type == "cuda"
     with torch.no_grad():
         for i, item, sr, bic, gt, fm, fb in iter_scored(
-            model, ds, n, scale=scale, mode=mode, device=dev, tile=tile, overlap=overlap, amp=amp
+            model, ds, n, scale=scale, mode=mode, device=dev, tile=tile, overlap=overlap, amp=amp,
+            pad=pad,
         ):
             trow = table.loc[int(item["row"])] if int(item["row"]) in table.index else {}
             row = {"i": i, "row": int(item["row"]), "slide": str(trow.get("slide", "")),
                    "label": str(trow.get("label", ""))}
             row.update({k: fm[k] for k in FIGURES})
             row.update({f"bicubic_{k}": fb[k] for k in FIGURES})
+            for net, status in lpips_nets.items():
+                if status == "ok":
+                    row[f"lpips_{net}"] = lpips_score(sr, gt, net, lpips_weights)
+                    row[f"bicubic_lpips_{net}"] = lpips_score(bic, gt, net, lpips_weights)
             rows.append(row)
             if i < pictures:
                 side_by_side([(bic, f"bicubic {fb['psnr']:.2f} dB"), (sr, f"{label} {fm['psnr']:.2f} dB"),
@@ -258,14 +337,16 @@ def evaluate(
             "arch": arch, "label": label, "mode": mode, "scale": scale, "split": split,
             "n_images": n, "store": str(store), "checkpoint": str(checkpoint),
             "step": int(ckpt.get("step", 0)), "ema": bool(use_ema and ckpt.get("ema")),
-            "ref_source": ref_source, "gt_px": int(ds.gt_len), "lr_px": int(ds.patch),
-            "tile": tile, "overlap": overlap if tile else None, "device": str(dev),
+            "ref_source": ref_source, "trained_ref_source": trained_ref, "gt_px": int(ds.gt_len), "lr_px": int(ds.patch),
+            "tile": tile, "overlap": overlap if tile else None, "device": str(dev), "pad": int(pad),
             "wall_s": round(wall, 2),
             "search_window": getattr(getattr(model, "options", None), "search_window", None),
             "convention": "psnr/ssim: 8-bit RGB, no crop (authors); *_rgb_crop / *_y_crop: "
                           "BasicSR crop_border=scale, RGB / BT.601 Y",
         },
     }
+    metrics["lpips"] = {net: ({"model": mean(f"lpips_{net}"), "bicubic": mean(f"bicubic_lpips_{net}")}
+                              if status == "ok" else status) for net, status in lpips_nets.items()}
     # BasicSR figures also under their own keys (``basicsr_rgb``, ``basicsr_y``).
     metrics["basicsr_rgb"] = {
         "model": {"psnr": metrics["model"]["psnr_rgb_crop"], "ssim": metrics["model"]["ssim_rgb_crop"]},

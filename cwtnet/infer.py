@@ -54,6 +54,7 @@ from cwtnet.metrics import tensor_to_uint8
 from cwtnet.model import SEARCH_WINDOW_KEEP, apply_search_window
 from cwtnet.runtime import resolve_device
 from mlcamsr.errors import InputError
+from mlcamsr.remote import RemotePath, check_url, is_url
 from mlcamsr.slides import open_slide
 
 ReadFn = Callable[[int, int, int, int], np.ndarray]
@@ -272,10 +273,13 @@ def open_source(
     Slides (anything ``mlcamsr.slides.open_slide`` opens) are read window by window,
     never whole; ``region`` is x, y in level-0 px and w, h in px of ``level``.
     """
-    p = Path(path)
-    if not p.exists():
+    remote = is_url(path)  # a slide in object storage: tiffslide by byte range
+    if remote:
+        check_url(str(path), what="--input", must_exist=True)
+    p: Any = RemotePath(str(path)) if remote else Path(path)
+    if not remote and not p.exists():
         raise InputError(f"--input {p}: no such file")
-    if _is_image(p):
+    if not remote and _is_image(p):
         img = _load_image(p)
         x0, y0 = 0, 0
         h, w = img.shape[:2]

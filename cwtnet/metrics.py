@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from cwtnet.losses import ssim_torch
+from cwtnet.lpips import lpips_distance, lpips_files
 
 Y_WEIGHTS = (65.481, 128.553, 24.966)
 
@@ -85,44 +86,16 @@ def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
     return y.permute(*perm).contiguous().numpy()
 
 
-_LPIPS_BACKBONES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
-_lpips_models: dict[str, torch.nn.Module] = {}
+def lpips_status(net: str = "alex", weights_dir: str | Path | None = None) -> str:
+    """``"ok"`` when LPIPS can run offline, else ``"unavailable: <reason>"``. Never downloads.
 
-
-def lpips_status(net: str = "alex") -> str:
-    """``"ok"`` when LPIPS can run offline, else ``"unavailable: <reason>"``. Never downloads."""
-    if net not in _LPIPS_BACKBONES:
-        return f"unavailable: unknown LPIPS net {net!r} (alex or vgg)"
-    try:
-        import lpips  # noqa: F401
-    except ImportError:
-        return "unavailable: the lpips package is not installed"
-    pkg = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
-    if not pkg.is_file():
-        return f"unavailable: LPIPS linear weights missing ({pkg})"
-    backbone = Path(torch.hub.get_dir()) / "checkpoints" / _LPIPS_BACKBONES[net]
-    if not backbone.is_file():
-        return f"unavailable: backbone weights not present locally ({backbone})"
-    return "ok"
-
-
-def lpips_score(a: np.ndarray, b: np.ndarray, net: str = "alex") -> float | None:
-    """LPIPS of two uint8 (H, W, 3) images, or ``None`` when ``lpips_status(net)`` is not ok.
-
-    Only runs with the ``lpips`` package and its backbone weights already on disk;
-    nothing is downloaded and no value is made up.
+    See :mod:`cwtnet.lpips` for the files it looks for (``--lpips-weights DIR``).
     """
-    if lpips_status(net) != "ok":
-        return None
-    import lpips
+    return lpips_files(net, weights_dir)[2]
 
-    if net not in _lpips_models:
-        _lpips_models[net] = lpips.LPIPS(net=net, verbose=False).eval()
-    model = _lpips_models[net]
 
-    def to_t(img: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1)[None]
-        return t / 127.5 - 1.0
-
-    with torch.no_grad():
-        return float(model(to_t(a), to_t(b)).mean())
+def lpips_score(a: np.ndarray, b: np.ndarray, net: str = "alex",
+                weights_dir: str | Path | None = None) -> float | None:
+    """LPIPS of two uint8 (H, W, 3) images, or ``None`` when ``lpips_status(net)`` is not ok:
+    nothing is downloaded and no value is made up."""
+    return lpips_distance(a, b, net, weights_dir)

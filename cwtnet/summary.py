@@ -2,6 +2,11 @@
 
     python -m cwtnet.summary --arch cwtnet --scale 2 [--lr-size 64] [--batch 1] [--device cpu]
                              [--option name=value ...]
+    python -m cwtnet.summary --all [--scale 2] [--lr-size 64]
+
+``--all``: parameters and FLOPs of every arch at its default (paper) options, and of the
+Table VI / SRGAN helper networks (ResNet-50, VGG19) on a 224-px image, each beside the
+figure its paper states where it states one (``STATED``).
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` for one forward pass of
 batch 1 (its convention: 2 FLOPs per multiply-add; convolutions and matrix products
@@ -28,7 +33,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cwtnet.losses import CWTLoss
-from cwtnet.model import build_model
+from cwtnet.model import ARCHS, build_model
+from cwtnet.model.resnet_arch import resnet50
+from cwtnet.model.vgg_arch import VGG19
 
 
 def _proc_status_kib(field: str) -> int | None:
@@ -164,6 +171,67 @@ def summarize(arch: str = "cwtnet", scale: int = 2, *, lr_size: int = 64, batch:
     return result
 
 
+STATED: dict[str, tuple[float | None, float | None, str]] = {
+    "srcnn": (57_184, None, "Dong et al. TPAMI 2016: 57,184 weights for 9-5-5 on the Y channel; "
+                            "ours takes RGB (3 in/out channels), so more"),
+    "edsr": (1.5e6, None, "Lim et al. 2017, Table 1: EDSR-baseline 1.5 M (x4 upsampler; x2 has one stage)"),
+    "rcan": (16e6, None, "Zhang et al. ECCV 2018: about 16 M"),
+    "resnet50": (25.6e6, 3.8e9, "He et al. 2016, Table 1: 3.8 x 10^9 FLOPs (multiply-adds) at 224 px; "
+                                "params 25.6 M (torchvision)"),
+    "vgg19": (144e6, 19.6e9, "Simonyan & Zisserman 2015, Table 2: 144 M; He et al. 2016: 19.6 x 10^9 FLOPs"),
+}
+"""Figures the papers state: (parameters, FLOPs in multiply-adds, source). CWT-Net, SRGAN,
+MWCNN and SWD-Net state neither, so they have no entry."""
+
+
+def helper_rows() -> list[dict[str, Any]]:
+    """Parameters and FLOPs of ResNet-50 and VGG19 on one 224-px image (on the meta device:
+    shapes only, no memory), with the figures their papers state."""
+    rows = []
+    for name, make in (("resnet50", resnet50), ("vgg19", VGG19)):
+        with torch.device("meta"):
+            net, x = make().eval(), torch.empty(1, 3, 224, 224)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(x)
+        rows.append({"name": name, "input": "224x224", "params": sum(p.numel() for p in net.parameters()),
+                     "flops": int(counter.get_total_flops())})
+    return [_with_stated(r) for r in rows]
+
+
+def _with_stated(r: dict[str, Any]) -> dict[str, Any]:
+    stated = STATED.get(r["name"])
+    r["stated_params"], r["stated_macs"], r["source"] = stated if stated else (None, None, "")
+    return r
+
+
+def summarize_all(scale: int = 2, lr_size: int = 64) -> list[dict[str, Any]]:
+    """Parameters and FLOPs (batch 1, no training step) of every arch, then ``helper_rows()``."""
+    rows = []
+    for arch in ARCHS:
+        torch.manual_seed(0)
+        model = build_model(arch, scale).eval()
+        lr, ref, _ = _inputs(arch, scale, 1, lr_size, "cpu", hasattr(model, "forward_train"))
+        rows.append(_with_stated({"name": arch, "input": f"LR {lr_size}x{lr_size}, x{scale}",
+                                  "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                                  "flops": count_flops(model, lr, ref)}))
+    return rows + helper_rows()
+
+
+def format_all(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of ``summarize_all`` (FLOPs: 2 per multiply-add; MACs = FLOPs / 2)."""
+    lines = ["| network | input | parameters | GFLOPs | GMACs | paper states | source |",
+             "|---|---|---:|---:|---:|---|---|"]
+    for r in rows:
+        stated = []
+        if r["stated_params"]:
+            stated.append(f"{r['stated_params'] / 1e6:.3g} M params")
+        if r["stated_macs"]:
+            stated.append(f"{r['stated_macs'] / 1e9:.3g} G MACs")
+        lines.append(f"| {r['name']} | {r['input']} | {r['params']:,} | {r['flops'] / 1e9:.2f} | "
+                     f"{r['flops'] / 2e9:.2f} | {'; '.join(stated) or 'not stated'} | {r['source']} |")
+    return "\n".join(lines)
+
+
 def format_summary(r: dict[str, Any]) -> str:
     lines = [f"arch {r['arch']}  scale x{r['scale']}  device {r['device']}",
              f"parameters        {r['params']:,} ({r['trainable_params']:,} trainable)"]
@@ -191,7 +259,9 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cwtnet.summary", description=__doc__.split("\n")[0])
-    ap.add_argument("--arch", default="cwtnet", help="cwtnet | edsr | rcan | srcnn | bicubic (default cwtnet)")
+    ap.add_argument("--arch", default="cwtnet", choices=list(ARCHS), help="network (default cwtnet)")
+    ap.add_argument("--all", action="store_true",
+                    help="parameters and FLOPs of every network beside its paper's figures")
     ap.add_argument("--scale", type=int, default=2, help="upsampling factor (default 2)")
     ap.add_argument("--lr-size", type=int, default=64, help="LR side for FLOPs and memory (default 64)")
     ap.add_argument("--batch", type=int, default=1, help="batch of the training step (default 1)")
@@ -199,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--option", "-o", action="append", type=_parse_option, default=[],
                     help="model option name=value, repeatable (e.g. -o n_cwtb=4)")
     args = ap.parse_args(argv)
+    if args.all:
+        print(format_all(summarize_all(args.scale, args.lr_size)))
+        return 0
     r = summarize(args.arch, args.scale, lr_size=args.lr_size, batch=args.batch,
                   device=args.device, **dict(args.option))
     print(format_summary(r))

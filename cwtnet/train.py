@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from cwtnet.adversarial import AdversarialStep
 from cwtnet.checkpoint import (
     BEST,
     CKPT_FORMAT,
@@ -51,6 +52,7 @@ from cwtnet.data import SeededItems, StepBatchSampler, check_store, make_dataset
 from cwtnet.evaluate import score_dataset
 from cwtnet.losses import CWTLoss
 from cwtnet.model import build_checked, has_trainable_params
+from cwtnet.model.vgg_arch import VGGFeatures
 from cwtnet.runlog import CsvLog, plot_curves, tensorboard_writer
 from cwtnet.runtime import barrier, finish_distributed, init_distributed, resolve_device
 from mlcamsr.errors import InputError, MLCamSRError
@@ -58,7 +60,7 @@ from mlcamsr.errors import InputError, MLCamSRError
 # Keys a resumed run may change; every other option must match the run's own config.
 RESUME_MUTABLE = {
     "steps", "minutes", "progress", "tensorboard", "num_workers", "device",
-    "val_every", "ckpt_every", "log_every", "val_images", "store", "out", "compile",
+    "val_every", "ckpt_every", "log_every", "val_images", "store", "out", "compile", "cache_dir",
 }
 
 
@@ -206,7 +208,12 @@ class Trainer:
         self.on_checkpoint = on_checkpoint
         self.device = resolve_device(cfg.device)
         self.store = check_store(cfg.store, int(cfg.scale), ref_source=cfg.ref_source, patch=int(cfg.patch))
+        self.adv_weight = cfg.adversarial_weight() if cfg.arch == "srgan" else 0.0
+        self.vgg = self._load_vgg() if self.adv_weight > 0 and cfg.vgg_weights else None
         self.dist = init_distributed(self.device)
+        if self.adv_weight > 0 and self.dist.world > 1:
+            raise InputError("--adv-weight: SRGAN's discriminator step runs in one process only; "
+                             "train it without torchrun, or pass --adv-weight 0 (SRResNet)")
         if self.dist.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         barrier(self.dist)
@@ -219,6 +226,13 @@ class Trainer:
 
     # -- setup ------------------------------------------------------------------------
 
+    def _load_vgg(self) -> VGGFeatures:
+        """SRGAN's frozen VGG19 (``--vgg-weights``), checked before anything is written."""
+        try:
+            return VGGFeatures("relu5_4", weights=self.cfg.vgg_weights)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+
     def _build_model(self) -> None:
         """Seeded weights (the same on every rank), then loss, optimizer, scheduler, EMA."""
         cfg = self.cfg
@@ -226,6 +240,9 @@ class Trainer:
         np.random.seed(cfg.seed % 2**32)
         random.seed(cfg.seed)
         self.model = build_checked(cfg.arch, int(cfg.scale), self.options).to(self.device)
+        # SRGAN: the discriminator (seeded like the generator, the same on every rank)
+        self.adv = (AdversarialStep(self.adv_weight, self.vgg, d_lr=cfg.d_lr).to(self.device)
+                    if self.adv_weight > 0 else None)
         if self.use_cuda and cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.trainable = has_trainable_params(self.model)
@@ -246,6 +263,11 @@ class Trainer:
             self.ema.state = {k: v.to(self.device) for k, v in ckpt["ema"].items()}
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
+        if self.adv is not None:
+            if not ckpt.get("adversarial"):
+                raise InputError(f"{self.run_dir / LAST}: no discriminator state (the run had --adv-weight 0); "
+                                 "resume with the run's own options")
+            self.adv.load_checkpoint_state(ckpt["adversarial"])
         set_rng_state(ckpt["rng"])
         self.start = self.step_count = self.last_good = int(ckpt["step"])
         self.best = float(ckpt.get("best_psnr", -math.inf))
@@ -312,6 +334,11 @@ class Trainer:
         with autocast:
             out = self.train_module(lr_img, ref)
         loss, parts = self.criterion(_to_float(out), gt)
+        parts = dict(parts or {})
+        if self.adv is not None:  # SRGAN: content (VGG54 or this pixel loss) + adversarial term
+            with autocast:
+                loss, extra = self.adv.generator_loss(_to_float(out), gt, loss)
+            parts.update(extra)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss became {loss.item()} at step {self.step_count + 1}; stopped. The last good checkpoint "
@@ -323,11 +350,14 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.opt.step()
         self.sched.step()
+        if self.adv is not None:
+            with autocast:
+                parts.update(self.adv.discriminator_step(_to_float(out).detach(), gt))
         if self.ema is not None:
             self.ema.update(self.model, self.step_count)
         self.step_count += 1
         self._n_window += lr_img.shape[0] * self.dist.world
-        return loss, parts or {}
+        return loss, parts
 
     def log(self, loss: torch.Tensor, parts: dict[str, Any], *, force: bool = False) -> None:
         """Append a ``log.csv`` row (and TensorBoard scalar) every ``log_every`` steps (rank 0)."""
@@ -348,7 +378,7 @@ class Trainer:
 
     def validate(self) -> dict[str, Any]:
         """Score the (EMA) model on the test split: ``val.csv`` rows, ``best.pt`` when the
-        first mode's PSNR (dB) improves, ``curve.png``. Rank 0 only; other ranks get ``{}``."""
+        PSNR (dB) of ``cfg.best_mode`` improves (sisr for other networks), ``curve.png``. Rank 0 only; other ranks get ``{}``."""
         if self.val_ds is None or self.val_csv is None:
             return {}
         cfg, step = self.cfg, self.step_count
@@ -373,8 +403,9 @@ class Trainer:
                     self.tb.add_scalar(f"val/psnr_{mode}", m["psnr"], step)
                     self.tb.add_scalar(f"val/ssim_{mode}", m["ssim"], step)
         self.model.train()
-        if res and res[modes[0]]["psnr"] > self.best:
-            self.best = res[modes[0]]["psnr"]
+        key = cfg.best_mode if cfg.best_mode in res else modes[0]  # the mode the config names
+        if res and res[key]["psnr"] > self.best:
+            self.best = res[key]["psnr"]
             self.save(self.run_dir / BEST)
         plot_curves(self.run_dir)
         return res
@@ -389,6 +420,7 @@ class Trainer:
             "ema": self.ema.state if self.ema is not None else None,
             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "rng": rng_state(), "config": cfg.to_dict(), "best_psnr": float(self.best),
+            "adversarial": self.adv.checkpoint_state() if self.adv is not None else None,
             "tool_version": tool_version(),
         }
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import unicodedata
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import pandas as pd
 
 from mlcamsr.errors import InputError
+from mlcamsr.remote import is_url, resolve_remote_slides
 
 __all__ = ["REQUIRED_COLUMNS", "SLIDE_SUFFIXES", "read_coords", "resolve_slides", "check_slide_name"]
 
@@ -90,7 +92,14 @@ def read_coords(path: str | os.PathLike[str]) -> pd.DataFrame:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"coords file {p} is not a readable CSV ({first})") from None
     with open(p, newline="", encoding="utf-8-sig") as f:
-        header = [c.strip() for c in next(csv.reader(f), [])]
+        reader = csv.reader(f)
+        header = [c.strip() for c in next(reader, [])]
+        for i, fields in enumerate(reader):  # pandas would shift a longer row into the index
+            if len(fields) > len(header):
+                raise InputError(
+                    f"{_where(p, i)} has {len(fields)} fields, the header {len(header)} "
+                    f"({','.join(header)}); quote values that hold commas, or add the column"
+                )
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
         raise InputError(
@@ -199,6 +208,21 @@ def _resolve_one(slides_dir: Path, name: str) -> Path | None:
     return None
 
 
+def _unicode_twins(slides_dir: Path, missing: list[tuple[str, int]]) -> None:
+    """Raise for a missing name that equals a file's name up to Unicode normalisation
+    (NFC vs NFD: they print alike, so "not found" alone would puzzle)."""
+    files = {unicodedata.normalize("NFC", f.name): f.name for f in slides_dir.iterdir()}
+    files |= {unicodedata.normalize("NFC", PurePosixPath(n).stem): n for n in list(files.values())}
+    for name, i in missing:
+        twin = files.get(unicodedata.normalize("NFC", name))
+        if twin is not None:
+            raise InputError(
+                f"slide {ascii(name)} (row {i}) is not found in {slides_dir}, but {ascii(twin)} "
+                "is: the same letters in another Unicode normalisation (NFC vs NFD); write "
+                "the name as the file system has it"
+            )
+
+
 def resolve_slides(df: pd.DataFrame, slides_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Map each distinct ``slide`` name to its file under ``slides_dir``.
 
@@ -208,6 +232,10 @@ def resolve_slides(df: pd.DataFrame, slides_dir: str | os.PathLike[str]) -> dict
     Raises:
         InputError: the folder is missing/unreadable, or names are not found (all listed).
     """
+    if is_url(slides_dir):  # a prefix in object storage: one listing (sizes, ETags)
+        first = df.reset_index(drop=True).groupby("slide", sort=False).head(1)
+        names = [(str(n), int(i)) for i, n in zip(first.index, first["slide"])]
+        return resolve_remote_slides(names, str(slides_dir))  # type: ignore[return-value]
     d = Path(slides_dir)
     if not d.exists():
         raise InputError(f"slides folder {d} not found; give the folder with --slides")
@@ -233,6 +261,7 @@ def resolve_slides(df: pd.DataFrame, slides_dir: str | os.PathLike[str]) -> dict
             )
         out[name] = path
     if missing:
+        _unicode_twins(d, missing)
         shown = ", ".join(repr(n) for n, _ in missing[:3])
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise InputError(

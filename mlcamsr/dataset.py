@@ -9,24 +9,33 @@ SPEC "Training samples". For scale ``s`` in {2, 4, 8} and LR patch ``p``:
   rounded to 8-bit levels like an LR PNG. (Computed on ``gt`` plus a ``4s``-px context,
   which gives exactly that: the same LR as BasicSR's ``LR_bic`` files and as evaluation
   on whole patches, with no mirrored border inside the crop.)
-- ``ref`` (``2p`` px, the WT-branch input I'_GT) covering exactly the tissue of ``gt``:
+- ``ref`` (``2p`` px, the WT-branch input) covering exactly the tissue of ``gt``; it is
+  never ``gt`` itself unless asked for (``ref_source="gt"``, the leaky upper bound):
 
   ==============  =====================================================================
-  ``ref_source``  what ``ref`` is
+  ``ref_source``  what ``ref`` is (paper Table III row)
   ==============  =====================================================================
-  ``real``        s=2: ``gt`` itself (the finest member); s=4: the ``20x`` member;
-                  s=8: the ``10x`` member -- real scans (the paper's I'_GT)
-  ``bicubic``     s=2: ``gt``; s=4: ``20x_bicubic``; s=8: ``10x_bicubic``
-                  (the FTMS-style members of ``mlcamsr pyramid``)
-  ``gt-updown``   Table III's I_GT (up, down): ``g = imresize(patch, 2/s)`` (``g`` = the
-                  patch for s=2), then ``imresize(imresize(g, 2), 1/2)`` -- up x2 then
-                  down x2, each step rounded to 8 bits; cropped where ``gt`` is
-  ``lr``          Table III's I_LR: ``imresize(LR patch, 2)`` (the 8-bit LR up x2),
-                  cropped where ``gt`` is
+  ``real``        I'_GT ("ours", the default): a REAL scan one level coarser than
+                  ``gt``. s=2: the ``20x`` member crop (``p`` px, the slide's own
+                  level) brought to ``2p`` by the project's bicubic x2; s=4: the
+                  ``20x`` member (native ``2p``); s=8: the ``10x`` member (native ``2p``)
+  ``gt``          I_GT (the upper bound row; leaks the target at s=2): s=2: ``gt``
+                  itself; s>2: ``imresize(gt, 2/s)`` (8-bit)
+  ``gt-updown``   I_GT up-down: ``g = imresize(patch, 2/s)`` (``g`` = the patch for
+                  s=2), then ``imresize(imresize(g, 2), 1/2)`` -- up x2 then down x2,
+                  each step rounded to 8 bits; cropped where ``gt`` is
+  ``lr``          I_LR: ``imresize(LR patch, 2)`` (the 8-bit LR up x2), cropped where
+                  ``gt`` is
+  ``bicubic``     not a Table III row: the FTMS-style ``*_bicubic`` member of
+                  ``mlcamsr pyramid`` in place of the real one (s=2: ``20x_bicubic``
+                  brought to ``2p`` by bicubic x2, i.e. the pixels of ``lr`` up x2;
+                  s=4: ``20x_bicubic``; s=8: ``10x_bicubic``)
   ==============  =====================================================================
 
-The crop of a coarser member with factor ``f = s/2`` starts at ``(y0/f, x0/f)`` and is
-``2p`` px, i.e. the same tissue square as ``gt``.
+Member crops (``real``, ``bicubic``) start at ``(y0/f, x0/f)`` with ``f = max(2, s/2)``
+finest px per member px and cover ``s*p/f`` member px, i.e. the same tissue square as
+``gt``; at s=2 the crop is read with a few px of context and brought to ``2p`` there, so
+``ref`` equals ``imresize(whole member patch, 2)`` cropped (no mirrored crop border).
 
 Augmentation (``augment=True``): a random 90-degree rotation and a random horizontal
 flip, the same for all three images (applied after resizing; the bicubic at integer
@@ -68,7 +77,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from mlcamsr.chunkcache import CachedRegionReader
 from mlcamsr.errors import InputError, StoreError
+from mlcamsr.remote import is_url
 from mlcamsr.resize import resize_weights
 from mlcamsr.triplets import DATASET_SCALES as SCALES
 from mlcamsr.triplets import REF_SOURCES
@@ -112,13 +123,17 @@ class TripletDataset(Dataset):
             kept patch, no split needed). Default ``"train"``.
         scale: SR factor ``s``, one of 2, 4, 8. Default 2.
         patch: LR patch size ``p`` in px (``gt`` is ``s*p``, ``ref`` is ``2p``). Default 64.
-        ref_source: ``real`` | ``bicubic`` | ``gt-updown`` | ``lr`` (Table III). Default real.
+        ref_source: ``real`` | ``gt`` | ``gt-updown`` | ``lr`` | ``bicubic`` (Table III,
+            module docstring). Default ``real`` (I'_GT, never ``gt``).
         augment: random crops, 90-degree rotations and flips; ``False`` = centre crops.
             Default True.
         in_memory: hold the needed members of the split in RAM (numpy). Default False.
         full: with ``augment=False``, whole patches instead of centre crops. Default False.
         repeat: each patch appears ``repeat`` times per epoch (BasicSR's
             ``dataset_enlarge_ratio``). Default 1.
+        storage_options: fsspec options for a store URL (default: ``AWS_*`` environment).
+        cache_dir: for a store in object storage, a local folder that keeps a copy of
+            each shard read (:mod:`mlcamsr.chunkcache`): epoch 2 reads locally.
     """
 
     def __init__(
@@ -133,15 +148,19 @@ class TripletDataset(Dataset):
         *,
         full: bool = False,
         repeat: int = 1,
+        storage_options: dict[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         from mlcamsr.store import Store, open_store
 
+        self.storage_options = dict(storage_options or {})
+        self.cache_dir = None if cache_dir is None else str(cache_dir)
         if isinstance(store, Store):
             self.path: Any = store.path
             handle = store
         else:
             self.path = store
-            handle = open_store(store, mode="r")
+            handle = open_store(store, mode="r", storage_options=self.storage_options)
         name = str(self.path)
         if scale not in SCALES:
             raise InputError(f"--scale {scale} is not one of {', '.join(map(str, SCALES))}")
@@ -165,7 +184,8 @@ class TripletDataset(Dataset):
         self.gt_member = members[0]
         info = handle.member_info(self.gt_member)
         self.size = int(info["size"])
-        self.ref_factor = self.scale // 2  # finest px per ref-member px
+        # finest px per ref-member px: the member one level coarser than gt (20x at s=2)
+        self.ref_factor = max(2, self.scale // 2)
         self.ref_member = self._ref_member_name(handle, info, name)
         if self.ref_member is not None:
             ref_size = int(handle.member_info(self.ref_member)["size"])
@@ -191,6 +211,8 @@ class TripletDataset(Dataset):
                 )
         self.gt_len = s * self.patch
         self.ref_len = 2 * self.patch
+        self.ref_crop = self.gt_len // self.ref_factor  # member px read for ref (p at s=2)
+        self.ref_up = self.ref_len // self.ref_crop  # 2 at s=2 (bicubic x2), else 1
 
         table = handle.table
         kept = table["status"] == "kept"
@@ -230,7 +252,7 @@ class TripletDataset(Dataset):
     # -- construction helpers ---------------------------------------------------------
     def _ref_member_name(self, handle: Any, info: dict[str, Any], name: str) -> str | None:
         """The member ``ref`` is cropped from, or None when it is computed from ``gt``."""
-        if self.ref_source in ("gt-updown", "lr") or self.scale == 2:
+        if self.ref_source not in ("real", "bicubic"):
             return None
         f = self.ref_factor
         mag = float(info.get("mag", 0) or 0)
@@ -245,7 +267,7 @@ class TripletDataset(Dataset):
             raise InputError(
                 f"scale {self.scale} with ref_source real needs the {want} member, but {name} "
                 f"has {', '.join(handle.members)}; extract with --scales including {f}, or "
-                f"use --ref-source bicubic"
+                f"use --ref-source bicubic (FTMS-style) or gt-updown"
             )
         target = f"{mag / f:g}x_bicubic" if mag else None
         if target is None or target not in handle:
@@ -264,7 +286,7 @@ class TripletDataset(Dataset):
         mem: dict[str, np.ndarray] = {}
         order = np.argsort(self.indices)
         for mname in {m for m in (self.gt_member, self.ref_member) if m is not None}:
-            arr = handle[mname]
+            arr = handle.region_reader(mname)  # checked reads: damage is an error, never zeros
             out = np.empty((len(self.indices),) + tuple(arr.shape[1:]), dtype=np.uint8)
             for k in order:
                 out[k] = arr[int(self.indices[k])]
@@ -286,9 +308,14 @@ class TripletDataset(Dataset):
         if self._arrays is None or self._pid != pid:
             from mlcamsr.store import open_store
 
-            handle = open_store(self.path, mode="r")
+            # every process opens its own store (and, for a URL, its own filesystem and event
+            # loop): an fsspec/aiohttp client must not cross fork
+            handle = open_store(self.path, mode="r", storage_options=self.storage_options)
             members = {m for m in (self.gt_member, self.ref_member) if m is not None}
-            self._arrays = {m: handle.region_reader(m) for m in members}
+            if self.cache_dir is not None and is_url(self.path):
+                self._arrays = {m: CachedRegionReader(handle, m, self.cache_dir) for m in members}
+            else:
+                self._arrays = {m: handle.region_reader(m) for m in members}
             self._pid = pid
         return self._arrays
 
@@ -354,12 +381,15 @@ class TripletDataset(Dataset):
         gt = region[:, oy : oy + G, ox : ox + G]
         lr_reg = self._resize(region, hy // s, hx // s)
         lr = lr_reg[:, oy // s : oy // s + p, ox // s : ox // s + p]
-        if self.ref_source in ("real", "bicubic"):
-            if self.ref_member is None:  # s = 2: the finest member itself
+        if self.ref_member is not None:  # "real" / "bicubic": the coarser member's crop
+            ref = self._member_ref(k, y0, x0)
+        elif self.ref_source == "gt":
+            # I_GT, the leaky upper bound: gt itself (s=2) or gt brought to 2p (8-bit)
+            if s == 2:
                 ref = gt
             else:
-                f = self.ref_factor
-                ref = _chw(self._crop(self.ref_member, k, y0 // f, x0 // f, self.ref_len))
+                g = self._resize(region, hy * 2 // s, hx * 2 // s)
+                ref = g[:, oy * 2 // s : oy * 2 // s + 2 * p, ox * 2 // s : ox * 2 // s + 2 * p]
         elif self.ref_source == "gt-updown":
             # I_GT (up, down): gt brought to 2p (s > 2), then up x2 and down x2, all 8-bit
             gh, gw = hy * 2 // s, hx * 2 // s
@@ -370,6 +400,23 @@ class TripletDataset(Dataset):
             up = self._resize(lr_reg, 2 * (hy // s), 2 * (hx // s))
             ref = up[:, 2 * (oy // s) : 2 * (oy // s) + 2 * p, 2 * (ox // s) : 2 * (ox // s) + 2 * p]
         return lr.contiguous(), ref.contiguous(), gt.contiguous()
+
+    def _member_ref(self, k: int, y0: int, x0: int) -> torch.Tensor:
+        """``ref`` from the coarser member for the gt crop at finest ``(y0, x0)``: the native
+        crop (s >= 4), or at s=2 the ``p``-px crop read with context and brought to ``2p``
+        by the project's bicubic x2 (equal to the whole member patch up x2, cropped)."""
+        member = self.ref_member
+        assert member is not None  # only called for "real" / "bicubic"
+        f, n = self.ref_factor, self.ref_crop
+        my, mx = y0 // f, x0 // f
+        if self.ref_up == 1:
+            return _chw(self._crop(member, k, my, mx, n))
+        size, m, u = self.size // f, 4, self.ref_up
+        ry, rx = max(0, my - m), max(0, mx - m)
+        hy, hx = min(size, my + n + m) - ry, min(size, mx + n + m) - rx
+        up = self._resize(_chw(self._crop(member, k, ry, rx, hy, hx)), u * hy, u * hx)
+        oy, ox = u * (my - ry), u * (mx - rx)
+        return up[:, oy : oy + self.ref_len, ox : ox + self.ref_len]
 
     def triplet(
         self, i: int, origin: tuple[int, int] | None = None
@@ -442,7 +489,7 @@ class TripletDataset(Dataset):
         if member == self.gt_member:
             length = min(size, self.gt_len + 2 * self.margin)
         else:
-            length = self.ref_len
+            length = min(size, self.ref_crop + (8 if self.ref_up > 1 else 0))
         touched = min(float(per_side), (length - 1) / c + 1)
         return max(2, int(np.ceil(per_side * per_side / (touched * touched))))
 
@@ -450,7 +497,7 @@ class TripletDataset(Dataset):
         return (
             f"TripletDataset({Path(str(self.path)).name!s}, split={self.split!r}, "
             f"scale={self.scale}, patch={self.patch}, ref_source={self.ref_source!r}, "
-            f"n={len(self)}, gt={self.gt_member}, ref={self.ref_member or 'computed/gt'})"
+            f"n={len(self)}, gt={self.gt_member}, ref={self.ref_member or 'computed'})"
         )
 
 

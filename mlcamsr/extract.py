@@ -10,7 +10,10 @@
    not a slide) makes its rows ``failed`` and the run goes on (exit 1); a slide without
    mpp and no override, or one that would need upsampling, is refused (exit 2);
    every row planned: a square that leaves the slide makes that row ``failed``;
-   rows labelled from the annotations;
+   rows labelled from the annotations; each slide's reader chosen by
+   :func:`choose_readers` (:mod:`mlcamsr.reader_check`: openslide and tiffslide compared
+   on a fixed sample at the levels the run reads; a disagreement reads that slide with
+   openslide and warns);
 3. :func:`open_or_create_store` (under the store's lock): resume, refuse or create;
 4. :func:`make_tasks`: one task per shard not yet done (:func:`done_records`);
 5. :func:`execute_tasks` runs them (:func:`run_task` each) while :class:`SlideHasher`
@@ -32,8 +35,12 @@ Work: rows are cut into shards of ``shard_rows`` consecutive rows; one task per 
 reads its rows (each worker process keeps its slides open), runs QC
 (:mod:`mlcamsr.qc`), writes the whole shard of every member in one write (zeros for
 rows not kept, so a rerun never leaves stale pixels), then writes a small JSON record
-``_extract/tasks/<k>.json``. Resume = skip the shards that have a record; the table is
-assembled from the records in row order, so a resumed store equals an uninterrupted one.
+``_extract/tasks/<k>.json`` (the rows' QC records, and the size and crc32c of every shard
+file written, :mod:`mlcamsr.verify`). Resume = skip the shards that have a record; the
+table is assembled from the records in row order, so a resumed store equals an
+uninterrupted one. Repair = a rerun first reads back every recorded shard
+(:func:`mlcamsr.verify.damaged_shards`) and drops the record of a damaged one, so it is
+written again: exactly what ``mlcamsr verify`` lists, and the result equals a clean run.
 Tasks run serially (``workers=0``), on a local dask cluster (``workers=N`` threads of one
 in-process worker by default, or N processes with ``processes=True``) or on a running
 dask.distributed cluster (``scheduler=ADDRESS``; its
@@ -64,6 +71,7 @@ import pandas as pd
 
 from mlcamsr import __version__
 from mlcamsr.annotations import load_for_slide, require_xml
+from mlcamsr.cluster import check_scheduler
 from mlcamsr.coords import read_coords, resolve_slides
 from mlcamsr.errors import InputError, StoreError
 from mlcamsr.fingerprint import HASH_CHOICES, fingerprint, fingerprint_change, sha256_full
@@ -78,16 +86,27 @@ from mlcamsr.patches import (
     read_member,
 )
 from mlcamsr.qc import PAPER_RGB_MEAN, QCThresholds, check_patch
+from mlcamsr.reader_check import READER_CHECK_MODES, check_readers
+from mlcamsr.remote import (
+    RemoteLock,
+    RemotePath,
+    check_fence,
+    check_url,
+    has_conditional_writes,
+)
 from mlcamsr.slides import BACKENDS, SlideReader, open_slide
 from mlcamsr.store import (
+    FORMAT_VERSION,
     LOCK_NAME,
     Store,
     StoreLock,
     default_chunk,
     local_path,
+    made_by_us,
     member_chunk,
     open_store,
 )
+from mlcamsr.verify import EXTRACT_RECORDS, damaged_shards, read_records, record_key
 
 __all__ = [
     "ExtractPlan",
@@ -96,7 +115,10 @@ __all__ = [
     "TASKS_PREFIX",
     "build_table",
     "check_options",
+    "check_places",
+    "choose_readers",
     "done_records",
+    "drop_damaged",
     "execute_tasks",
     "extract",
     "finish_store",
@@ -106,7 +128,7 @@ __all__ = [
     "run_task",
 ]
 
-TASKS_PREFIX = "_extract/tasks/"
+TASKS_PREFIX = EXTRACT_RECORDS
 
 
 @dataclass
@@ -118,7 +140,9 @@ class ExtractResult:
         n_rows, n_kept, n_rejected, n_failed: table counts after the run.
         failures: ``(slide, row, reason)`` of every failed row.
         tasks_run, tasks_skipped: shards written now / found already done (resume).
+        repaired: shards found damaged by this rerun and written again.
         seconds: wall time of the run.
+        warnings: one line per slide whose readers disagree (read with openslide).
     """
 
     store: str
@@ -130,6 +154,8 @@ class ExtractResult:
     tasks_run: int = 0
     tasks_skipped: int = 0
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    repaired: list[int] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -205,7 +231,7 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
         if rec["reason"]:
             continue
         try:
-            reader = _reader(row["path"], task["backend"])
+            reader = _reader(row["path"], row.get("backend", task["backend"]))
         except Exception as exc:  # noqa: BLE001 - any open error fails this slide's rows
             rec["reason"] = f"cannot open slide: {_first_line(exc)}"
             continue
@@ -237,9 +263,14 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
             for name, img in images.items():
                 blocks[name][i] = img
     store = open_store(task["store"], mode="r+")
-    for name, block in blocks.items():
-        store.write_shard(name, start, block)
-    store.put_bytes(f"{TASKS_PREFIX}{task['shard']:06d}.json", json.dumps(records).encode())
+    fence = task.get("fence")  # object storage: write only while our run holds the lease
+    if fence:
+        check_fence(task["store"], fence)
+    written = {name: store.write_shard(name, start, block).as_dict() for name, block in blocks.items()}
+    record = {"rows": records, "shards": written}
+    if fence:
+        check_fence(task["store"], fence)
+    store.put_bytes(record_key(TASKS_PREFIX, task["shard"]), json.dumps(record).encode())
     return records
 
 
@@ -265,13 +296,16 @@ def _open_slides(
     for name, path in paths.items():
         try:
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+            if size == 0 and path.is_dir():
+                raise InputError(f"slide {path} is a folder without files (a DICOM slide folder holds .dcm files)")
             if size == 0:
                 raise InputError(f"slide {path} is empty (0 bytes)")
             with open_slide(path, backend=backend) as r:
                 dims = tuple((int(w), int(h)) for w, h in r.level_dimensions)
                 own = r.mpp
-                meta = {
+                meta: dict[str, Any] = {
                     "path": name,
+                    **({"url": str(path), "etag": path.etag} if isinstance(path, RemotePath) else {}),
                     "size": int(size),
                     "reader": str(r.backend),
                     "vendor": r.vendor,
@@ -424,8 +458,13 @@ def _run_tasks(
     workers: int,
     scheduler: str | None,
     processes: bool = False,
+    dashboard: bool = False,
 ) -> Iterable[tuple[dict[str, Any], list[dict[str, Any]] | BaseException]]:
-    """Yield ``(task, records or exception)`` as tasks finish."""
+    """Yield ``(task, records or exception)`` as tasks finish.
+
+    A local cluster listens on no network interface: no dashboard unless ``dashboard``
+    (then on 127.0.0.1:8787, or a free port), and distributed's own HTTP endpoints (which
+    it always starts) on 127.0.0.1 at a free port; process workers talk over 127.0.0.1."""
     if not tasks:
         return
     if scheduler is None and workers <= 0:
@@ -458,22 +497,20 @@ def _run_tasks(
         # large numpy temporary into a fresh mmap (page faults): +50 % CPU per patch here.
         # Keep its one-thread BLAS settings, drop that one.
         environ = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
+        # dashboard_address=None alone still serves distributed's HTTP routes on 0.0.0.0:8787
+        http = "127.0.0.1:8787" if dashboard else "127.0.0.1:0"
+        loopback: dict[str, Any] = {
+            "dashboard_address": None,
+            "worker_dashboard_address": "127.0.0.1:0",
+            "scheduler_kwargs": {"dashboard": bool(dashboard), "dashboard_address": http},
+            "silence_logs": logging.ERROR,
+        }
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
             if not processes:  # one in-process worker with N threads: no start-up, one shared cache
-                cluster = LocalCluster(
-                    n_workers=1,
-                    threads_per_worker=workers,
-                    processes=False,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
-                )
+                cluster = LocalCluster(n_workers=1, threads_per_worker=workers, processes=False, **loopback)
             else:
                 cluster = LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
+                    n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", **loopback
                 )
         client = Client(cluster)
     try:
@@ -515,6 +552,7 @@ class ExtractPlan:
         failed_slides: name -> reason, for slides that did not open (their rows fail).
         pre_fail: row -> reason, for rows failed before any read.
         labels, tumor_frac: per-row label and tumour fraction (NaN without annotations).
+        warnings: one line per slide whose two readers disagree (:func:`choose_readers`).
     """
 
     coords: pd.DataFrame
@@ -525,6 +563,7 @@ class ExtractPlan:
     pre_fail: dict[int, str]
     labels: np.ndarray
     tumor_frac: np.ndarray
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -542,17 +581,32 @@ def check_options(
     mpp: float | None,
     shard_rows: int,
     chunk: int | None,
+    reader_check: str = "on",
     min_tissue: float,
     rgb_mean: Sequence[float],
     rgb_tol: float,
     min_align_psnr: float,
+    cache_mb: float = 0.0,
 ) -> tuple[list[MemberSpec], QCThresholds, int]:
-    """Stage 1: the members, QC thresholds and inner chunk side (px) of a run, or InputError."""
+    """Stage 1: the members, QC thresholds and inner chunk side (px) of a run, or InputError
+    (every number finite and in range: a NaN threshold would switch QC off silently)."""
+    _check_numbers(
+        size=size, base_mpp=base_mpp, base_mag=base_mag, min_tissue=min_tissue, rgb_mean=rgb_mean,
+        rgb_tol=rgb_tol, min_align_psnr=min_align_psnr, cache_mb=cache_mb,
+    )
     specs = member_specs(int(size), float(base_mpp), float(base_mag), scales)
+    small = [s for s in specs if s.size < MIN_MEMBER_PX]
+    if small:
+        raise InputError(
+            f"--scales {','.join(map(str, scales))}: member {small[0].name} would be {small[0].size} px "
+            f"(--size {size} / {small[0].scale}); every member needs at least {MIN_MEMBER_PX} px"
+        )
     if mpp is not None and not (mpp > 0 and math.isfinite(mpp)):
         raise InputError(f"--mpp {mpp}: give a positive um/px, e.g. 0.243")
     if backend not in BACKENDS:
         raise InputError(f"--backend {backend}: choose {', '.join(BACKENDS)}")
+    if reader_check not in READER_CHECK_MODES:
+        raise InputError(f"--reader-check {reader_check}: choose {', '.join(READER_CHECK_MODES)}")
     if shard_rows < 1:
         raise InputError(f"--shard-rows {shard_rows}: give at least 1")
     if chunk is not None and int(chunk) < 16:
@@ -573,6 +627,38 @@ def check_options(
     return specs, th, chunk_px
 
 
+MIN_MEMBER_PX = 8
+"""Smallest member side (px) extract makes."""
+
+
+def _check_numbers(**options: Any) -> None:
+    """Every numeric option finite and in range (a NaN would switch QC off silently)."""
+
+    def bad(name: str, value: Any, want: str) -> InputError:
+        return InputError(f"--{name.replace('_', '-')} {value}: give {want}")
+
+    for name, value in options.items():
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        shown = ",".join(map(str, values))
+        try:
+            nums = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise bad(name, shown, "a number") from None
+        if not all(math.isfinite(v) for v in nums):
+            raise bad(name, shown, "finite numbers" if len(nums) > 1 else "a finite number")
+    if not 0 <= float(options["min_tissue"]) <= 1:
+        raise bad("min_tissue", options["min_tissue"], "a fraction in [0, 1]")
+    if len(options["rgb_mean"]) != 3 or not all(0 <= float(v) <= 1 for v in options["rgb_mean"]):
+        shown = ",".join(map(str, options["rgb_mean"]))
+        raise bad("rgb_mean", shown, "three values in [0, 1], e.g. 0.7204,0.4298,0.6379")
+    for name in ("base_mpp", "base_mag", "size"):
+        if float(options[name]) <= 0:
+            raise bad(name, options[name], "a positive number")
+    for name in ("rgb_tol", "cache_mb"):
+        if float(options[name]) < 0:
+            raise bad(name, options[name], "a number >= 0")
+
+
 def plan_rows(
     slides_dir: str | os.PathLike[str],
     coords_csv: str | os.PathLike[str],
@@ -582,8 +668,10 @@ def plan_rows(
     mpp: float | None,
     allow_upsample: bool,
     annotations: str | os.PathLike[str] | None,
+    reader_check: str = "on",
 ) -> ExtractPlan:
-    """Stage 2: read the coords, open every slide once, plan every row, label the rows.
+    """Stage 2: read the coords, open every slide once, plan every row, label the rows,
+    choose each slide's reader (:func:`choose_readers`).
 
     File-level problems raise InputError (nothing is written yet); an unreadable slide or
     a square outside its slide only fails the rows concerned (``pre_fail``).
@@ -604,7 +692,35 @@ def plan_rows(
         name: specs[0].size * specs[0].mpp / meta["geometry"].mpp[0] / 2.0 for name, meta in slides.items()
     }
     labels, tumor = _labels(df, annotations, half_widths)
-    return ExtractPlan(df, extra, paths, slides, failed_slides, pre_fail, labels, tumor)
+    warnings = choose_readers(slides, paths, specs, backend=backend, mode=reader_check,
+                              allow_upsample=allow_upsample)
+    return ExtractPlan(df, extra, paths, slides, failed_slides, pre_fail, labels, tumor, warnings)
+
+
+def choose_readers(
+    slides: dict[str, dict[str, Any]],
+    paths: dict[str, Path],
+    specs: Sequence[MemberSpec],
+    *,
+    backend: str,
+    mode: str,
+    allow_upsample: bool,
+) -> list[str]:
+    """Stage 2, last step: for each opened slide, compare openslide and tiffslide at the
+    levels its members are read from (:func:`mlcamsr.reader_check.check_readers`) and set
+    ``slides[name]["reader"]`` (the backend its rows are read with) and
+    ``["reader_check"]`` (status, per-level max/mean absolute difference, timing).
+    Returns the warning line of every slide whose readers disagree."""
+    warnings: list[str] = []
+    for name, meta in slides.items():
+        levels = sorted({choose_level(meta["geometry"], s.mpp, allow_upsample=allow_upsample)[0] for s in specs})
+        check = check_readers(paths[name], levels, backend=backend, mode=mode)
+        if check.reader:
+            meta["reader"] = check.reader
+        meta["reader_check"] = check.as_attrs()
+        if check.status == "disagree":
+            warnings.append(check.message)
+    return warnings
 
 
 def _plan_failures(
@@ -631,18 +747,35 @@ def _plan_failures(
     return pre_fail
 
 
-def _lock_out(out: str) -> StoreLock | None:
-    """Refuse an ``out`` folder that is not a store, then take its lock (None for URLs)."""
+def check_places(out: str, *, scheduler: str | None) -> None:
+    """Stage 0: a store URL's endpoint, credentials and bucket, and the ``scheduler``, answer
+    (one line and exit 2 otherwise, before anything is read or written)."""
+    if "://" in out:
+        check_url(out, what="--out", must_exist=False)
+    if scheduler is not None:
+        check_scheduler(scheduler)
+
+
+def _lock_out(out: str) -> StoreLock | RemoteLock | None:
+    """Refuse an ``out`` folder that is not a store, then take its lock: a lock file, or on
+    ``s3://`` a lease with a fencing token (:class:`mlcamsr.remote.RemoteLock`); None for
+    other URLs."""
+    if has_conditional_writes(out):
+        return RemoteLock(out).acquire()
     if "://" in out:
         return None
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise StoreError(f"--out {p} exists and is not a folder; choose another path")
-    if p.is_dir() and any(p.iterdir()) and not (p / "zarr.json").is_file():
-        only_lock = [c.name for c in p.iterdir()] == [LOCK_NAME]
-        if not only_lock:
-            raise StoreError(f"--out {p} is a non-empty folder that is not a store; choose another path")
-    p.mkdir(parents=True, exist_ok=True)
+    if made_by_us(p) is False:  # never written into, never replaced, even with --overwrite
+        raise StoreError(
+            f"--out {p} is not a store this tool made (a foreign Zarr store or other "
+            "files); it is never replaced: choose another --out"
+        )
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"--out {p}: cannot create the folder ({exc.strerror}); choose another path") from None
     return StoreLock(p / LOCK_NAME).acquire()
 
 
@@ -656,9 +789,9 @@ def open_or_create_store(
     prints: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[Store, bool]:
     """Stage 3: ``(store, resumed)``: resume a store made with the same ``params``, refuse
-    one made with others (unless ``overwrite``) or a foreign Zarr store, else create it
-    with empty members and the slides' fingerprints ``prints`` (what a resume checks).
-    The caller holds the lock."""
+    one made with others (unless ``overwrite``) or anything this tool did not make (even
+    with ``overwrite``), else create it with empty members and the slides' fingerprints
+    ``prints`` (what a resume checks). The caller holds the lock."""
     phash = _params_hash(params)
     try:
         existing: Store | None = open_store(out, mode="r+")
@@ -674,11 +807,11 @@ def open_or_create_store(
                 f"{out} was made with other parameters ({what}); use the same options, "
                 "another --out, or --overwrite to replace it"
             )
-    if "://" not in out and (Path(out) / "zarr.json").is_file() and existing is None and not overwrite:
-        raise StoreError(f"{out} is a Zarr store but not an MLCamSR one; choose another --out or --overwrite")
+    if existing is None and made_by_us(out) is False:
+        raise StoreError(f"--out {out} is not a store this tool made; it is never replaced: choose another --out")
     store = open_store(out, mode="w")
     store.update_attrs(
-        format_version=1,
+        format_version=FORMAT_VERSION,
         tool_version=__version__,
         params=params,
         params_hash=phash,
@@ -703,14 +836,26 @@ def open_or_create_store(
 
 
 def done_records(store: Store) -> dict[int, list[dict[str, Any]]]:
-    """Shard -> its record, for every shard an earlier run finished (resume)."""
-    done: dict[int, list[dict[str, Any]]] = {}
-    for key in store.list_prefix(TASKS_PREFIX):
-        k = int(key.rsplit("/", 1)[1].split(".")[0])
-        data = store.get_bytes(key)
-        if data is not None:
-            done[k] = json.loads(data)
-    return done
+    """Shard -> its row records, for every shard an earlier run finished (resume)."""
+    return {k: rec["rows"] for k, rec in read_records(store, TASKS_PREFIX).items() if "rows" in rec}
+
+
+def drop_damaged(store: Store, specs: Sequence[MemberSpec]) -> list[int]:
+    """Stage 3b: read back what earlier runs wrote; the shards found damaged lose their
+    record (so :func:`make_tasks` writes them again). Returns those shards, sorted."""
+    damaged = sorted(damaged_shards(store, [s.name for s in specs], TASKS_PREFIX))
+    for k in damaged:
+        store.delete_key(record_key(TASKS_PREFIX, k))
+    return damaged
+
+
+def _table_ok(store: Store) -> bool:
+    """Whether the store's table reads and checks out (else a rerun rewrites it)."""
+    try:
+        store.table  # noqa: B018 - reading it is the check
+    except StoreError:
+        return False
+    return True
 
 
 def make_tasks(
@@ -725,6 +870,7 @@ def make_tasks(
     allow_upsample: bool,
     token: str,
     cache_mb: float,
+    fence: int = 0,
 ) -> list[dict[str, Any]]:
     """Stage 4: one picklable task (see :func:`run_task`) per shard of ``shard_rows`` rows,
     leaving out the shards in ``skip`` (done by an earlier run)."""
@@ -743,6 +889,7 @@ def make_tasks(
             if not row["fail"]:
                 row["path"] = str(plan.paths[slide])
                 row["geometry"] = plan.slides[slide]["geometry"]
+                row["backend"] = plan.slides[slide]["reader"]  # per slide (choose_readers)
             rows.append(row)
         tasks.append(
             {
@@ -756,6 +903,7 @@ def make_tasks(
                 "backend": backend,
                 "allow_upsample": bool(allow_upsample),
                 "token": token,
+                "fence": int(fence),
                 "cache_mb": float(cache_mb),
             }
         )
@@ -826,6 +974,7 @@ def execute_tasks(
     scheduler: str | None,
     processes: bool,
     progress: bool,
+    dashboard: bool = False,
 ) -> dict[int, str]:
     """Stage 5: run ``tasks``, adding each shard's records to ``done``; returns shard ->
     reason for the tasks that raised (their rows are ``failed``; no record was written,
@@ -833,7 +982,9 @@ def execute_tasks(
     bar = _progress_bar(n_rows, progress, initial=sum(len(v) for v in done.values()))
     task_errors: dict[int, str] = {}
     try:
-        for t, res in _run_tasks(tasks, workers=int(workers), scheduler=scheduler, processes=processes):
+        for t, res in _run_tasks(
+            tasks, workers=int(workers), scheduler=scheduler, processes=processes, dashboard=dashboard
+        ):
             if isinstance(res, BaseException):
                 reason = f"task error: {_first_line(res)}"
                 task_errors[t["shard"]] = reason
@@ -928,6 +1079,7 @@ def extract(
     workers: int = 2,
     scheduler: str | None = None,
     backend: str = "auto",
+    reader_check: str = "on",
     mpp: float | None = None,
     annotations: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
@@ -943,6 +1095,7 @@ def extract(
     cache_mb: float = 256,
     processes: bool = False,
     progress: bool = True,
+    dashboard: bool = False,
 ) -> ExtractResult:
     """Extract aligned multi-scale patches from ``slides_dir`` at the centres in ``coords_csv``.
 
@@ -957,7 +1110,9 @@ def extract(
         scales: member scales (default 1,2,4 -> 40x 1024 px, 20x 512 px, 10x 256 px).
         workers: local dask worker processes; 0 runs serially in this process.
         scheduler: address of a running dask.distributed scheduler (overrides ``workers``).
-        backend: slide reader, ``auto``, ``openslide`` or ``tiffslide``.
+        backend: slide reader, ``auto``, ``openslide`` or ``tiffslide`` (forces that reader).
+        reader_check: ``on`` (with ``auto``, compare both readers per slide and read a
+            slide they disagree on with openslide; :mod:`mlcamsr.reader_check`) or ``off``.
         mpp: um/px for slides without metadata and no ``mpp`` column value.
         annotations: folder of ASAP XML lesion files; labels ``tumor``/``normal`` + ``tumor_frac``.
         overwrite: replace a store made with other parameters.
@@ -977,6 +1132,8 @@ def extract(
         cache_mb: per-process cache of decoded slide blocks (MiB; 0 disables). Patches
             sharing pyramid tiles decode them once per worker; the pixels do not change.
         progress: show a progress bar (stderr).
+        dashboard: serve the local dask cluster's dashboard on 127.0.0.1 (default: none;
+            nothing listens on a network interface).
 
     Returns:
         :class:`ExtractResult`; ``result.exit_code`` is 1 when rows failed.
@@ -986,11 +1143,15 @@ def extract(
         StoreError: the store is locked, foreign, or made with other parameters.
     """
     t0 = time.perf_counter()
+    out_s = local_path(out)
+    check_places(out_s, scheduler=scheduler)
     specs, th, chunk_px = check_options(
         size=size, base_mpp=base_mpp, base_mag=base_mag, scales=scales, backend=backend, mpp=mpp,
         shard_rows=shard_rows, chunk=chunk, min_tissue=min_tissue, rgb_mean=rgb_mean,
-        rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
+        rgb_tol=rgb_tol, min_align_psnr=min_align_psnr, reader_check=reader_check, cache_mb=cache_mb,
     )
+    if str(out).startswith("memory://"):
+        raise InputError(f"--out {out}: a memory:// store vanishes when the command ends; give a path or URL")
     if isinstance(hash_slides, bool):
         slide_hash = "fingerprint" if hash_slides else "none"
     else:
@@ -998,32 +1159,38 @@ def extract(
     if slide_hash not in HASH_CHOICES:
         raise InputError(f"--hash {hash_slides}: choose {', '.join(HASH_CHOICES)}")
     plan = plan_rows(slides_dir, coords_csv, specs, backend=backend, mpp=mpp,
-                     allow_upsample=allow_upsample, annotations=annotations)
+                     allow_upsample=allow_upsample, annotations=annotations, reader_check=reader_check)
     prints = fingerprint_slides(plan.paths, slide_hash)
     params = _store_params(plan, specs, th, size=size, base_mpp=base_mpp, base_mag=base_mag,
-                           backend=backend, mpp=mpp, allow_upsample=allow_upsample,
+                           backend=backend, reader_check=reader_check, mpp=mpp, allow_upsample=allow_upsample,
                            shard_rows=shard_rows, zstd_level=zstd_level, chunk_px=chunk_px,
                            annotations=annotations)
-    out_s = local_path(out)
     lock = _lock_out(out_s)
     try:
         store, resumed = open_or_create_store(out_s, params, specs, overwrite=overwrite,
                                               slide_hash=slide_hash, prints=prints)
         if resumed:
             check_slides_unchanged(store, prints, out_s)
-        if resumed and store.attrs.get("complete") and store.has_table:
-            return _result(out_s, store.table, t0, tasks_run=0, tasks_skipped=-1)
+        repaired = drop_damaged(store, specs) if resumed else []
+        if resumed and not repaired and store.attrs.get("complete") and _table_ok(store):
+            return _result(out_s, store.table, t0, tasks_run=0, tasks_skipped=-1, warnings=plan.warnings)
         done = done_records(store)
         tasks = make_tasks(plan, specs, th, store=out_s, skip=done, shard_rows=shard_rows, backend=backend,
-                           allow_upsample=allow_upsample, token=_params_hash(params)[:8], cache_mb=cache_mb)
+                           allow_upsample=allow_upsample, token=_params_hash(params)[:8], cache_mb=cache_mb,
+                           fence=lock.token if isinstance(lock, RemoteLock) else 0)
         hasher = SlideHasher({name: plan.paths[name] for name in plan.slides},
                              enabled=slide_hash == "full").start()
         task_errors = execute_tasks(tasks, done, n_rows=plan.n, workers=workers, scheduler=scheduler,
-                                    processes=processes, progress=progress)
+                                    processes=processes, progress=progress, dashboard=dashboard)
         table = build_table(plan, done, specs)
+        if isinstance(lock, RemoteLock):
+            lock.check()  # another run took the store: do not overwrite its table
         finish_store(store, table, plan, specs, chunk_px=chunk_px, hashes=hasher.join(),
                      complete=not task_errors, slide_hash=slide_hash, prints=prints)
-        return _result(out_s, table, t0, tasks_run=len(tasks), tasks_skipped=len(done) - len(tasks))
+        result = _result(out_s, table, t0, tasks_run=len(tasks), tasks_skipped=len(done) - len(tasks),
+                         warnings=plan.warnings)
+        result.repaired = repaired
+        return result
     finally:
         if lock is not None:
             lock.release()
@@ -1038,6 +1205,7 @@ def _store_params(
     base_mpp: float,
     base_mag: float,
     backend: str,
+    reader_check: str,
     mpp: float | None,
     allow_upsample: bool,
     shard_rows: int,
@@ -1052,6 +1220,7 @@ def _store_params(
         "base_mag": float(base_mag),
         "scales": [s.scale for s in specs],
         "backend": backend,
+        "reader_check": reader_check,
         "mpp": None if mpp is None else float(mpp),
         "allow_upsample": bool(allow_upsample),
         "qc": th.as_dict(),
@@ -1075,7 +1244,8 @@ def _params_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "; ".join(parts) + more
 
 
-def _result(store: str, table: pd.DataFrame, t0: float, *, tasks_run: int, tasks_skipped: int) -> ExtractResult:
+def _result(store: str, table: pd.DataFrame, t0: float, *, tasks_run: int, tasks_skipped: int,
+            warnings: list[str] | None = None) -> ExtractResult:
     failed = table[table.status == "failed"]
     return ExtractResult(
         store=store,
@@ -1087,4 +1257,5 @@ def _result(store: str, table: pd.DataFrame, t0: float, *, tasks_run: int, tasks
         tasks_run=tasks_run,
         tasks_skipped=max(0, tasks_skipped),
         seconds=time.perf_counter() - t0,
+        warnings=list(warnings or []),
     )

@@ -30,6 +30,8 @@ import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from mlcamsr.remote import filesystem, is_url, open_remote_binary
+
 __all__ = [
     "HASH_CHOICES",
     "FINGERPRINT_KIND",
@@ -131,9 +133,7 @@ def _file_fingerprint(path: Path, h: Any) -> tuple[int, float, int]:
 
 
 def _url_fingerprint(url: str) -> dict[str, Any]:
-    import fsspec
-
-    fs, p = fsspec.core.url_to_fs(url)
+    fs, p = filesystem(url)  # credentials/endpoint: AWS_* or --storage-options
     info = fs.info(p)
     size = int(info.get("size") or 0)
     etag = info.get("ETag") or info.get("etag")
@@ -178,10 +178,17 @@ def fingerprint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def sha256_full(path: str | os.PathLike[str]) -> tuple[str, int]:
-    """``(sha256 hex, bytes read)`` of every byte of a slide file or folder (files in name order)."""
-    p = Path(path)
+    """``(sha256 hex, bytes read)`` of every byte of a slide file or folder (files in name
+    order), or of an object in object storage (streamed by ranges)."""
     h = hashlib.sha256()
     total = 0
+    if is_url(os.fspath(path)):
+        with open_remote_binary(os.fspath(path)) as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+                total += len(block)
+        return h.hexdigest(), total
+    p = Path(path)
     files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
     for f in files:
         with open(f, "rb") as fh:

@@ -317,7 +317,7 @@ def preview(
 
     # zoom: the centre `cell` finest-member px (all of it when the square is smaller)
     zfrac = min(1.0, cell / finest)
-    arrays = {m: st[m] for m in members}
+    arrays = {m: st.region_reader(m) for m in members}  # checked reads: damage is an error
     rereader = _Rereader(Path(slides), st.attrs) if slides is not None else None
     for k, (row_id, row) in enumerate(sel.iterrows()):
         ox, oy = layout.origin(k)

@@ -14,17 +14,23 @@ the fill value 0, as in extract). Shards are written with :meth:`Store.write_sha
 
 Work is split by shard of the finest member (one writer per shard file): serial with
 ``workers=0``, else a process pool. After each shard a record
-``_pyramid/tasks/<shard>.json`` is written; a rerun skips shards whose record matches, so a
-killed run resumes and the result equals an uninterrupted run. Provenance is in each
+``_pyramid/tasks/<shard>.json`` is written (the rows' digest, and the size and crc32c of
+each shard file written, :mod:`mlcamsr.verify`); a rerun skips shards whose record
+matches and whose files still check out, so a killed run resumes, a damaged shard is
+rewritten, and the result equals an uninterrupted run. The finest member is read
+through :class:`mlcamsr.store.RegionReader` (checked: a damaged source row is an error). Provenance is in each
 array's attributes and in the store's member list: ``source`` (the finest member),
 ``method`` (``"matlab-bicubic-aa"``), ``halvings``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
+import signal
+import sys
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -33,11 +39,12 @@ from typing import Any
 import numpy as np
 
 from mlcamsr.errors import InputError, StoreError
+from mlcamsr.verify import PYRAMID_RECORDS, damaged_shards, record_key
 
 __all__ = ["METHOD", "PyramidResult", "pyramid", "bicubic_names", "halve"]
 
 METHOD = "matlab-bicubic-aa"
-RECORDS = "_pyramid/tasks/"
+RECORDS = PYRAMID_RECORDS
 DEFAULT_LEVELS = 3
 
 
@@ -136,22 +143,21 @@ def _shard_digest(rows: Iterable[int]) -> str:
 
 def _do_shard(
     path: Any, finest: str, names: list[str], start: int, stop: int, rows: list[int]
-) -> int:
-    """Read the finest member's rows ``start:stop``, write every bicubic member's shard."""
+) -> dict[str, Any]:
+    """Read the finest member's rows ``start:stop``, write every bicubic member's shard;
+    the :class:`ShardRecord` of each (by member, as dicts)."""
     from mlcamsr.store import open_store
 
     store = open_store(path, mode="r+")
-    src = store[finest]
-    block = np.asarray(src[start:stop])
+    src = store.region_reader(finest)
+    block = np.stack([src[r] if r in rows else np.zeros(src.shape[1:], np.uint8) for r in range(start, stop)])
     outs = [
         np.zeros((stop - start,) + tuple(store[m].shape[1:]), dtype=np.uint8) for m in names
     ]
     for r in rows:
         for k, img in enumerate(halve(block[r - start], len(names))):
             outs[k][r - start] = img
-    for m, data in zip(names, outs):
-        store.write_shard(m, start, data)
-    return stop - start
+    return {m: store.write_shard(m, start, data).as_dict() for m, data in zip(names, outs)}
 
 
 def pyramid(
@@ -215,6 +221,8 @@ def pyramid(
             store.update_attrs(pyramid={"params_hash": phash, "levels": int(levels)})
 
         kept = plan["kept"]
+        # shards an earlier run wrote, read back: damaged ones are written again
+        damaged = damaged_shards(store, plan["names"], RECORDS)
         todo, skipped = [], 0
         for shard, start, stop in iter_shards(plan["n"], plan["shard_rows"]):
             rows = [int(r) for r in kept[(kept >= start) & (kept < stop)]]
@@ -222,7 +230,7 @@ def pyramid(
                 continue
             digest = _shard_digest(rows)
             rec = store.get_bytes(f"{RECORDS}{shard}.json")
-            if rec is not None and json.loads(rec).get("rows_digest") == digest:
+            if rec is not None and shard not in damaged and json.loads(rec).get("rows_digest") == digest:
                 skipped += 1
                 continue
             todo.append((shard, start, stop, rows, digest))
@@ -233,21 +241,20 @@ def pyramid(
         try:
             if n_workers <= 0 or len(todo) <= 1:
                 for shard, start, stop, rows, digest in todo:
-                    _do_shard(*args, start, stop, rows)
-                    _record(store, shard, digest)
+                    _record(store, shard, digest, _do_shard(*args, start, stop, rows))
                     bar.update(1)
             else:
                 import multiprocessing as mp
 
                 ctx = mp.get_context("spawn")  # zarr's I/O thread does not survive fork
-                with ProcessPoolExecutor(min(n_workers, len(todo)), mp_context=ctx) as pool:
+                with ProcessPoolExecutor(min(n_workers, len(todo)), mp_context=ctx,
+                                         initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
                     futs = {
                         pool.submit(_do_shard, *args, start, stop, rows): (shard, digest)
                         for shard, start, stop, rows, digest in todo
                     }
                     for fut in as_completed(futs):
-                        fut.result()
-                        _record(store, *futs[fut])
+                        _record(store, *futs[fut], fut.result())
                         bar.update(1)
         finally:
             bar.close()
@@ -263,8 +270,21 @@ def pyramid(
     )
 
 
-def _record(store: Any, shard: int, digest: str) -> None:
-    store.put_bytes(f"{RECORDS}{shard}.json", json.dumps({"rows_digest": digest}).encode())
+def die_with_parent(parent: int) -> None:
+    """Pool initializer: this worker gets SIGKILL when its parent dies (Linux
+    ``PR_SET_PDEATHSIG``), so a ``kill -9`` of ``mlcamsr pyramid`` leaves no worker (and
+    so no resource tracker) behind; elsewhere a no-op. ``parent``: the pid that started
+    the pool (already gone: exit now)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
+def _record(store: Any, shard: int, digest: str, written: dict[str, Any]) -> None:
+    rec = {"rows_digest": digest, "shards": written}
+    store.put_bytes(record_key(RECORDS, shard), json.dumps(rec).encode())
 
 
 class _NoBar:

@@ -56,7 +56,9 @@ from mlcamsr.annotations import (
     tumor_mask,
 )
 from mlcamsr.errors import InputError
-from mlcamsr.slides import SlideReader, open_slide
+from mlcamsr.reader_check import ReaderCheck, check_readers
+from mlcamsr.remote import RemoteDir, is_url, list_remote_slides
+from mlcamsr.slides import TIFF_SUFFIXES, SlideReader, open_slide
 
 #: file extensions discovered in --slides (DICOM files are not slides one by one:
 #: a folder of them is one slide)
@@ -179,7 +181,7 @@ class SlideMask:
         return float(self.mpp[0] * self.downsample[0])
 
 
-def _read_level_reduced(reader: SlideReader, level: int, factor: int, tile: int = 4096) -> np.ndarray:
+def read_level_reduced(reader: SlideReader, level: int, factor: int, tile: int = 4096) -> np.ndarray:
     """Read a whole level in tiles, block-averaged by ``factor`` (white padding)."""
     w, h = reader.level_dimensions[level]
     dx, dy = reader.level_downsamples[level]
@@ -207,6 +209,15 @@ def _read_level_reduced(reader: SlideReader, level: int, factor: int, tile: int 
     return out
 
 
+def mask_level(reader: SlideReader, *, mpp: tuple[float, float], mask_mpp: float = 8.0) -> tuple[int, int]:
+    """``(level, factor)`` that :func:`slide_tissue_mask` reads: the coarsest level whose
+    mpp is at most ``mask_mpp`` (level 0 if none), block-averaged by ``factor`` towards it."""
+    mpps = [mpp[0] * ds[0] for ds in reader.level_downsamples]
+    finer = [k for k, m in enumerate(mpps) if m <= mask_mpp * 1.05]
+    level = max(finer, key=lambda k: mpps[k]) if finer else int(np.argmin(mpps))
+    return level, max(1, int(mask_mpp * 1.05 // mpps[level]))
+
+
 def slide_tissue_mask(
     reader: SlideReader,
     *,
@@ -220,14 +231,11 @@ def slide_tissue_mask(
     The level read is the coarsest whose mpp is at most ``mask_mpp`` (level 0 if
     none); it is block-averaged by an integer factor towards ``mask_mpp``.
     """
-    mpps = [mpp[0] * ds[0] for ds in reader.level_downsamples]
-    finer = [k for k, m in enumerate(mpps) if m <= mask_mpp * 1.05]
-    level = max(finer, key=lambda k: mpps[k]) if finer else int(np.argmin(mpps))
-    factor = max(1, int(mask_mpp * 1.05 // mpps[level]))
+    level, factor = mask_level(reader, mpp=mpp, mask_mpp=mask_mpp)
     w, h = reader.level_dimensions[level]
     while (w / factor) * (h / factor) > max_pixels:
         factor += 1
-    thumb = _read_level_reduced(reader, level, factor)
+    thumb = read_level_reduced(reader, level, factor)
     ds = reader.level_downsamples[level]
     downsample = (float(ds[0]) * factor, float(ds[1]) * factor)
     m, thr, method = tissue_mask(thumb, mpp=mpp[0] * downsample[0], **mask_options)
@@ -296,6 +304,7 @@ class SlidePlan:
     spacing: float
     annotations: SlideAnnotations
     mpp_override: float | None
+    reader_check: ReaderCheck | None = None
     streams: dict[str, Iterator[tuple[int, int]]] = field(default_factory=dict)
     accepted: list[tuple[int, int, str]] = field(default_factory=list)
     grid: dict[tuple[int, int], list[tuple[int, int]]] = field(default_factory=dict)
@@ -465,6 +474,7 @@ def sample_coords(
     overlay_dir: str | os.PathLike[str] | None = None,
     overlays: bool = True,
     backend: str = "auto",
+    reader_check: str = "on",
     progress: bool = False,
 ) -> pd.DataFrame:
     """Sample ``n`` tissue-aware patch centres over the slides in ``slides_dir``.
@@ -494,33 +504,43 @@ def sample_coords(
             ``out``: ``<out stem>_overlays/``).
         overlays: write the overlay PNGs.
         backend: slide reader backend for :func:`mlcamsr.slides.open_slide`.
+        reader_check: ``on``: with ``auto``, each slide's mask level is read with both
+            openslide and tiffslide (:mod:`mlcamsr.reader_check`); a slide they disagree
+            on is read with openslide (``df.attrs["warnings"]``); ``off`` skips it.
         progress: show a progress bar over slides.
 
     Returns:
         DataFrame with ``slide, x, y`` (int level-0 px of the centre), ``label``
         with annotations, ``mpp`` when ``mpp`` was used. ``df.attrs["summary"]``
-        holds per-slide details and ``df.attrs["failed"]`` slides that could not
-        be used (name -> reason).
+        holds per-slide details (``reader``, ``reader_check`` figures included) and
+        ``df.attrs["failed"]`` slides that could not be used (name -> reason).
 
     Raises:
         InputError: bad folder or options, or no slide could be used.
     """
-    slides_dir = Path(slides_dir)
-    _check_sample_options(slides_dir, annotations_dir, n=n, min_tissue=min_tissue, size=size, base_mpp=base_mpp)
-    names = discover_slides(slides_dir, include)
+    remote = is_url(slides_dir)  # an object-storage prefix: TIFF-family slides, tiffslide
+    # a RemoteDir stands in for the folder: `folder / name` is the slide's URL
+    folder: Path = RemoteDir(str(slides_dir)) if remote else Path(slides_dir)  # type: ignore[assignment]
+    _check_sample_options(folder, annotations_dir, n=n, min_tissue=min_tissue, size=size, base_mpp=base_mpp)
+    if remote:
+        looked = tuple(sorted(TIFF_SUFFIXES))
+        names = list_remote_slides(folder, looked, list(include) if include else None)  # type: ignore[arg-type]
+    else:
+        looked = DISCOVER_EXTENSIONS
+        names = discover_slides(folder, include)
     if not names:
         raise InputError(
-            f"--slides {slides_dir}: no slide files found "
-            f"(looked for {', '.join(DISCOVER_EXTENSIONS)}); check the folder"
+            f"--slides {folder}: no slide files found "
+            f"(looked for {', '.join(looked)}); check the folder"
         )
     with_classes = annotations_dir is not None
     square_um = size * base_mpp
     plans, failed = plan_slides(
-        slides_dir, names,
+        folder, names,
         annotations_dir=annotations_dir, square_um=square_um,
         mask_mpp=mask_mpp if mask_mpp is not None else min(8.0, square_um / 16),
         mpp=mpp, spacing=spacing, min_tissue=min_tissue, tumor_min_frac=tumor_min_frac,
-        grid=grid, seed=seed, backend=backend, progress=progress,
+        grid=grid, seed=seed, backend=backend, reader_check=reader_check, progress=progress,
     )
     classes = ["tumor", "normal"] if with_classes else ["any"]
     got = draw_centres(plans, n, classes)
@@ -529,6 +549,8 @@ def sample_coords(
     df.attrs["failed"] = failed
     df.attrs["requested"] = n
     df.attrs["classes"] = {c: int(got.get(c, 0)) for c in classes}
+    df.attrs["warnings"] = [p.reader_check.message for p in plans
+                            if p.reader_check is not None and p.reader_check.status == "disagree"]
     if out is not None:
         _write_csv(df, Path(out))
     if overlays and (overlay_dir is not None or out is not None):
@@ -575,6 +597,7 @@ def plan_slides(
     grid: int,
     seed: int,
     backend: str,
+    reader_check: str = "on",
     progress: bool = False,
 ) -> tuple[list[SlidePlan], dict[str, str]]:
     """Stage 2: each slide's tissue mask and candidate centres, ``(plans, failed)``.
@@ -595,7 +618,7 @@ def plan_slides(
                 slides_dir, name, np.random.default_rng([seed, idx]),
                 annotations_dir=annotations_dir, square_um=square_um, mask_mpp=mask_mpp, mpp=mpp,
                 spacing=spacing, min_tissue=min_tissue, tumor_min_frac=tumor_min_frac, grid=grid,
-                backend=backend,
+                backend=backend, reader_check=reader_check,
             )
         except _Unreadable as exc:
             failed[name] = str(exc)
@@ -625,6 +648,7 @@ def plan_slide(
     tumor_min_frac: float,
     grid: int,
     backend: str,
+    reader_check: str = "on",
 ) -> SlidePlan:
     """One slide: its tissue mask (about ``mask_mpp`` um/px), square side in level-0 px and
     candidate streams per class. Raises ``_Unreadable`` for a slide that cannot be read."""
@@ -633,6 +657,10 @@ def plan_slide(
     try:
         with open_slide(slides_dir / name, backend=backend) as reader:
             smpp = _slide_mpp(reader, mpp, name, slides_dir)
+            level, _ = mask_level(reader, mpp=smpp, mask_mpp=mask_mpp)
+        # the mask level read by both readers; a disagreement reads the mask with openslide
+        check = check_readers(slides_dir / name, [level], backend=backend, mode=reader_check)
+        with open_slide(slides_dir / name, backend=check.reader or backend) as reader:
             sm = slide_tissue_mask(reader, mpp=smpp, mask_mpp=mask_mpp)
             own_mpp = reader.mpp
     except InputError as exc:
@@ -647,6 +675,7 @@ def plan_slide(
         spacing=float(spacing) if spacing is not None else max(side0),
         annotations=ann,
         mpp_override=mpp if own_mpp is None else None,
+        reader_check=check,
     )
     cands = _candidates(
         plan, rng, min_tissue=min_tissue, tumor_min_frac=tumor_min_frac,
@@ -724,6 +753,8 @@ def _slide_summary(p: SlidePlan, classes: list[str], grid: int) -> dict[str, Any
         "grid_level0_px": grid,
         "candidates": dict(p.available),
         "sampled": {c: sum(1 for a in p.accepted if a[2] == c) for c in classes},
+        "reader": p.reader_check.reader if p.reader_check is not None else None,
+        "reader_check": p.reader_check.as_attrs() if p.reader_check is not None else None,
     }
 
 

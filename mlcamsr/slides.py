@@ -43,6 +43,7 @@ from typing import Any, Literal, Protocol, Self, get_args, runtime_checkable
 import numpy as np
 
 from mlcamsr.errors import InputError
+from mlcamsr.remote import RemotePath, is_url, open_remote_binary
 
 Backend = Literal["auto", "openslide", "tiffslide"]
 #: the one list of slide reader choices (``--backend`` of every command)
@@ -333,6 +334,7 @@ class Slide:
         self._own_tf = False
         self._osr: Any = None
         self._ts: Any = None
+        self._remote: Any = None  # the byte-range file of a slide in object storage
         self._fd: int | None = None  # the file for tile reads (os.pread: thread-safe)
         self._readers: list[Any] = []  # per level: callable(x0, y0, x1, y1) -> array
         try:
@@ -401,7 +403,11 @@ class Slide:
     def _init_tiffslide(self) -> None:
         import tiffslide
 
-        ts = tiffslide.TiffSlide(self.path)
+        if isinstance(self.path, RemotePath):  # read by byte range, 1 MiB blocks
+            self._remote = open_remote_binary(str(self.path))
+            ts = tiffslide.TiffSlide(self._remote)
+        else:
+            ts = tiffslide.TiffSlide(self.path)
         self._ts = ts
         self._tf = ts.ts_tifffile
         self.properties = {k: ("" if v is None else str(v)) for k, v in ts.properties.items()}
@@ -422,7 +428,11 @@ class Slide:
                 page_by_dims[d] = p
                 dims.append(d)
         dims.sort(key=lambda d: -d[0])
-        tiled = {(p.shape[1], p.shape[0]): p for p in pages if _TileLevel.usable(p)}
+        # the pread tile path needs a local file; an object is read through tiffslide's zarr
+        # store over the byte-range file
+        tiled = {} if self._remote is not None else {
+            (p.shape[1], p.shape[0]): p for p in pages if _TileLevel.usable(p)
+        }
         fd = os.open(self.path, os.O_RDONLY) if tiled else -1
         self._fd = fd if tiled else None
         sources = []
@@ -526,6 +536,9 @@ class Slide:
         if self._tf is not None and self._own_tf:
             self._tf.close()
         self._tf = None
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -603,6 +616,8 @@ def open_slide(path: str | os.PathLike[str], *, backend: Backend | str = "auto",
     if mpp is not None and _plausible(mpp) is None:
         raise InputError(f"mpp {mpp!r} for {Path(path).name} is not a level-0 um/px in "
                          f"[{MPP_MIN}, {MPP_MAX}] (40x is about 0.25, 20x about 0.5)")
+    if isinstance(path, RemotePath) or is_url(path):
+        return _open_remote(path if isinstance(path, RemotePath) else RemotePath(str(path)), backend, mpp)
     p = _resolve_path(path)
     errors: list[str] = []
     if backend == "auto":
@@ -620,6 +635,23 @@ def open_slide(path: str | os.PathLike[str], *, backend: Backend | str = "auto",
     raise InputError(f"cannot open slide {p}: {'; '.join(errors)}. "
                      "Check that the file is complete and a supported WSI format "
                      "(try --backend openslide or tiffslide)")
+
+
+def _open_remote(p: RemotePath, backend: str, mpp: float | None) -> Slide:
+    """A slide in object storage: tiffslide over fsspec (openslide needs a local file)."""
+    if backend == "openslide":
+        raise InputError(f"slide {p}: openslide reads local files only; use --backend auto or "
+                         "tiffslide for slides in object storage (TIFF, SVS), or copy it locally")
+    if p.suffix.lower() not in TIFF_SUFFIXES:
+        raise InputError(f"slide {p}: only TIFF-family slides ({', '.join(sorted(TIFF_SUFFIXES))}) are "
+                         "read from object storage (tiffslide); copy other formats to a local folder")
+    try:
+        return Slide(p, "tiffslide", mpp=mpp)  # type: ignore[arg-type]  # a Path stand-in
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - fsspec/tifffile error types
+        raise InputError(f"cannot open slide {p} with tiffslide: {_short(exc)}. Check that the "
+                         "object is complete and a TIFF-family WSI") from None
 
 
 def _short(exc: BaseException) -> str:

@@ -67,7 +67,16 @@ def parse_ratio(text: str | Sequence[float]) -> tuple[float, float]:
         raise InputError(
             f"--ratio {text!r} is not TRAIN:TEST with two positive numbers; use e.g. --ratio 5:1"
         )
+    if max(vals) / min(vals) > MAX_RATIO:  # 1e308:1e-308 overflows to inf; one side empty anyway
+        raise InputError(
+            f"--ratio {text!r}: one side would get less than 1/{MAX_RATIO:g} of the patches; "
+            "use e.g. --ratio 5:1"
+        )
     return vals[0], vals[1]
+
+
+MAX_RATIO = 1e6
+"""Largest TRAIN:TEST (or TEST:TRAIN) ratio ``parse_ratio`` accepts."""
 
 
 def assign_split(

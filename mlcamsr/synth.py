@@ -1,6 +1,8 @@
 """CAMELYON-like synthetic whole-slide images: tiled pyramidal TIFFs with H&E-like texture.
 
-Each slide is a generic tiled TIFF (no vendor description), like a CAMELYON16 ``.tif``:
+Each slide is a generic tiled TIFF (no vendor description), like a CAMELYON16 ``.tif``
+(``fmt="generic-jpeg"``, the default; the Aperio JPEG 2000 formats of :data:`SLIDE_FORMATS`
+exist to test reader agreement, see :func:`write_pyramid_tiff`):
 
 - JPEG tiles of 512 px (quality 90, RGB), one TIFF page per level, level 0 first
   (``NewSubfileType`` 0) and every coarser level a reduced image (``NewSubfileType`` 1);
@@ -43,11 +45,23 @@ from scipy import ndimage
 from mlcamsr.errors import InputError
 
 #: what synth writes: another synth run in the folder may be replaced, nothing else may
-SYNTH_FILES = re.compile(r"(slide_\d{3,}\.(tif|xml)|coords\.csv)")
+SYNTH_FILES = re.compile(r"(slide_\d{3,}\.(tif|svs|xml)|coords\.csv)")
 
 TILE = 512
 """Tile edge (px) of every level."""
 JPEG_QUALITY = 90
+J2K_LEVEL = 80
+"""imagecodecs ``jpeg2k_encode`` level (target PSNR, dB) of the Aperio JPEG 2000 formats."""
+
+#: the one list of slide formats synth writes (``--format``)
+SLIDE_FORMATS: tuple[str, ...] = ("generic-jpeg", "aperio-j2k-ycbcr", "aperio-j2k-rgb")
+""":func:`write_pyramid_tiff` formats: ``generic-jpeg`` (default, CAMELYON16-like generic TIFF),
+``aperio-j2k-ycbcr`` (Aperio SVS, JPEG 2000 tiles whose codestream holds YCbCr without the
+multi-component transform, compression 33003 as Aperio's Matrox encoder writes it) and
+``aperio-j2k-rgb`` (the same with an RGB codestream, compression 33005, as TCGA's Kakadu
+files). openslide converts 33003 tiles from YCbCr; tiffslide (tifffile) decodes 33003 and
+33005 alike, so it shows the YCbCr planes of a 33003 slide as RGB (docs/slides.md,
+"Reader agreement")."""
 LOWRES = 32
 """Level-0 px per cell of the low-frequency fields (tissue shape, stain variation)."""
 BAND = 1024
@@ -304,35 +318,84 @@ def build_levels(image: np.ndarray, *, odd_levels: bool = False) -> list[np.ndar
     return levels
 
 
-def write_pyramid_tiff(path: str | os.PathLike[str], levels: list[np.ndarray], *, mpp: float) -> Path:
-    """Write ``levels`` as a generic tiled pyramidal TIFF (JPEG 512-px tiles, resolution in cm).
+def _ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """JPEG/JFIF full-range YCbCr of ``(h, w, 3)`` uint8 RGB (ITU-R BT.601), uint8."""
+    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = 128.0 - 0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 128.0 + 0.5 * r - 0.418688 * g - 0.081312 * b
+    return np.clip(np.rint(np.stack([y, cb, cr], axis=-1)), 0, 255).astype(np.uint8)
 
-    Level k's resolution tags say its own pixel size (``mpp * w0 / w_k``); readers take
-    the level-0 page's. BigTIFF is used above 3.5 GB of raw pixels.
+
+def write_pyramid_tiff(path: str | os.PathLike[str], levels: list[np.ndarray], *, mpp: float,
+                       fmt: str = "generic-jpeg") -> Path:
+    """Write ``levels`` as a tiled pyramidal TIFF in one of :data:`SLIDE_FORMATS`.
+
+    ``generic-jpeg``: a generic TIFF with JPEG 512-px tiles and resolution tags in cm; level
+    k's tags say its own pixel size (``mpp * w0 / w_k``); readers take the level-0 page's.
+    ``aperio-j2k-*``: an Aperio SVS (description ``Aperio Image Library ... |MPP = mpp``,
+    256-px JPEG 2000 tiles, a stripped thumbnail as the second page, as Aperio writes it).
+    BigTIFF is used above 3.5 GB of raw pixels.
     """
+    if fmt not in SLIDE_FORMATS:
+        raise InputError(f"--format {fmt}: choose {', '.join(SLIDE_FORMATS)}")
     path = Path(path)
     h0, w0 = levels[0].shape[:2]
     raw = sum(lv.nbytes for lv in levels)
     tmp = path.with_name(path.name + ".part")
     with tifffile.TiffWriter(tmp, bigtiff=raw > 3_500_000_000) as tw:
         for k, lv in enumerate(levels):
-            hk, wk = lv.shape[:2]
-            res = (1e4 / (mpp * w0 / wk), 1e4 / (mpp * h0 / hk))  # px per cm
-            tw.write(
-                lv,
-                photometric="rgb",
-                tile=(TILE, TILE),
-                compression="jpeg",
-                compressionargs={"level": JPEG_QUALITY},
-                resolution=res,
-                resolutionunit="CENTIMETER",
-                subfiletype=0 if k == 0 else 1,
-                metadata=None,
-                software="mlcamsr.synth",
-                maxworkers=1,
-            )
+            if fmt == "generic-jpeg":
+                hk, wk = lv.shape[:2]
+                res = (1e4 / (mpp * w0 / wk), 1e4 / (mpp * h0 / hk))  # px per cm
+                tw.write(
+                    lv,
+                    photometric="rgb",
+                    tile=(TILE, TILE),
+                    compression="jpeg",
+                    compressionargs={"level": JPEG_QUALITY},
+                    resolution=res,
+                    resolutionunit="CENTIMETER",
+                    subfiletype=0 if k == 0 else 1,
+                    metadata=None,
+                    software="mlcamsr.synth",
+                    maxworkers=1,
+                )
+            else:
+                _write_aperio_page(tw, lv, k, levels, mpp=mpp, ycbcr=fmt == "aperio-j2k-ycbcr")
     os.replace(tmp, path)
     return path
+
+
+def _write_aperio_page(tw: tifffile.TiffWriter, lv: np.ndarray, k: int, levels: list[np.ndarray], *,
+                       mpp: float, ycbcr: bool) -> None:
+    """One Aperio level page (JPEG 2000 tiles, 33003 YCbCr or 33005 RGB); after level 0,
+    the stripped thumbnail page that Aperio files carry second."""
+    h0, w0 = levels[0].shape[:2]
+    hk, wk = lv.shape[:2]
+    head = "Aperio Image Library v12.0.15 (mlcamsr.synth)\r\n"
+    if k == 0:
+        desc = (f"{head}{w0}x{h0} [0,0 {w0}x{h0}] (256x256) J2K/{'YUV16' if ycbcr else 'RGB'} "
+                f"Q={J2K_LEVEL}|AppMag = 40|MPP = {mpp:.4f}")
+    else:
+        desc = f"{head}{w0}x{h0} -> {wk}x{hk} - |AppMag = 40|MPP = {mpp:.4f}"
+    tw.write(
+        _ycbcr(lv) if ycbcr else lv,
+        photometric="rgb",  # Aperio writes RGB here; 33003 itself says the codestream is YCbCr
+        tile=(256, 256),
+        compression=33003 if ycbcr else 33005,
+        compressionargs={"level": J2K_LEVEL, "mct": False} if ycbcr else {"level": J2K_LEVEL},
+        description=desc,
+        metadata=None,
+        software="mlcamsr.synth",
+        maxworkers=1,
+    )
+    if k == 0:  # the thumbnail: stripped JPEG, longer side at most 768 px
+        small = next((t for t in levels if max(t.shape[:2]) <= 768), levels[-1])
+        th, tw_ = small.shape[:2]
+        tw.write(small, photometric="rgb", compression="jpeg", rowsperstrip=16,
+                 description=f"{head}{w0}x{h0} -> {tw_}x{th} - |AppMag = 40|MPP = {mpp:.4f}",
+                 metadata=None, software="mlcamsr.synth", maxworkers=1)
 
 
 def _square_fraction(integral: np.ndarray, cell: int, x: float, y: float, half: int) -> float:
@@ -427,6 +490,7 @@ def synth_slides(
     odd_levels: bool = False,
     lesions: bool = True,
     n_coords: int = 16,
+    fmt: str = "generic-jpeg",
     progress: Callable[[Path], None] | None = None,
 ) -> list[Path]:
     """Write ``n_slides`` synthetic CAMELYON-like slides, their lesion XML and ``coords.csv``.
@@ -444,6 +508,8 @@ def synth_slides(
         lesions: paint tumour regions and write their polygons.
         n_coords: patch centres PER SLIDE in ``coords.csv`` (see :func:`pick_coords`);
             0 writes a header-only file.
+        fmt: file format, one of :data:`SLIDE_FORMATS` (:func:`write_pyramid_tiff`); the
+            Aperio formats are written as ``slide_000.svs``.
         progress: called with each slide path once it is written (the CLI's bar).
 
     Returns:
@@ -460,6 +526,9 @@ def synth_slides(
         raise InputError(f"--mpp {mpp}: give the level-0 um/px, e.g. 0.243 (40x) or 0.486 (20x)")
     if n_coords < 0:
         raise InputError(f"--n-coords {n_coords}: give 0 or more centres per slide")
+    if fmt not in SLIDE_FORMATS:
+        raise InputError(f"--format {fmt}: choose {', '.join(SLIDE_FORMATS)}")
+    suffix = ".tif" if fmt == "generic-jpeg" else ".svs"
     out = Path(out_dir)
     others = sorted(p.name for p in out.iterdir() if not SYNTH_FILES.fullmatch(p.name)) if out.is_dir() else []
     if others:
@@ -468,14 +537,17 @@ def synth_slides(
             f"{', ...' if len(others) > 3 else ''}); give a new or empty folder"
         )
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("slide_*"):  # an earlier synth run's slides of the other format
+        if SYNTH_FILES.fullmatch(stale.name) and stale.suffix in (".tif", ".svs") and stale.suffix != suffix:
+            stale.unlink()
     from mlcamsr.annotations import write_asap_xml
 
     paths: list[Path] = []
     rows: list[tuple[str, int, int, str]] = []
     for i in range(n_slides):
         slide = render_slide((w, h), mpp=mpp, seed=seed, index=i, lesions=lesions)
-        path = write_pyramid_tiff(out / f"slide_{i:03d}.tif",
-                                  build_levels(slide.image, odd_levels=odd_levels), mpp=mpp)
+        path = write_pyramid_tiff(out / f"slide_{i:03d}{suffix}",
+                                  build_levels(slide.image, odd_levels=odd_levels), mpp=mpp, fmt=fmt)
         xml = out / f"slide_{i:03d}.xml"
         if slide.lesions:
             write_asap_xml(xml, [("Tumor", p) for p in slide.lesions])

@@ -15,5 +15,7 @@ from __future__ import annotations
 DATASET_SCALES: tuple[int, ...] = (2, 4, 8)
 """SR factors the dataset serves (``TripletDataset(scale=...)``, ``cwtnet-train --scale``)."""
 
-REF_SOURCES: tuple[str, ...] = ("real", "bicubic", "gt-updown", "lr")
-"""WT-branch reference sources (Table III); see :mod:`mlcamsr.dataset` for each rule."""
+REF_SOURCES: tuple[str, ...] = ("real", "gt", "gt-updown", "lr", "bicubic")
+"""WT-branch reference sources (Table III); see :mod:`mlcamsr.dataset` for each rule. ``real``
+(I'_GT, a real scan one level coarser, never ``gt``) is the default; ``gt`` is the leaky
+upper bound."""

@@ -47,3 +47,7 @@ def small_store(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         progress=False,
     )
     return out
+
+
+# real services on 127.0.0.1 for the scale-out tests: moto's S3 server, a dask cluster
+from tests.remote_fixtures import dask_cluster, s3_endpoint  # noqa: E402,F401

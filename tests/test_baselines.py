@@ -86,7 +86,7 @@ def test_mlcamsr_mean_option():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: build_model("vdsr", 2), "cwtnet, edsr, rcan, srcnn, bicubic"),
+        (lambda: build_model("vdsr", 2), "cwtnet, edsr, rcan, srcnn, srgan, mwcnn, swdnet, bicubic"),
         (lambda: build_model("edsr", 2, n_resblocks=4), "num_feat, num_block"),
         (lambda: build_model("bicubic", 2, num_feat=4), "none"),
         (lambda: build_model("edsr", 5), "2, 3, 4, 8"),
@@ -105,7 +105,7 @@ def test_model_config_round_trips_through_json(arch):
     again = build_from_config(cfg)
     assert type(again) is type(model) and again.scale == 4
     assert dataclasses.asdict(again.options) == dataclasses.asdict(model.options)
-    assert set(ARCHS) == {"cwtnet", "edsr", "rcan", "srcnn", "bicubic"}
+    assert set(ARCHS) == {"cwtnet", "edsr", "rcan", "srcnn", "srgan", "mwcnn", "swdnet", "bicubic"}
 
 
 def test_cwtnet_config_round_trips_and_package_exports():

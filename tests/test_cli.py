@@ -34,7 +34,7 @@ def test_extract_help_groups_its_options() -> None:
     assert "--min-align-psnr" in qc and "--workers" not in qc
 
 
-@pytest.mark.parametrize("script", ["cli.train", "cli.evaluate", "cli.sr"])
+@pytest.mark.parametrize("script", ["cli.train", "cli.evaluate", "cli.sr", "cli.experiment"])
 def test_cwtnet_scripts_help(script: str) -> None:
     import importlib
 

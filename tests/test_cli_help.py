@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from cli.mlcamsr import main
 
-COMMANDS = ["extract", "info", "preview", "pyramid", "split", "sample-coords", "synth"]
+COMMANDS = ["extract", "info", "preview", "pyramid", "split", "sample-coords", "slides", "synth", "verify"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from cwtnet.model import build_from_config, build_model, model_config
+from cwtnet.model.blocks import resolve_mean
 from cwtnet.model.cwtnet_arch import CWTNet, CWTNetOptions, depths_for_scale
 from cwtnet.model.wavelet import haar_hh
 
@@ -139,6 +140,52 @@ def test_summary_reports_params_flops_and_memory():
     assert "FLOPs" in format_summary(r)
 
 
+@pytest.mark.parametrize("variant,wr_mode", [("full", "predict"), ("full", "paper"),
+                                             ("no-wr", "predict"), ("no-dwt", "predict"),
+                                             ("sr-only", "predict")])
+def test_table_ii_variants_and_wr_modes_train_every_parameter(variant, wr_mode):
+    """Issue 10 s2-3: each Table II row and WR reading builds, trains every parameter from
+    the reference and SISR passes, round-trips through model_config, and its SISR pass in
+    training (reference dropped for every sample) is the inference SISR pass."""
+    from cwtnet.losses import CWTLoss
+
+    model = _tiny(2, variant=variant, wr_mode=wr_mode)
+    lr, ref, gt = torch.rand(2, 3, 12, 12), torch.rand(2, 3, 24, 24), torch.rand(2, 3, 24, 24)
+    out = model.forward_train(lr, ref)
+    (CWTLoss()(out, gt)[0] + CWTLoss()(model.forward_train(lr), gt)[0]).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing
+    assert (out["wr"] is not None) == (variant == "full" and wr_mode == "predict")
+    if variant == "sr-only":
+        assert out["wt"] is None and not hasattr(model, "wt_first")
+    elif variant == "no-dwt":  # the reference image on the LR grid, no DWT
+        want = torch.nn.functional.avg_pool2d(ref, 2) - torch.tensor(resolve_mean(model.options.mean)).view(1, 3, 1, 1)
+        assert torch.allclose(out["wt_target"], want, atol=1e-6)
+    else:
+        assert torch.equal(out["wt_target"], haar_hh(ref))
+    clone = build_from_config(model_config(model))
+    clone.load_state_dict(model.state_dict())
+    model.eval()
+    with torch.no_grad():
+        sisr = model(lr)
+        assert torch.allclose(clone(lr, ref), model(lr, ref), atol=1e-6)
+        dropped = model.forward_train(lr, ref, ref_mask=torch.zeros(2, dtype=torch.bool))["sr"]
+        if variant in ("full", "sr-only"):
+            assert torch.allclose(dropped, sisr, atol=1e-6)
+        if variant == "sr-only":
+            assert torch.equal(model(lr, ref), sisr)
+        else:
+            assert not torch.allclose(model(lr, ref), sisr, atol=1e-4)
+
+
+def test_variant_sizes_follow_table_ii_and_bad_names_are_refused():
+    n = {v: sum(p.numel() for p in _tiny(2, variant=v).parameters())
+         for v in ("sr-only", "no-dwt", "no-wr", "full")}
+    assert n["sr-only"] < n["no-dwt"] == n["no-wr"] < n["full"]
+    with pytest.raises(ValueError, match="variant"):
+        _tiny(2, variant="no-transformer")
+    with pytest.raises(ValueError, match="wr_mode"):
+        _tiny(2, wr_mode="eq6")
 def test_search_window_option_reaches_every_block_and_round_trips():
     model = _tiny(2, search_window=3, v_mode="ttsr")
     assert [b.transformer.window for b in model.body] == [3, 3]

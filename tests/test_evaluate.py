@@ -129,3 +129,45 @@ def test_help_shows_examples() -> None:
     r = CliRunner().invoke(main, ["--help"])
     assert r.exit_code == 0
     assert "Examples:" in r.output and "cwtnet-eval --zarr" in r.output and "metrics.json" in r.output
+
+
+def test_both_modes_side_by_side_and_the_reference_can_be_chosen(
+    store: Path, ckpts: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue 10 "Also": CWT-Net is reported in SISR and reference mode by default, and
+    --ref-source scores with another Table III reference than the trained one."""
+    out = tmp_path / "both"
+    code, text = _eval(["--zarr", str(store), "--checkpoint", str(ckpts["cwtnet2"]), "--out", str(out),
+                        "--device", "cpu", "--ref-source", "gt", "--pictures", "0"])
+    assert code == 0, text
+    assert "CWT-Net (sisr)" in text and "CWT-Net (reference)" in text and "reference: gt" in text
+    ref = json.loads((out / "reference" / "metrics.json").read_text())
+    sisr = json.loads((out / "sisr" / "metrics.json").read_text())
+    assert ref["meta"]["mode"] == "reference" and sisr["meta"]["mode"] == "sisr"
+    assert ref["meta"]["ref_source"] == "gt" and ref["meta"]["trained_ref_source"] == "real"
+    assert ref["model"]["psnr"] != sisr["model"]["psnr"]
+    code, text = _eval(["--zarr", str(store), "--checkpoint", str(ckpts["cwtnet2"]), "--out",
+                        str(tmp_path / "x"), "--ref-source", "hr"])
+    assert code == 2 and "hr" in text
+
+
+def test_mirror_padding_changes_only_the_border_of_a_local_model() -> None:
+    """Issue 10 s3: eval pads the LR image by mirroring (model_sr(pad=)) so the border is
+    not the convolutions' zero-padded edge; away from the border a local network's output
+    is unchanged, and bicubic (no parameters) is never padded."""
+    from cwtnet.evaluate import EVAL_PAD, model_sr
+    from cwtnet.model import build_model
+
+    torch.manual_seed(0)
+    edsr = build_model("edsr", 2, num_block=1, num_feat=8).eval()
+    lr = torch.rand(1, 3, 40, 40)
+    with torch.no_grad():
+        plain = model_sr(edsr, lr, None, scale=2, mode="sisr", pad=0)
+        padded = model_sr(edsr, lr, None, scale=2, mode="sisr", pad=6)
+        want = edsr(torch.nn.functional.pad(lr, (6, 6, 6, 6), mode="reflect"))[:, :, 12:-12, 12:-12]
+    assert padded.shape == plain.shape == (1, 3, 80, 80)
+    assert torch.allclose(padded, want, atol=1e-6)
+    inner = (slice(None), slice(None), slice(24, -24), slice(24, -24))  # beyond the receptive field
+    assert torch.allclose(padded[inner], plain[inner], atol=1e-5)
+    assert (padded[:, :, :2] - plain[:, :, :2]).abs().max() > 1e-3
+    assert EVAL_PAD > 0

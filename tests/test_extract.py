@@ -474,7 +474,7 @@ def test_info_says_when_the_extract_is_unfinished(small_store, tmp_path):
     s.update_attrs(complete=False)
     (copy / "table.parquet").unlink()
     r = CliRunner().invoke(main, ["info", str(copy)])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output  # not healthy: exit 1 (issue 9)
     assert "UNFINISHED" in r.output and "mlcamsr extract" in r.output
     r = CliRunner().invoke(main, ["info", str(small_store)])
     assert "UNFINISHED" not in r.output

@@ -76,7 +76,7 @@ def test_lower_modules_do_not_import_the_trainer_or_evaluation() -> None:
 
 
 def test_command_line_modules_import_without_torch() -> None:
-    code = ("import sys, cli.train, cli.evaluate, cli.sr, cli.demo, cli.mlcamsr; "
+    code = ("import sys, cli.train, cli.evaluate, cli.sr, cli.demo, cli.mlcamsr, cli.experiment, cli.utility; "
             "print('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

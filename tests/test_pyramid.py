@@ -223,7 +223,7 @@ def test_info_marks_an_unfinished_pyramid_member(tmp_path, small_store):
             m["complete"] = False
     s.update_attrs(members=infos)
     r = CliRunner().invoke(main, ["info", str(copy)])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output  # unfinished: not healthy (issue 9)
     line = next(ln for ln in r.output.splitlines() if ln.strip().startswith("20x_bicubic"))
     assert "UNFINISHED" in line
     line = next(ln for ln in r.output.splitlines() if ln.strip().startswith("10x_bicubic"))

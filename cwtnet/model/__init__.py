@@ -30,6 +30,9 @@ ARCHS: dict[str, tuple[str, str, str]] = {
     "edsr": ("cwtnet.model.edsr_arch", "EDSR", "EDSROptions"),
     "rcan": ("cwtnet.model.rcan_arch", "RCAN", "RCANOptions"),
     "srcnn": ("cwtnet.model.srcnn_arch", "SRCNN", "SRCNNOptions"),
+    "srgan": ("cwtnet.model.srgan_arch", "SRGAN", "SRGANOptions"),
+    "mwcnn": ("cwtnet.model.mwcnn_arch", "MWCNN", "MWCNNOptions"),
+    "swdnet": ("cwtnet.model.swdnet_arch", "SWDNet", "SWDNetOptions"),
     "bicubic": ("cwtnet.model.bicubic_arch", "Bicubic", "BicubicOptions"),
 }
 """arch name -> (module, network class, options dataclass); modules import lazily."""
@@ -141,14 +144,16 @@ def has_trainable_params(model: nn.Module) -> bool:
 
 
 # Generic trainer options -> the option names of each architecture's dataclass.
-_BLOCKS_KEY = {"cwtnet": "n_cwtb", "edsr": "num_block", "rcan": "num_group"}
-_CHANNELS_KEY = {"cwtnet": "num_feat", "edsr": "num_feat", "rcan": "num_feat"}
+_BLOCKS_KEY = {"cwtnet": "n_cwtb", "edsr": "num_block", "rcan": "num_group", "srgan": "num_block",
+               "swdnet": "num_modules"}
+_CHANNELS_KEY = {"cwtnet": "num_feat", "edsr": "num_feat", "rcan": "num_feat", "srgan": "num_feat",
+                 "swdnet": "num_feat"}
 
 
 def model_options(arch: str, *, blocks: int | None = None, channels: int | None = None,
                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``build_model`` keyword options: ``blocks`` (main blocks: CWTBs, EDSR residual blocks,
-    RCAN residual groups) and ``channels`` (feature channels) under ``arch``'s own names,
+    """``build_model`` keyword options: ``blocks`` (main blocks: CWTBs, EDSR / SRGAN residual
+    blocks, RCAN residual groups, SWD-Net dual-stream modules) and ``channels`` (feature channels) under ``arch``'s own names,
     then ``extra`` as is. ``blocks``/``channels`` for an arch without them -> ``InputError``."""
     opts: dict[str, Any] = {}
     if blocks is not None:

@@ -180,3 +180,18 @@ class ResidualGroup(nn.Module):
 def make_layer(block: type[nn.Module], num_blocks: int, **kwargs) -> nn.Sequential:
     """``nn.Sequential`` of ``num_blocks`` fresh ``block(**kwargs)``."""
     return nn.Sequential(*[block(**kwargs) for _ in range(num_blocks)])
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad ``x`` (B, C, H, W) at the bottom/right so H and W are multiples of ``multiple``.
+
+    Returns the padded tensor and the original (H, W), so the caller can crop its output
+    back (wavelet networks need sides divisible by 2 per DWT level). Falls back to
+    replicate padding when a side is too small to reflect.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)

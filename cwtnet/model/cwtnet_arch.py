@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cwtnet.model.attention import TransformerBlock
@@ -33,6 +34,10 @@ class CWTNetOptions:
     rb_w: int | None = None
     n_wrb: int | None = None
     wr_reduction: int = 8
+    # -- Table II variants and the WR reading (issue 10 s2-3; docs/cwtnet.md) --
+    variant: str = "full"
+    wr_mode: str = "predict"
+    # -- end of the variants block --
     res_scale: float = 1.0
     mean: str | tuple[float, float, float] = "mlcamsr"
     v_mode: str = "paper"
@@ -42,6 +47,16 @@ class CWTNetOptions:
     search_window: int | None = None
     qk_extractor: bool = False
     wt_input_scale: float = 1.0
+
+
+VARIANTS = ("full", "no-wr", "no-dwt", "sr-only")
+"""Table II rows as ``variant``: ``sr-only`` (SR branch only), ``no-dwt`` (+ WT branch and
+Transformer, the reference without DWT), ``no-wr`` (+ DWT), ``full`` (+ WR)."""
+
+WR_MODES = ("predict", "paper")
+"""``wr_mode``: ``predict`` (WR maps the LR image to the HH band, used only without a
+reference) or ``paper`` (WR's channel-attention blocks at the WT branch's entrance, on
+DWT(I'_GT) features, or on the LR features when there is no reference; Eq. 6 pools f_hwt)."""
 
 
 def depths_for_scale(scale: int, rb_w: int | None = None, n_wrb: int | None = None) -> tuple[int, int]:
@@ -129,6 +144,13 @@ class CWTNet(nn.Module):
             rb_w (int | None): RBs per B_RBw; ``None`` = 2 at x2, +1 per doubling. Default: None.
             n_wrb (int | None): WRBs in WR; ``None`` = 4 at x2, +2 per doubling. Default: None.
             wr_reduction (int): WR channel-attention reduction. Default: 8.
+            variant (str): Table II row: ``"full"``, ``"no-wr"`` (no WR module; without a
+                reference the WT branch gets DWT(bicubic x2 of the LR image)), ``"no-dwt"``
+                (no WR, no DWT: the WT branch gets the reference image itself on the LR
+                grid, a 2x2 mean, and L_WT compares with that), ``"sr-only"`` (the SR
+                branch alone: ``n_cwtb`` groups of ``rb_s`` RBs, no WT branch, no
+                Transformer; ``ref`` is ignored). Default: "full".
+            wr_mode (str): ``"predict"`` or ``"paper"`` (see ``WR_MODES``). Default: "predict".
             res_scale (float): Residual scale of every RB. Default: 1.0.
             mean (str | tuple): MeanShift mean, ``"mlcamsr"`` (0.7204, 0.4298, 0.6379),
                 ``"div2k"`` or an RGB triple. Default: "mlcamsr".
@@ -157,6 +179,10 @@ class CWTNet(nn.Module):
         self.options = opt = options or CWTNetOptions()
         if opt.v_mode not in ("paper", "ttsr"):
             raise ValueError(f"unknown v_mode {opt.v_mode!r}; choose 'paper' or 'ttsr'")
+        if opt.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {opt.variant!r}; choose one of: {', '.join(VARIANTS)}")
+        if opt.wr_mode not in WR_MODES:
+            raise ValueError(f"unknown wr_mode {opt.wr_mode!r}; choose one of: {', '.join(WR_MODES)}")
         if opt.search_window is not None and int(opt.search_window) < 0:
             raise ValueError(f"search_window must be >= 0 LR px or None (global), got {opt.search_window}")
         if not 0.0 <= opt.ref_dropout <= 1.0:
@@ -168,15 +194,27 @@ class CWTNet(nn.Module):
         self.sub_mean = MeanShift(1.0, mean, sign=-1)
         self.conv_first = default_conv(3, c, 3)
         # WT branch entrance: WR (SISR mode) and the head conv after the DWT
-        self.wr = WaveletReconstruction(c, n_wrb, opt.wr_reduction)
-        self.wt_first = default_conv(3, c, 3)
+        self.has_wt = opt.variant != "sr-only"
+        self.has_wr = opt.variant == "full"
+        self.wr_paper = self.has_wr and opt.wr_mode == "paper"
+        self.wr: nn.Module
+        if self.wr_paper:  # Eq. 6-7 on the WT branch's entrance features
+            self.wr = make_layer(RCAB, n_wrb, num_feat=c, reduction=opt.wr_reduction)
+        elif self.has_wr:
+            self.wr = WaveletReconstruction(c, n_wrb, opt.wr_reduction)
+        if self.has_wt:
+            self.wt_first = default_conv(3, c, 3)
         self.body = nn.ModuleList(
             CWTB(c, opt.rb_s, rb_w, opt.res_scale, opt.v_mode, opt.chunk_size, opt.double_residual,
                  opt.search_window, opt.qk_extractor)
             for _ in range(opt.n_cwtb)
+        ) if self.has_wt else nn.ModuleList(
+            make_layer(ResBlock, opt.rb_s, num_feat=c, res_scale=opt.res_scale)
+            for _ in range(opt.n_cwtb)
         )
         # exits
-        self.wt_last = default_conv(c, 3, 3)
+        if self.has_wt:
+            self.wt_last = default_conv(c, 3, 3)
         self.upsample = Upsampler(scale, c)
         self.conv_last = default_conv(c, 3, 3)
         self.add_mean = MeanShift(1.0, mean, sign=1)
@@ -201,10 +239,35 @@ class CWTNet(nn.Module):
                 raise ValueError(f"ref must be (B, 3, 2H, 2W) = {(b, 3, 2 * h, 2 * w)} for lr "
                                  f"{tuple(lr.shape)}, got {tuple(ref.shape)}")
 
-    def _branches(self, x: torch.Tensor, f_hwt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean-subtracted LR ``x`` and WT-branch input ``f_hwt`` (B, 3, H, W) -> (sr, I_WT)."""
+    def _wt_input(self, ref: torch.Tensor) -> torch.Tensor:
+        """The WT branch's input transform of a reference (B, 3, 2H, 2W) -> (B, 3, H, W):
+        DWT's HH band (Eq. 4), or for ``no-dwt`` the mean-subtracted 2x2 mean (no DWT)."""
+        if self.options.variant == "no-dwt":
+            return self.sub_mean(F.avg_pool2d(ref, 2))
+        return haar_hh(ref)
+
+    def _lr_ref(self, lr: torch.Tensor) -> torch.Tensor:
+        """Variants without WR, no reference: bicubic x2 of the LR image stands in (I_LR)."""
+        return F.interpolate(lr, scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
+
+    def _branches(self, x: torch.Tensor, f_hwt: torch.Tensor,
+                  used: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mean-subtracted LR ``x`` and WT-branch input ``f_hwt`` (B, 3, H, W) -> (sr, I_WT).
+
+        ``used`` (B,) bool, ``wr_mode="paper"`` only: samples whose WT entrance takes the
+        reference's features (else the LR features f_sr^0); WR's blocks then run on both.
+        """
         f_sr0 = self.conv_first(x)  # f_sr^0
+        if not self.has_wt:  # Table II "SR branch only"
+            f_sr = f_sr0
+            for block in self.body:
+                f_sr = block(f_sr)
+            return self.add_mean(self.conv_last(self.upsample(f_sr0 + f_sr))), None
         f_sr, f_w = f_sr0, self.wt_first(f_hwt * self.options.wt_input_scale)  # f_hwt^0
+        if self.wr_paper:  # WR (Eq. 6-7) on DWT(I'_GT) features, or on LR features
+            if used is not None:
+                f_w = torch.where(used.view(-1, 1, 1, 1), f_w, f_sr0)
+            f_w = self.wr(f_w)
         for block in self.body:
             f_sr, f_w = block(f_sr, f_w)  # Eq. (2), (5), (9)
         f_sr = f_sr0 + f_sr  # Eq. (3): long skip
@@ -214,40 +277,70 @@ class CWTNet(nn.Module):
     def forward(self, lr: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
         self._check(lr, ref)
         x = self.sub_mean(lr)
-        f_hwt = haar_hh(ref) if ref is not None else self.wr(x)  # Eq. (4) DWT, or WR (Eq. 6-7)
-        sr, self.last_wt = self._branches(x, f_hwt)
+        used = None
+        if not self.has_wt:
+            f_hwt = x
+        elif ref is not None:
+            f_hwt = self._wt_input(ref)  # Eq. (4) DWT
+        elif not self.has_wr:
+            f_hwt = self._wt_input(self._lr_ref(lr))
+        elif self.wr_paper:
+            f_hwt = torch.zeros_like(x)
+            used = torch.zeros(lr.shape[0], dtype=torch.bool, device=lr.device)
+        else:
+            f_hwt = self.wr(x)  # WR (Eq. 6-7) predicts the HH band
+        sr, self.last_wt = self._branches(x, f_hwt, used)
         return sr
 
     def forward_train(self, lr: torch.Tensor, ref: torch.Tensor | None = None,
                       ref_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor | None]:
-        """One training pass: both the reference path and the WR path.
+        """One training pass: both the reference path and the SISR path.
 
-        WR always runs on ``lr`` and is supervised by ``wr_target = haar_hh(ref)``; with
-        probability ``ref_dropout`` per sample (or where ``ref_mask`` (B,) bool is False) the
-        WT branch is fed the WR prediction instead of haar_hh(ref), so the SR and WT losses
-        also train the SISR path end to end. ``ref=None`` trains SISR mode only.
+        ``wr_mode="predict"``: WR always runs on ``lr`` and is supervised by ``wr_target =
+        haar_hh(ref)``; with probability ``ref_dropout`` per sample (or where ``ref_mask``
+        (B,) bool is False) the WT branch is fed the WR prediction instead of haar_hh(ref),
+        so the SR and WT losses also train the SISR path end to end. ``wr_mode="paper"``:
+        those samples' WT entrance takes the LR features instead (no WR loss; L_WT still
+        compares I_WT with haar_hh(ref)). Variants without WR always use the reference.
+        ``ref=None`` trains SISR mode only.
 
         Returns dict: ``sr`` (B, 3, sH, sW), ``wt`` = I_WT (B, 3, H, W), ``wt_target`` =
-        haar_hh(ref) (B, 3, H, W), ``wr`` WR's prediction (B, 3, H, W), ``wr_target``
-        (= ``wt_target``), ``ref_used`` (B,) bool; targets are ``None`` when ``ref`` is.
+        the WT input transform of ``ref`` (B, 3, H, W), ``wr`` WR's prediction (B, 3, H, W)
+        or None, ``wr_target`` (= ``wt_target`` when ``wr`` is given), ``ref_used`` (B,)
+        bool; targets are ``None`` when ``ref`` is, ``wt`` is ``None`` for ``sr-only``.
         """
         self._check(lr, ref)
         x = self.sub_mean(lr)
-        wr = self.wr(x)
-        if ref is None:
-            used = torch.zeros(lr.shape[0], dtype=torch.bool, device=lr.device)
-            target, f_hwt = None, wr
+        b = lr.shape[0]
+        predict = self.has_wr and not self.wr_paper
+        wr = self.wr(x) if predict else None
+        target = None
+        if ref is None or not self.has_wt:
+            used = torch.zeros(b, dtype=torch.bool, device=lr.device)
+            if not self.has_wt:
+                f_hwt = x
+            elif predict:
+                f_hwt = wr
+            elif self.wr_paper:
+                f_hwt = torch.zeros_like(x)
+            else:
+                f_hwt = self._wt_input(self._lr_ref(lr))
         else:
-            target = haar_hh(ref)
-            if ref_mask is not None:
+            target = self._wt_input(ref)
+            if not self.has_wr:
+                used = torch.ones(b, dtype=torch.bool, device=lr.device)
+            elif ref_mask is not None:
                 used = ref_mask.to(device=lr.device, dtype=torch.bool).view(-1)
             else:
-                used = torch.rand(lr.shape[0], device=lr.device) >= self.options.ref_dropout
-            f_hwt = torch.where(used.view(-1, 1, 1, 1), target.to(wr.dtype), wr)
-        sr, wt = self._branches(x, f_hwt)
+                used = torch.rand(b, device=lr.device) >= self.options.ref_dropout
+            f_hwt = target
+            if wr is not None:  # predict: dropped samples take WR's prediction
+                f_hwt = torch.where(used.view(-1, 1, 1, 1), target.to(wr.dtype), wr)
+        sr, wt = self._branches(x, f_hwt, used if self.wr_paper else None)
         self.last_wt = wt
-        return {"sr": sr, "wt": wt, "wt_target": target, "wr": wr, "wr_target": target,
-                "ref_used": used}
+        return {"sr": sr, "wt": wt, "wt_target": target if self.has_wt else None, "wr": wr,
+                "wr_target": target if predict else None, "ref_used": used}
 
 
-__all__ = ["CWTB", "CWTNet", "CWTNetOptions", "WaveletReconstruction", "depths_for_scale"]
+__all__ = ["CWTB", "CWTNet", "CWTNetOptions", "VARIANTS", "WR_MODES", "WaveletReconstruction",
+           "depths_for_scale"]

@@ -1,0 +1,147 @@
+"""Integrity end to end: `mlcamsr verify` names exactly the damaged rows, readers refuse
+them, and rerunning the same extract/pyramid repairs them into a store identical to a
+clean one (SPEC "Integrity and exposure")."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.mlcamsr import main
+from mlcamsr import open_store, shards
+from mlcamsr.errors import StoreError
+from mlcamsr.extract import extract
+from mlcamsr.pyramid import pyramid
+from mlcamsr.verify import verify
+
+
+def _extract(synth_dir: Path, out: Path):
+    return extract(synth_dir, synth_dir / "coords.csv", out, size=256, shard_rows=4, workers=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def clean(synth_dir, tmp_path_factory) -> Path:
+    """A finished store of 6 shards with its bicubic members."""
+    out = tmp_path_factory.mktemp("verify") / "clean.zarr"
+    _extract(synth_dir, out)
+    pyramid(out, workers=0, progress=False)
+    return out
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _flip(path: Path, layout, row: int, cy: int = 0, cx: int = 0) -> None:
+    data = bytearray(path.read_bytes())
+    off, n = (int(v) for v in shards.ShardFile.from_bytes(layout, bytes(data)).index[row, cy, cx])
+    data[off + n // 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_verify_lists_damage_and_the_same_extract_repairs_exactly_it(clean, synth_dir, tmp_path):
+    st = open_store(clean)
+    kept = set(st.table.index[st.table.status == "kept"])
+    assert verify(clean).ok and _run("verify", str(clean)).exit_code == 0
+
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(clean, bad)
+    (bad / "40x/c/1/0/0/0").unlink()  # a lost shard: rows 4..7
+    _flip(bad / "20x/c/3/0/0/0", shards.layout_of(st["20x"]), row=2)  # one chunk of row 14
+    _flip(bad / "10x_bicubic/c/0/0/0/0", shards.layout_of(st["10x_bicubic"]), row=1)  # row 1
+
+    rep = verify(bad)
+    assert not rep.ok and rep.exit_code == 1
+    want = {("40x", r) for r in range(4, 8) if r in kept} | {("20x", 14), ("10x_bicubic", 1)}
+    assert {(d.member, r) for d in rep.damage for r in d.rows} == want
+    res = _run("verify", str(bad))
+    assert res.exit_code == 1
+    assert "damaged: 20x row 14 (" in res.output and "crc32c" in res.output
+    assert "damaged: 40x row 5" in res.output and "40x/c/1/0/0/0 is missing" in res.output
+    assert "rerun the same `mlcamsr extract`" in res.output and "mlcamsr pyramid" in res.output
+
+    # readers refuse the damaged rows with one line, never zeros
+    from mlcamsr.dataset import TripletDataset
+
+    ds = TripletDataset(str(bad), split="all", scale=2, augment=False, full=True)
+    pos = {int(r): k for k, r in enumerate(ds.rows)}
+    with pytest.raises(StoreError, match="member 40x row 5 is damaged .*missing.*mlcamsr verify"):
+        ds[pos[5]]
+    with pytest.raises(StoreError, match="member 20x row 14 is damaged .*crc32c"):
+        TripletDataset(str(bad), split="all", scale=4, augment=False, full=True)[pos[14]]
+    ds[pos[0]]  # an undamaged row reads
+    with pytest.raises(StoreError, match="member (40x row 4|20x row 14) is damaged"):  # x2 reads 20x too (ref)
+        TripletDataset(str(bad), split="all", scale=2, augment=False, full=True, in_memory=True)
+    res = _run("preview", str(bad), "--out", str(tmp_path / "sheet.png"), "--rows", "5")
+    assert res.exit_code == 2 and "member 40x row 5 is damaged" in res.output
+    info = _run("info", str(bad))
+    assert "DAMAGED" in info.output and info.exit_code == 1
+
+    # the same extract rewrites exactly the damaged real shards; pyramid its own
+    res = _extract(synth_dir, bad)
+    assert res.repaired == [1, 3] and res.tasks_run == 2
+    assert {d.member for d in verify(bad).damage} == {"10x_bicubic"}
+    pr = pyramid(bad, workers=0, progress=False)
+    assert pr.shards_done == 1
+    assert verify(bad).ok
+    assert _files(bad) == _files(clean)  # byte for byte the clean store
+
+
+def test_damaged_or_missing_table_is_one_line_never_healthy(clean, tmp_path):
+    bad = tmp_path / "t.zarr"
+    shutil.copytree(clean, bad)
+    data = (bad / "table.parquet").read_bytes()
+    (bad / "table.parquet").write_bytes(data[: len(data) // 2])
+    with pytest.raises(StoreError, match=r"table.parquet is damaged .*rerun the same `mlcamsr extract`"):
+        open_store(bad).table  # noqa: B018
+    for cmd in (["info"], ["info", "--json"], ["verify"], ["pyramid"], ["split"], ["preview", "--out", str(tmp_path / "p.png")]):
+        res = _run(*cmd[:1], str(bad), *cmd[1:])
+        assert res.exit_code in (1, 2), (cmd, res.output)
+        assert "Traceback" not in res.output and "table.parquet" in res.output, (cmd, res.output)
+    (bad / "table.parquet").unlink()
+    res = _run("info", str(bad), "--json")  # was: complete true, rows 0, rc 0
+    assert res.exit_code == 1 and '"ok": false' in res.output and "no patch table" in res.output
+    res = _run("verify", str(bad))
+    assert res.exit_code == 1 and "no patch table" in res.output
+
+
+def test_a_flipped_table_byte_is_caught_by_its_recorded_crc(clean, tmp_path):
+    bad = tmp_path / "t.zarr"
+    shutil.copytree(clean, bad)
+    data = bytearray((bad / "table.parquet").read_bytes())
+    data[len(data) // 2] ^= 1
+    (bad / "table.parquet").write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="table.parquet is damaged"):
+        open_store(bad).table  # noqa: B018
+    assert not verify(bad).ok
+
+
+def test_overwrite_never_replaces_data_this_tool_did_not_make(synth_dir, tmp_path):
+    import zarr
+
+    foreign = tmp_path / "foreign.zarr"
+    zarr.open_group(foreign, mode="w").create_array("x", shape=(4,), dtype="uint8")
+    (foreign / "notes.txt").write_text("mine")
+    before = _files(foreign)
+    base = ["extract", "--slides", str(synth_dir), "--coords", str(synth_dir / "coords.csv"),
+            "--size", "64", "--workers", "0", "--quiet"]
+    for extra in ([], ["--overwrite"]):
+        res = _run(*base, "--out", str(foreign), *extra)
+        assert res.exit_code == 2 and "not a store this tool made" in res.output and "--overwrite" not in res.output
+    assert _files(foreign) == before
+    with pytest.raises(StoreError, match="not a store this tool made"):
+        open_store(foreign, "w")
+    # a store of ours is replaced, a file the user put inside it is not ours to delete
+    ours = tmp_path / "ours.zarr"
+    assert _run(*base, "--out", str(ours)).exit_code == 0
+    (ours / "notes.txt").write_text("mine")
+    assert _run(*base, "--out", str(ours), "--scales", "1,2", "--overwrite").exit_code == 0
+    assert open_store(ours).members == ["40x", "20x"] and (ours / "notes.txt").read_text() == "mine"
+    assert not (ours / "10x").exists()
