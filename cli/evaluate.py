@@ -58,7 +58,9 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
     OUT/sisr and OUT/reference). Prints the image count, sizes and tiling first, then an
     estimated time from the first image.
 
-    Writes OUT/metrics.json (keys model, bicubic: mean psnr, ssim in the authors'
+    With --mode both (the default) a CWT-Net checkpoint is scored in SISR and in reference
+    mode, into OUT/sisr/ and OUT/reference/; any other checkpoint or mode writes OUT/ itself.
+    Each holds metrics.json (keys model, bicubic: mean psnr, ssim in the authors'
     convention; *_rgb_crop, *_y_crop: BasicSR's), per_image.csv, table.md and
     compare/<i>.png (bicubic | model | ground truth).
 
@@ -70,7 +72,7 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
     """
     from pathlib import Path
 
-    from cwtnet.evaluate import checkpoint_arch, evaluate
+    from cwtnet.evaluate import check_eval_options, checkpoint_arch, evaluate
     from cwtnet.infer import format_seconds
     from cwtnet.model import parse_search_window
 
@@ -84,6 +86,8 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
     def estimate(first: float, total: float) -> None:
         click.echo(f"first image {first:.2f} s: about {format_seconds(total)} in all", err=True)
 
+    # options first: a bad --overlap is one line even when the checkpoint is missing too
+    check_eval_options(split=split, max_images=max_images, overlap=overlap, tile=tile, pictures=pictures)
     if mode == "both":
         modes = ["sisr", "reference"] if checkpoint_arch(checkpoint) == "cwtnet" else ["sisr"]
     else:

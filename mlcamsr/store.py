@@ -685,12 +685,21 @@ def made_by_us(path_or_url: str | os.PathLike[str], storage_options: dict[str, A
         except (OSError, ValueError):
             return False
         return isinstance(meta, dict) and ATTR_KEY in (meta.get("attributes") or {})
+    # object storage: the same rule; our lease object (mlcamsr.lock) alone is "nothing there"
+    fs, _, paths = fsspec.get_fs_token_paths(target, storage_options=remote.storage_options(storage_options))
+    root = paths[0].rstrip("/")
+    fs.invalidate_cache(root)
     try:
-        group = zarr.open_group(target, mode="r", zarr_format=3, storage_options=storage_options or None)
-    except Exception:  # noqa: BLE001 - nothing readable there (or not a group)
-        fs, _, paths = fsspec.get_fs_token_paths(target, storage_options=storage_options or {})
-        return False if fs.exists(paths[0]) and fs.ls(paths[0]) else None
-    return ATTR_KEY in group.attrs
+        entries = [e for e in fs.ls(root, detail=False) if str(e).rstrip("/").rsplit("/", 1)[-1] != LOCK_NAME]
+    except FileNotFoundError:
+        return None
+    if not entries:
+        return None
+    try:
+        meta = json.loads(fs.cat_file(f"{root}/zarr.json"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and ATTR_KEY in (meta.get("attributes") or {})
 
 
 def open_store(

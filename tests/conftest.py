@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -51,3 +53,24 @@ def small_store(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 # real services on 127.0.0.1 for the scale-out tests: moto's S3 server, a dask cluster
 from tests.remote_fixtures import dask_cluster, s3_endpoint  # noqa: E402,F401
+
+
+@pytest.fixture(scope="session")
+def real_img(shared_data: Path) -> np.ndarray:
+    """A real H&E tile (TCGA-HE-7130, tiatoolbox sample) as ``(H, W, 3)`` uint8 RGB."""
+    return np.asarray(Image.open(shared_data / "patches" / "tiatoolbox" / "TCGA-HE-7130-01Z-00-DX1.png").convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def edsr_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny EDSR x2 checkpoint (1 block x 8 channels, seed 0)."""
+    import torch
+
+    from cwtnet.checkpoint import save_model
+    from cwtnet.model import build_model
+
+    torch.manual_seed(0)
+    opts = dict(num_block=1, num_feat=8)
+    m = build_model("edsr", 2, **opts)
+    return save_model(m, tmp_path_factory.mktemp("ck") / "edsr.pt", arch="edsr", scale=2, options=opts)
+

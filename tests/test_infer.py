@@ -8,33 +8,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from cwtnet.checkpoint import save_model
 from cwtnet.infer import ramp, super_resolve_array, tile_starts, tiled_sr
 from cwtnet.model import build_model
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_PNG = REPO.parent / "shared" / "data" / "patches" / "tiatoolbox" / "TCGA-HE-7130-01Z-00-DX1.png"
 MEM_CAP_MB = 700  # whole process (python + torch imports are ~270 MB of it)
 
 
-@pytest.fixture(scope="module")
-def real_img() -> np.ndarray:
-    if not REAL_PNG.exists():
-        pytest.skip("real test image missing")
-    return np.asarray(Image.open(REAL_PNG).convert("RGB"))
-
-
-@pytest.fixture(scope="module")
-def edsr_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    opts = dict(num_block=1, num_feat=8)
-    m = build_model("edsr", 2, **opts)
-    return save_model(m, tmp_path_factory.mktemp("ck") / "edsr.pt", arch="edsr", scale=2, options=opts)
 
 
 def test_ramps_sum_to_one_over_an_overlap() -> None:

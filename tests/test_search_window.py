@@ -52,15 +52,16 @@ def test_eval_and_sr_override_the_window(runs, tmp_path: Path) -> None:
     store, win, glob = runs
     r = CliRunner().invoke(eval_main, ["--zarr", str(store), "--checkpoint", str(glob), "--out",
                                        str(tmp_path / "e"), "--device", "cpu", "--pictures", "0",
-                                       "--search-window", "3"])
+                                       "--search-window", "3"])  # both modes: e/sisr, e/reference
     assert r.exit_code == 0, r.output
     import json
 
-    meta = json.loads((tmp_path / "e" / "metrics.json").read_text())["meta"]
-    assert meta["search_window"] == 3
+    for mode in ("sisr", "reference"):
+        meta = json.loads((tmp_path / "e" / mode / "metrics.json").read_text())["meta"]
+        assert meta["search_window"] == 3
     r = CliRunner().invoke(eval_main, ["--zarr", str(store), "--checkpoint", str(win), "--out",
                                        str(tmp_path / "g"), "--device", "cpu", "--pictures", "0",
-                                       "--search-window", "global"])
+                                       "--search-window", "global", "--mode", "sisr"])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "g" / "metrics.json").read_text())["meta"]["search_window"] is None
     r = CliRunner().invoke(eval_main, ["--zarr", str(store), "--checkpoint", str(win), "--out",

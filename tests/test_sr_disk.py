@@ -16,41 +16,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
 from cli.sr import main
-from cwtnet.checkpoint import save_model
-from cwtnet.model import build_model
 from mlcamsr.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_PNG = REPO.parent / "shared" / "data" / "patches" / "tiatoolbox" / "TCGA-HE-7130-01Z-00-DX1.png"
 
 
-@pytest.fixture(scope="module")
-def real_img() -> np.ndarray:
-    if not REAL_PNG.exists():
-        pytest.skip("real test image missing")
-    return np.asarray(Image.open(REAL_PNG).convert("RGB"))
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    opts = dict(num_block=1, num_feat=8)
-    m = build_model("edsr", 2, **opts)
-    return save_model(m, tmp_path_factory.mktemp("ck") / "edsr.pt", arch="edsr", scale=2, options=opts)
-
-
-def test_16bit_grayscale_png_is_refused_not_white(ckpt, real_img, tmp_path):
+def test_16bit_grayscale_png_is_refused_not_white(edsr_ckpt, real_img, tmp_path):
     gray16 = (real_img[:96, :96].mean(axis=2) * 257).astype(np.uint16)
     src = tmp_path / "g16.png"
     Image.fromarray(gray16).save(src)
     assert Image.open(src).mode.startswith("I")  # what Pillow makes of a 16-bit grayscale PNG
     out = tmp_path / "o" / "g16_x2.png"
-    r = CliRunner().invoke(main, ["--checkpoint", str(ckpt), "--input", str(src), "--out", str(out)])
+    r = CliRunner().invoke(main, ["--checkpoint", str(edsr_ckpt), "--input", str(src), "--out", str(out)])
     assert r.exit_code == 2, r.output
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "8-bit" in lines[0] and "g16.png" in lines[0], r.output
@@ -58,16 +41,16 @@ def test_16bit_grayscale_png_is_refused_not_white(ckpt, real_img, tmp_path):
     # an 8-bit grayscale PNG still works (gray replicated to RGB)
     src8 = tmp_path / "g8.png"
     Image.fromarray((gray16 // 257).astype(np.uint8)).save(src8)
-    r = CliRunner().invoke(main, ["--checkpoint", str(ckpt), "--input", str(src8), "--out", str(out)])
+    r = CliRunner().invoke(main, ["--checkpoint", str(edsr_ckpt), "--input", str(src8), "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert np.asarray(Image.open(out)).mean() < 250
 
 
-def test_plan_and_estimate_before_the_long_part_and_no_files_left(ckpt, real_img, tmp_path):
+def test_plan_and_estimate_before_the_long_part_and_no_files_left(edsr_ckpt, real_img, tmp_path):
     src = tmp_path / "in.png"
     Image.fromarray(real_img[:200, :300]).save(src)
     d = tmp_path / "out"
-    r = CliRunner().invoke(main, ["--checkpoint", str(ckpt), "--input", str(src), "--out", str(d / "x.tif"),
+    r = CliRunner().invoke(main, ["--checkpoint", str(edsr_ckpt), "--input", str(src), "--out", str(d / "x.tif"),
                                   "--tile", "64", "--overlap", "8"])
     assert r.exit_code == 0, r.output
     plan = next(ln for ln in r.output.splitlines() if ln.startswith("output "))
@@ -78,7 +61,7 @@ def test_plan_and_estimate_before_the_long_part_and_no_files_left(ckpt, real_img
     assert sorted(p.name for p in d.iterdir()) == ["x.tif"]  # no scratch level or part file left
 
 
-def test_too_little_free_space_is_refused_before_any_work(ckpt, real_img, tmp_path, monkeypatch):
+def test_too_little_free_space_is_refused_before_any_work(edsr_ckpt, real_img, tmp_path, monkeypatch):
     import cwtnet.infer as infer
 
     src = tmp_path / "in.png"
@@ -86,7 +69,7 @@ def test_too_little_free_space_is_refused_before_any_work(ckpt, real_img, tmp_pa
     d = tmp_path / "out"
     monkeypatch.setattr(infer, "_free_bytes", lambda folder: 100_000)  # a nearly full disk
     with pytest.raises(InputError, match=r"600x400 px output needs about .* 0.1 MB free"):
-        infer.super_resolve_file(ckpt, src, d / "x.png", tile=64, device="cpu")
+        infer.super_resolve_file(edsr_ckpt, src, d / "x.png", tile=64, device="cpu")
     assert list(d.iterdir()) == []
 
 
@@ -96,8 +79,8 @@ def _dead_pid() -> int:
     return p.pid
 
 
-def _start(ckpt: Path, src: Path, out: Path) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-c", "from cli.sr import main; main()", "--checkpoint", str(ckpt),
+def _start(edsr_ckpt: Path, src: Path, out: Path) -> tuple[subprocess.Popen, str]:
+    cmd = [sys.executable, "-c", "from cli.sr import main; main()", "--checkpoint", str(edsr_ckpt),
            "--input", str(src), "--out", str(out), "--tile", "16", "--overlap", "4", "--device", "cpu"]
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     p = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
@@ -113,16 +96,16 @@ def _start(ckpt: Path, src: Path, out: Path) -> tuple[subprocess.Popen, str]:
 
 
 @pytest.mark.slow  # two CLI processes started (torch import) and signalled
-def test_kill_leaves_no_scratch_ctrl_c_promises_no_resume_stale_part_cleaned(ckpt, real_img, tmp_path):
+def test_kill_leaves_no_scratch_ctrl_c_promises_no_resume_stale_part_cleaned(edsr_ckpt, real_img, tmp_path):
     src = tmp_path / "big.png"
     Image.fromarray(np.tile(real_img, (2, 2, 1))[:1600, :1600]).save(src)  # 1600 tiles of 16 px
     d = tmp_path / "out"
     d.mkdir()
-    p, _ = _start(ckpt, src, d / "a.png")
+    p, _ = _start(edsr_ckpt, src, d / "a.png")
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert list(d.iterdir()) == []  # the 15 MB scratch canvas died with the process
-    p, _ = _start(ckpt, src, d / "a.png")
+    p, _ = _start(edsr_ckpt, src, d / "a.png")
     p.send_signal(signal.SIGINT)
     err = p.stderr.read()
     assert p.wait() == 130
@@ -135,7 +118,7 @@ def test_kill_leaves_no_scratch_ctrl_c_promises_no_resume_stale_part_cleaned(ckp
     live.write_bytes(b"\0")
     small = tmp_path / "small.png"
     Image.fromarray(real_img[:64, :64]).save(small)
-    r = CliRunner().invoke(main, ["--checkpoint", str(ckpt), "--input", str(small), "--out", str(d / "s.png")])
+    r = CliRunner().invoke(main, ["--checkpoint", str(edsr_ckpt), "--input", str(small), "--out", str(d / "s.png")])
     assert r.exit_code == 0, r.output
     assert f"removed {stale}" in r.output
     assert sorted(x.name for x in d.iterdir()) == sorted([live.name, "s.png"])
