@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from cli.mlcamsr import main
 from mlcamsr.errors import StoreError
 from mlcamsr.extract import extract
-from mlcamsr.remote import RemoteLock, check_fence
+from mlcamsr.remote import RemoteLock, check_fence, filesystem
 from mlcamsr.store import open_store
 from tests.remote_fixtures import free_port, kill, start_dask_cluster, start_moto
 
@@ -80,6 +80,12 @@ def test_extract_s3_slides_to_s3_store_equals_local(s3_slides, synth_dir, local_
     assert_same_store(local, url)
     r = CliRunner().invoke(main, ["info", url, "--json"])
     assert r.exit_code == 0 and '"kept"' in r.output, r.output
+    r = CliRunner().invoke(main, ["verify", url])  # every kept row's shards and chunks, on S3
+    assert r.exit_code == 0, r.output
+    fs, path = filesystem(url)
+    fs.rm(f"{path}/40x/c/0/0/0/0")  # a lost shard object: rows 0-1
+    r = CliRunner().invoke(main, ["verify", url])
+    assert r.exit_code == 1 and "damaged: 40x row 0" in r.output, r.output
 
 
 def test_lease_refuses_a_second_writer_and_fences_a_stale_one(s3_endpoint) -> None:
