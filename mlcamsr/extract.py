@@ -497,7 +497,8 @@ def _run_tasks(
         # large numpy temporary into a fresh mmap (page faults): +50 % CPU per patch here.
         # Keep its one-thread BLAS settings, drop that one.
         environ = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
-        # dashboard_address=None alone still serves distributed's HTTP routes on 0.0.0.0:8787
+        # every listener on loopback: the scheduler's HTTP routes exist even without a
+        # dashboard, so their address is given explicitly (dashboard_address=None is not enough)
         http = "127.0.0.1:8787" if dashboard else "127.0.0.1:0"
         loopback: dict[str, Any] = {
             "dashboard_address": None,
