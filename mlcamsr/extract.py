@@ -808,9 +808,7 @@ def open_or_create_store(
                 f"{out} was made with other parameters ({what}); use the same options, "
                 "another --out, or --overwrite to replace it"
             )
-    if existing is None and made_by_us(out) is False:
-        raise StoreError(f"--out {out} is not a store this tool made; it is never replaced: choose another --out")
-    store = open_store(out, mode="w")
+    store = open_store(out, mode="w")  # refuses what this tool did not make (made_by_us)
     store.update_attrs(
         format_version=FORMAT_VERSION,
         tool_version=__version__,
