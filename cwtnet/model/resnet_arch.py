@@ -7,6 +7,8 @@ ImageNet state dict loads here unchanged (``load_torchvision_state``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -104,8 +106,6 @@ def load_state_file(path: str, option: str) -> dict[str, torch.Tensor]:
     """``torch.load(path, weights_only=True)`` of a state dict; ``ValueError`` (one line naming
     ``option`` and the file) when it is missing, unsafe to load or not a dict of tensors.
     Accepts ``{"state_dict": {...}}`` wrappers."""
-    from pathlib import Path
-
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"{option} {p}: no such file; give a torchvision state dict (.pth)")
