@@ -70,9 +70,7 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
       cwtnet-eval --zarr mlcamsr.zarr --checkpoint runs/x2/best.pt --mode sisr --save-images
       cwtnet-eval --zarr mlcamsr.zarr --checkpoint runs/x2/best.pt --search-window 8
     """
-    from pathlib import Path
-
-    from cwtnet.evaluate import check_eval_options, checkpoint_arch, evaluate
+    from cwtnet.evaluate import evaluate_modes
     from cwtnet.infer import format_seconds
     from cwtnet.model import parse_search_window
 
@@ -86,23 +84,13 @@ def main(store: str, checkpoint: str, split: str, scale: int | None, out: str | 
     def estimate(first: float, total: float) -> None:
         click.echo(f"first image {first:.2f} s: about {format_seconds(total)} in all", err=True)
 
-    # options first: a bad --overlap is one line even when the checkpoint is missing too
-    check_eval_options(split=split, max_images=max_images, overlap=overlap, tile=tile, pictures=pictures)
-    if mode == "both":
-        modes = ["sisr", "reference"] if checkpoint_arch(checkpoint) == "cwtnet" else ["sisr"]
-    else:
-        modes = [mode]
-    lines = []
-    for m_name in modes:
-        sub = f"eval_{split}_{m_name}"
-        out_dir = (str(Path(out) / m_name) if len(modes) > 1 else out) if out else str(
-            Path(checkpoint).parent / sub)
-        m = evaluate(store, checkpoint, out=out_dir, split=split, scale=scale,
-                     mode=m_name, save_images=save_images, use_ema=use_ema, device=device,
-                     tile=tile, overlap=overlap, max_images=max_images, pictures=pictures,
-                     progress=True, arch=arch, ref_source=ref_source, pad=pad,
-                     on_plan=plan, on_estimate=estimate, search_window=window,
-                     lpips_weights=lpips_weights)
+    lines: list[str] = []
+    for _mode, out_dir, m in evaluate_modes(
+        store, checkpoint, out=out, split=split, scale=scale, mode=mode, save_images=save_images,
+        use_ema=use_ema, device=device, tile=tile, overlap=overlap, max_images=max_images,
+        pictures=pictures, progress=True, arch=arch, ref_source=ref_source, pad=pad,
+        on_plan=plan, on_estimate=estimate, search_window=window, lpips_weights=lpips_weights,
+    ):
         meta = m["meta"]
         if not lines:
             lines.append(f"x{meta['scale']} on {meta['n_images']} {split} images (8-bit RGB, no crop; "

@@ -370,3 +370,36 @@ def evaluate(
           table_i(results, psnr_key="psnr_y_crop", ssim_key="ssim_y_crop", title="Y"), ""]
     (out / "table.md").write_text("\n".join(md))
     return metrics
+
+
+def evaluate_modes(
+    store: str,
+    checkpoint: str | Path,
+    *,
+    out: str | None,
+    split: str = "test",
+    mode: str = "both",
+    **options: Any,
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """:func:`evaluate` in each mode ``mode`` names: ``both`` is SISR and reference mode for
+    a CWT-Net checkpoint (into ``out/sisr`` and ``out/reference``) and SISR alone for any
+    other network (into ``out``). ``out`` None: ``<checkpoint folder>/eval_<split>_<mode>``.
+    The options are checked before the checkpoint is read. Returns ``(mode, folder,
+    metrics)`` per mode, in order."""
+    check_eval_options(split=split, max_images=options.get("max_images"),
+                       overlap=int(options.get("overlap", 16)), tile=options.get("tile"),
+                       pictures=int(options.get("pictures", 6)))
+    if mode == "both":
+        modes = ["sisr", "reference"] if checkpoint_arch(checkpoint) == "cwtnet" else ["sisr"]
+    else:
+        modes = [mode]
+    results = []
+    for m_name in modes:
+        if out is None:
+            out_dir = str(Path(checkpoint).parent / f"eval_{split}_{m_name}")
+        else:
+            out_dir = str(Path(out) / m_name) if len(modes) > 1 else str(out)
+        results.append((m_name, out_dir, evaluate(store, checkpoint, out=out_dir, split=split,
+                                                  mode=m_name, **options)))
+    return results
+
