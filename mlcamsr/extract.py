@@ -21,7 +21,8 @@
    fingerprint, :mod:`mlcamsr.fingerprint`, is taken in stage 2 by
    :func:`fingerprint_slides`, recorded when the store is created and checked by
    :func:`check_slides_unchanged` on every rerun);
-6. :func:`build_table` and :func:`finish_store`: the table and attributes, ``complete``.
+6. :func:`build_table` and :func:`finish_store`: the table, the shard records folded into
+   the member arrays' attributes (the work folder deleted), the attributes, ``complete``.
 
 Stages 1-2 are cheap and write nothing.
 
@@ -38,7 +39,9 @@ rows not kept, so a rerun never leaves stale pixels), then writes a small JSON r
 ``_extract/tasks/<k>.json`` (the rows' QC records, and the size and crc32c of every shard
 file written, :mod:`mlcamsr.verify`). Resume = skip the shards that have a record; the
 table is assembled from the records in row order, so a resumed store equals an
-uninterrupted one. Repair = a rerun first reads back every recorded shard
+uninterrupted one. At the end the shard records are folded into the member arrays'
+attributes and the work folder is deleted (the table holds the rows' records: a later
+rerun reads them back from it, :func:`done_records`), so a finished store is plain Zarr. Repair = a rerun first reads back every recorded shard
 (:func:`mlcamsr.verify.damaged_shards`) and drops the record of a damaged one, so it is
 written again: exactly what ``mlcamsr verify`` lists, and the result equals a clean run.
 Tasks run serially (``workers=0``), on a local dask cluster (``workers=N`` threads of one
@@ -106,7 +109,14 @@ from mlcamsr.store import (
     member_chunk,
     open_store,
 )
-from mlcamsr.verify import EXTRACT_RECORDS, damaged_shards, read_records, record_key
+from mlcamsr.verify import (
+    EXTRACT_RECORDS,
+    damaged_shards,
+    fold_records,
+    forget_records,
+    read_records,
+    record_key,
+)
 
 __all__ = [
     "ExtractPlan",
@@ -834,17 +844,50 @@ def open_or_create_store(
     return store, False
 
 
-def done_records(store: Store) -> dict[int, list[dict[str, Any]]]:
-    """Shard -> its row records, for every shard an earlier run finished (resume)."""
-    return {k: rec["rows"] for k, rec in read_records(store, TASKS_PREFIX).items() if "rows" in rec}
+def done_records(store: Store, specs: Sequence[MemberSpec] = ()) -> dict[int, list[dict[str, Any]]]:
+    """Shard -> its row records, for every shard an earlier run finished (resume): a
+    work record's rows, or for a shard whose record was folded at the end of a run
+    (format 3), its rows read back from the table (:func:`records_from_table`). When
+    the table does not read, folded shards count as not done (they are extracted again)."""
+    records = read_records(store, TASKS_PREFIX)
+    out = {k: rec["rows"] for k, rec in records.items() if "rows" in rec}
+    folded = sorted(k for k, rec in records.items() if "rows" not in rec and rec.get("folded"))
+    if folded:
+        try:
+            table = store.table
+        except StoreError:
+            return out
+        rows = int(store.attrs.get("params", {}).get("shard_rows") or 16)
+        names = [s.name for s in specs] or [m for m in store.members if store.member_info(m).get("kind") != "bicubic"]
+        for k in folded:
+            out[k] = records_from_table(table, names, range(k * rows, min((k + 1) * rows, len(table))))
+    return out
+
+
+def records_from_table(table: pd.DataFrame, members: Sequence[str], rows: Iterable[int]) -> list[dict[str, Any]]:
+    """The row records :func:`run_task` wrote for ``rows``, read back from the table
+    (the inverse of :func:`_make_table`: the table built from them is the same)."""
+    out: list[dict[str, Any]] = []
+    for i in rows:
+        t = table.iloc[int(i)]
+        rec: dict[str, Any] = {"row": int(i), "status": str(t["status"]), "reason": str(t["reason"])}
+        if not pd.isna(t["tissue_frac"]):
+            rec["tissue_frac"] = float(t["tissue_frac"])
+            rec["rgb_mean"] = [float(t[f"rgb_mean_{c}"]) for c in "rgb"]
+            rec["align"] = {
+                m: None if np.isposinf(t[f"align_psnr_{m}"]) else float(t[f"align_psnr_{m}"]) for m in members[1:]
+            }
+            rec["src"] = {m: str(t[f"src_{m}"]) for m in members}
+        out.append(rec)
+    return out
 
 
 def drop_damaged(store: Store, specs: Sequence[MemberSpec]) -> list[int]:
     """Stage 3b: read back what earlier runs wrote; the shards found damaged lose their
-    record (so :func:`make_tasks` writes them again). Returns those shards, sorted."""
+    record, work or folded (so :func:`make_tasks` writes them again). Returns those
+    shards, sorted."""
     damaged = sorted(damaged_shards(store, [s.name for s in specs], TASKS_PREFIX))
-    for k in damaged:
-        store.delete_key(record_key(TASKS_PREFIX, k))
+    forget_records(store, TASKS_PREFIX, damaged)
     return damaged
 
 
@@ -1057,6 +1100,7 @@ def finish_store(
             for tmp in (root / s.name).rglob(".*.tmp"):
                 tmp.unlink(missing_ok=True)
     store.write_table(table)
+    fold_records(store, TASKS_PREFIX)  # the rows' records are now the table; no work folder stays
     store.update_attrs(
         slides=slide_attrs,
         slide_hash=slide_hash,
@@ -1173,7 +1217,7 @@ def extract(
         repaired = drop_damaged(store, specs) if resumed else []
         if resumed and not repaired and store.attrs.get("complete") and _table_ok(store):
             return _result(out_s, store.table, t0, tasks_run=0, tasks_skipped=-1, warnings=plan.warnings)
-        done = done_records(store)
+        done = done_records(store, specs)
         tasks = make_tasks(plan, specs, th, store=out_s, skip=done, shard_rows=shard_rows, backend=backend,
                            allow_upsample=allow_upsample, token=_params_hash(params)[:8], cache_mb=cache_mb,
                            fence=lock.token if isinstance(lock, RemoteLock) else 0)

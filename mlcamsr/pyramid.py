@@ -15,9 +15,10 @@ the fill value 0, as in extract). Shards are written with :meth:`Store.write_sha
 Work is split by shard of the finest member (one writer per shard file): serial with
 ``workers=0``, else a process pool. After each shard a record
 ``_pyramid/tasks/<shard>.json`` is written (the rows' digest, and the size and crc32c of
-each shard file written, :mod:`mlcamsr.verify`); a rerun skips shards whose record
-matches and whose files still check out, so a killed run resumes, a damaged shard is
-rewritten, and the result equals an uninterrupted run. The finest member is read
+each shard file written, :mod:`mlcamsr.verify`); at the end they are folded into the
+members' attributes and the work folder is deleted. A rerun skips shards whose record
+(work or folded) matches and whose files still check out, so a killed run resumes, a
+damaged shard is rewritten, and the result equals an uninterrupted run. The finest member is read
 through :class:`mlcamsr.store.RegionReader` (checked: a damaged source row is an error). Provenance is in each
 array's attributes and in the store's member list: ``source`` (the finest member),
 ``method`` (``"matlab-bicubic-aa"``), ``halvings``.
@@ -39,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from mlcamsr.errors import InputError, StoreError
-from mlcamsr.verify import PYRAMID_RECORDS, damaged_shards, record_key
+from mlcamsr.verify import PYRAMID_RECORDS, damaged_shards, fold_records, read_records, record_key
 
 __all__ = ["METHOD", "PyramidResult", "pyramid", "bicubic_names", "halve"]
 
@@ -223,14 +224,15 @@ def pyramid(
         kept = plan["kept"]
         # shards an earlier run wrote, read back: damaged ones are written again
         damaged = damaged_shards(store, plan["names"], RECORDS)
+        records = read_records(store, RECORDS)  # work records, else folded ones
         todo, skipped = [], 0
         for shard, start, stop in iter_shards(plan["n"], plan["shard_rows"]):
             rows = [int(r) for r in kept[(kept >= start) & (kept < stop)]]
             if not rows:
                 continue
             digest = _shard_digest(rows)
-            rec = store.get_bytes(f"{RECORDS}{shard}.json")
-            if rec is not None and shard not in damaged and json.loads(rec).get("rows_digest") == digest:
+            rec = records.get(shard)
+            if rec is not None and shard not in damaged and rec.get("rows_digest") == digest:
                 skipped += 1
                 continue
             todo.append((shard, start, stop, rows, digest))
@@ -258,6 +260,7 @@ def pyramid(
                         bar.update(1)
         finally:
             bar.close()
+        fold_records(store, RECORDS)  # into the members' attributes; no work folder stays
         for m in plan["names"]:
             if not store.member_info(m).get("complete"):
                 store.update_member(m, complete=True)

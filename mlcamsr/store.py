@@ -1,16 +1,26 @@
 """The MLCamSR store: a Zarr v3 group with one array per member and a patch table.
 
-Layout (``format_version`` 1)::
+Layout (``format_version`` 3)::
 
     STORE.zarr/
       zarr.json                 root group; attribute "mlcamsr" (see below)
       40x/ 20x/ 10x/            uint8 (N, size, size, 3) arrays: shards of ``shard_rows``
                                 whole patches, inner chunks of ``chunk`` x ``chunk`` px
                                 (default 256, or the whole patch when it is not larger),
-                                BytesCodec + Zstd(1)
-      table.parquet             the patch table (one row per coords row), written atomically
-      _extract/tasks/<k>.json   extraction records (one per finished shard; resume)
+                                BytesCodec + Zstd(1) + Crc32c; attribute ``mlcamsr.shards``:
+                                the size and crc32c of every shard written (folded in from
+                                the work records when a run ends, :mod:`mlcamsr.verify`)
+      table/                    the patch table: a uint8 (nbytes,) array whose one chunk is
+                                the Parquet file (BytesCodec + Crc32c), written atomically
+      _extract/tasks/<k>.json   work records, only while a run is going (or after a crash:
+                                the next run resumes from them); folded and deleted at its end
       mlcamsr.lock              present while a writer runs (pid, host)
+
+So a finished store is a plain Zarr v3 hierarchy: ``zarr.open_group`` lists, walks and
+reads it without a warning (``table.parquet`` and the work folders of format 2 made zarr
+warn "not recognized as a component of a Zarr hierarchy"). Formats 1 and 2 (the table at
+``table.parquet``, records kept in ``_extract/`` and ``_pyramid/``) are read and verified
+as before, and writers keep their layout until the store is remade.
 
 Root attribute ``mlcamsr``: ``format_version``, ``tool_version``, ``params`` (the full
 extraction parameters), ``params_hash``, ``slides`` (name -> size, sha256, mpp,
@@ -38,7 +48,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -58,6 +68,7 @@ __all__ = [
     "DEFAULT_CHUNK",
     "FORMAT_VERSION",
     "ATTR_KEY",
+    "TABLE_ARRAY",
     "TABLE_KEY",
     "LOCK_NAME",
     "RegionReader",
@@ -70,10 +81,16 @@ __all__ = [
     "store_summary",
 ]
 
-FORMAT_VERSION = 2
-"""2: inner chunks end in a crc32c (zarr's ``crc32c`` codec). 1: no per-chunk crc (read as is)."""
+FORMAT_VERSION = 3
+"""3: the table is a Zarr array and shard records are folded into the member arrays'
+attributes (a finished store is plain Zarr). 2: inner chunks end in a crc32c (zarr's
+``crc32c`` codec), table at ``table.parquet``, records in work folders. 1: no per-chunk
+crc (read as is)."""
 ATTR_KEY = "mlcamsr"
+TABLE_ARRAY = "table"
+"""The table array of format 3: ``uint8 (nbytes,)``, one chunk = the Parquet file."""
 TABLE_KEY = "table.parquet"
+"""Where formats 1 and 2 keep the table (a file zarr does not recognise)."""
 LOCK_NAME = "mlcamsr.lock"
 
 _MODES = ("r", "r+", "a", "w")
@@ -417,21 +434,46 @@ class Store:
 
     # -- the table -----------------------------------------------------------------
     @property
+    def format_version(self) -> int:
+        """The store's format (1, 2 or 3; see :data:`FORMAT_VERSION`)."""
+        return int(self.attrs.get("format_version") or 1)
+
+    @property
+    def table_key(self) -> str:
+        """Where the table's bytes live: ``table/c/0`` (format 3) or ``table.parquet``."""
+        return f"{TABLE_ARRAY}/c/0" if self.format_version >= 3 else TABLE_KEY
+
+    def _table_parquet(self) -> tuple[bytes | None, str]:
+        """``(Parquet bytes or None, where)``; the chunk's own crc32c checked (format 3)."""
+        key = self.table_key
+        where = f"{str(self.path).rstrip('/')}/{key}"
+        data = self.get_bytes(key)
+        if data is None or key == TABLE_KEY:
+            return data, where
+        body, tail = data[:-4], data[-4:]
+        if len(data) < 4 or int.from_bytes(tail, "little") != _shards.crc32c(body):
+            raise StoreError(f"{where} is damaged (its crc32c differs); rerun the same `mlcamsr extract` to rewrite it")
+        return body, where
+
+    @property
     def table(self) -> pd.DataFrame:
         """The patch table (pandas DataFrame, one row per coords row, index 0..N-1).
+
+        Format 3 keeps it as the Zarr array ``table`` (``uint8 (nbytes,)``, one chunk: the
+        Parquet file, then zarr's crc32c), so plain zarr reads it too:
+        ``pd.read_parquet(io.BytesIO(zarr.open_group(path)["table"][:].tobytes()))``.
 
         Raises:
             StoreError: no table, or one that is cut short, damaged (its size or crc32c
                 differ from what :meth:`write_table` recorded) or not Parquet; one line
                 naming the file and the fix.
         """
-        data = self.get_bytes(TABLE_KEY)
+        data, where = self._table_parquet()
         if data is None:
             raise StoreError(
                 f"{self.path} has no patch table yet (an unfinished extract?); rerun "
                 "`mlcamsr extract` with the same options to finish it"
             )
-        where = f"{str(self.path).rstrip('/')}/{TABLE_KEY}"
         fix = "rerun the same `mlcamsr extract` to rewrite it"
         rec = self.attrs.get("table")
         if isinstance(rec, dict) and (
@@ -448,16 +490,39 @@ class Store:
 
     @property
     def has_table(self) -> bool:
-        return self.get_bytes(TABLE_KEY) is not None
+        return self.get_bytes(self.table_key) is not None
 
     def write_table(self, df: pd.DataFrame) -> None:
-        """Replace the patch table atomically (Parquet bytes at ``table.parquet``) and
-        record its size and crc32c in the root attribute (``table``)."""
+        """Replace the patch table and record its size and crc32c in the root attribute
+        (``table``). Format 3: the chunk ``table/c/0`` (Parquet + crc32c), then the array's
+        ``zarr.json`` (its shape is the byte count), each one atomic put; formats 1-2: the
+        file ``table.parquet``."""
         buf = io.BytesIO()
         df.reset_index(drop=True).to_parquet(buf, index=False)
         data = buf.getvalue()
-        self.put_bytes(TABLE_KEY, data)
+        if self.format_version >= 3:
+            self.put_bytes(self.table_key, data + _shards.crc32c(data).to_bytes(4, "little"))
+            meta = _table_array_meta(len(data))
+            self.put_bytes(f"{TABLE_ARRAY}/zarr.json", json.dumps(meta, indent=2).encode())
+        else:
+            self.put_bytes(TABLE_KEY, data)
         self.update_attrs(table={"bytes": len(data), "crc32c": _shards.crc32c(data)})
+
+    # -- shard records folded into the arrays (format 3) ---------------------------
+    def folded_records(self, name: str) -> dict[int, list[Any]]:
+        """Shard -> ``[bytes, crc32c(, rows_digest)]`` recorded in member ``name``'s
+        attribute ``mlcamsr.shards`` (what :func:`mlcamsr.verify.fold_records` wrote)."""
+        ours = cast(Mapping[str, Any], self[name].attrs.get(ATTR_KEY, {}))
+        return {int(k): list(v) for k, v in (ours.get("shards") or {}).items()}
+
+    def set_folded_records(self, name: str, records: Mapping[int, Sequence[Any]]) -> None:
+        """Replace member ``name``'s folded shard records (sorted by shard; one atomic
+        rewrite of its ``zarr.json``), keeping its other ``mlcamsr`` attributes."""
+        self._writable()
+        arr = self[name]
+        ours = dict(cast(Mapping[str, Any], arr.attrs.get(ATTR_KEY, {})))
+        ours["shards"] = {str(k): _jsonable(list(records[k])) for k in sorted(records)}
+        arr.attrs.update({ATTR_KEY: ours})
 
     # -- locking -------------------------------------------------------------------
     def lock(self) -> StoreLock | remote.RemoteLock | _NoLock:
@@ -612,6 +677,24 @@ class _NoLock:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+def _table_array_meta(nbytes: int) -> dict[str, Any]:
+    """The ``zarr.json`` of the table array: ``uint8 (nbytes,)`` in one chunk, codecs
+    ``bytes`` + ``crc32c`` (the chunk is the Parquet file followed by its crc32c)."""
+    return {
+        "shape": [int(nbytes)],
+        "data_type": "uint8",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [max(1, int(nbytes))]}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": 0,
+        "codecs": [{"name": "bytes"}, {"name": "crc32c"}],
+        "attributes": {ATTR_KEY: {"content": "the patch table as one Parquet file (pandas.read_parquet)"}},
+        "dimension_names": ["byte"],
+        "zarr_format": 3,
+        "node_type": "array",
+        "storage_transformers": [],
+    }
 
 
 def _jsonable(obj: Any) -> Any:

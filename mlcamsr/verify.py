@@ -5,7 +5,15 @@ Every shard a writer stores is recorded: ``extract`` writes ``_extract/tasks/<k>
 shard ``k`` of every real member, ``pyramid`` writes ``_pyramid/tasks/<k>.json``
 (``{"rows_digest", "shards": {...}}``) for its ``*_bicubic`` members, and
 :meth:`mlcamsr.store.Store.write_table` records the table's size and crc32c in the root
-attribute (``table``). :func:`verify` reads everything back:
+attribute (``table``). These work records are one small file per shard because each
+task writes its own (one writer per object, atomic, no shared file to update). When a
+run ends, :func:`fold_records` copies each member's shard records into that array's
+attribute ``mlcamsr.shards`` (``{"<k>": [bytes, crc32c]}``, pyramid adding the rows'
+digest) and deletes the work folder, so a finished store is plain Zarr (format 3); the
+rows' QC records are the table itself. A run cut short leaves the work folder: the next
+run reads both (a work record wins over a folded one) and resumes. Stores of format 2
+keep their work folders as records (they are never folded). :func:`verify` reads
+everything back:
 
 - the table: present, readable, the recorded size and crc32c;
 - every shard that holds kept rows, in every member: the file is there; when its size
@@ -40,6 +48,8 @@ __all__ = [
     "VerifyReport",
     "damaged_shards",
     "describe",
+    "fold_records",
+    "forget_records",
     "read_records",
     "record_key",
     "store_info",
@@ -57,13 +67,38 @@ def record_key(prefix: str, shard: int) -> str:
     return f"{prefix}{shard:06d}.json" if prefix == EXTRACT_RECORDS else f"{prefix}{shard}.json"
 
 
+def _prefix_members(store: Store, prefix: str) -> list[str]:
+    """The members whose shards ``prefix``'s writer records: bicubic ones for pyramid,
+    the others for extract."""
+    want_bicubic = prefix == PYRAMID_RECORDS
+    return [
+        m["name"]
+        for m in store.attrs.get("members", [])
+        if (m.get("kind") == "bicubic") == want_bicubic and m["name"] in store
+    ]
+
+
+def _work_dir(prefix: str) -> str:
+    """The work folder of ``prefix`` (``_extract``, ``_pyramid``)."""
+    return prefix.split("/", 1)[0]
+
+
 def read_records(store: Store, prefix: str) -> dict[int, dict[str, Any]]:
-    """The records under ``prefix`` by shard: ``{"rows": [...] or absent, "shards": {...}}``.
+    """The records of ``prefix``'s writer by shard: ``{"rows": [...] or absent, "shards":
+    {...}, "rows_digest": ... (pyramid)}``: folded ones (member attributes, format 3: no
+    ``rows``, ``"folded": True``), replaced shard by shard by the work records under
+    ``prefix`` (a run going on, or cut short).
 
     Extract records of format version 1 (a bare list of row records) are read as
     ``{"rows": list, "shards": {}}``; a record that does not parse is left out (its shard
     counts as not done)."""
     out: dict[int, dict[str, Any]] = {}
+    for m in _prefix_members(store, prefix):
+        for k, entry in store.folded_records(m).items():
+            folded = out.setdefault(k, {"shards": {}, "folded": True})
+            folded["shards"][m] = {"bytes": entry[0], "crc32c": entry[1]}
+            if len(entry) > 2:
+                folded["rows_digest"] = entry[2]
     for key in store.list_prefix(prefix):
         name = key.rsplit("/", 1)[1]
         stem = name.split(".")[0]
@@ -233,23 +268,66 @@ def _records_for(store: Store, member: str) -> dict[int, dict[str, Any]]:
     return read_records(store, PYRAMID_RECORDS if kind == "bicubic" else EXTRACT_RECORDS)
 
 
+def fold_records(store: Store, prefix: str) -> int:
+    """At the end of a run: copy the records of ``prefix``'s writer (:func:`read_records`,
+    work records and already folded ones) into each member's attribute
+    ``mlcamsr.shards`` (:meth:`Store.set_folded_records`), then delete the work folder.
+    Each step is one atomic write, so a crash in between leaves records that still
+    read the same. Format 2 stores are left as they are. Returns the shards folded."""
+    if store.format_version < 3:
+        return 0
+    records = read_records(store, prefix)
+    for m in _prefix_members(store, prefix):
+        entries: dict[int, list[Any]] = {}
+        for k, rec in records.items():
+            shard = rec.get("shards", {}).get(m)
+            if shard is None:
+                continue
+            entry = [shard.get("bytes"), shard.get("crc32c")]
+            if "rows_digest" in rec:
+                entry.append(rec["rows_digest"])
+            entries[k] = entry
+        if entries != store.folded_records(m):
+            store.set_folded_records(m, entries)
+    store.delete_prefix(_work_dir(prefix))
+    return len(records)
+
+
+def forget_records(store: Store, prefix: str, shards: Iterable[int]) -> None:
+    """Drop the records (work and folded) of ``shards``: they are written again."""
+    drop = set(shards)
+    if not drop:
+        return
+    for k in drop:
+        store.delete_key(record_key(prefix, k))
+    for m in _prefix_members(store, prefix):
+        folded = store.folded_records(m)
+        if drop & set(folded):
+            store.set_folded_records(m, {k: v for k, v in folded.items() if k not in drop})
+
+
+def _table_kept(store: Store) -> set[int]:
+    """Array rows the table lists as kept (none when it does not read)."""
+    try:
+        table = store.table
+        return {int(r) for r in table.loc[table["status"] == "kept", "index"]}
+    except (StoreError, KeyError, ValueError):
+        return set()
+
+
 def damaged_shards(store: Store, members: Sequence[str], prefix: str) -> dict[int, list[Damage]]:
     """Shards (by index) of ``members`` whose recorded content is damaged, for a writer
-    about to repair them: only shards that have a record under ``prefix`` are checked
-    (a shard without one is not done yet and is written anyway)."""
+    about to repair them: only shards that have a record of ``prefix``'s writer are
+    checked (a shard without one is not done yet and is written anyway). Kept rows: the
+    extract work records' and the table's."""
     records = read_records(store, prefix)
-    kept = np.asarray(
-        sorted(
-            int(r["row"])
-            for rec in read_records(store, EXTRACT_RECORDS).values()
-            for r in rec.get("rows", [])
-            if r.get("status") == "kept"
-        ),
-        dtype=np.int64,
-    )
-    if prefix != EXTRACT_RECORDS and store.has_table:
-        table = store.table
-        kept = np.sort(np.asarray(table.loc[table["status"] == "kept", "index"], dtype=np.int64))
+    rows = {
+        int(r["row"])
+        for rec in read_records(store, EXTRACT_RECORDS).values()
+        for r in rec.get("rows", [])
+        if r.get("status") == "kept"
+    }
+    kept = np.asarray(sorted(rows | _table_kept(store)), dtype=np.int64)
     out: dict[int, list[Damage]] = {}
     for m in members:
         if m not in store:

@@ -170,7 +170,7 @@ def test_resume_after_kill_equals_clean_run(synth_dir, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     n_done = len(list(tasks.glob("*.json")))
-    assert 3 <= n_done < 24 and not (killed / "table.parquet").exists()
+    assert 3 <= n_done < 24 and not (killed / "table/c/0").exists()
     assert (killed / LOCK_NAME).exists()  # left behind by the dead run: stale, taken over
     r = subprocess.run([*cmd, "extract", *args, "--out", str(killed)], cwd=REPO, env=env,
                        capture_output=True, text=True)
@@ -194,7 +194,7 @@ def test_second_concurrent_run_is_refused(small_store, synth_dir):
 
 
 def test_rerun_same_params_is_a_no_op_and_other_params_refused(small_store, synth_dir):
-    before = (small_store / "table.parquet").stat().st_mtime_ns
+    before = (small_store / "table/c/0").stat().st_mtime_ns
     base = ["--slides", str(synth_dir), "--coords", str(synth_dir / "coords.csv"),
             "--out", str(small_store), "--workers", "0", "--quiet"]
     r = _cli(*base, "--size", "256")
@@ -202,7 +202,7 @@ def test_rerun_same_params_is_a_no_op_and_other_params_refused(small_store, synt
     r = _cli(*base, "--size", "512")
     assert r.exit_code == 2 and "other parameters (size: 256 -> 512)" in r.output
     assert len(r.output.strip().splitlines()) == 1
-    assert (small_store / "table.parquet").stat().st_mtime_ns == before
+    assert (small_store / "table/c/0").stat().st_mtime_ns == before
     assert open_store(small_store).attrs["params"]["size"] == 256
 
 
@@ -223,14 +223,14 @@ def test_inner_chunks_equal_whole_patch_store_and_are_a_parameter(small_store, s
 
     base = ["--slides", str(synth_dir), "--coords", str(synth_dir / "coords.csv"), "--out", str(out),
             "--size", "256", "--shard-rows", "4", "--workers", "0", "--quiet"]
-    before = (out / "table.parquet").stat().st_mtime_ns
+    before = (out / "table/c/0").stat().st_mtime_ns
     r = _cli(*base, "--chunk", "64")
     assert r.exit_code == 0, r.output
     r = _cli(*base, "--chunk", "128")
     assert r.exit_code == 2 and "other parameters (chunk: 64 -> 128)" in r.output, r.output
     r = _cli(*base)  # the default (whole 256-px patches) is another layout too
     assert r.exit_code == 2 and "chunk: 64 -> 256" in r.output, r.output
-    assert (out / "table.parquet").stat().st_mtime_ns == before
+    assert (out / "table/c/0").stat().st_mtime_ns == before
     r = CliRunner().invoke(main, ["info", str(out)])
     assert r.exit_code == 0 and "chunk   64 px" in r.output, r.output
     r = CliRunner().invoke(main, ["info", str(out), "--json"])
@@ -472,7 +472,7 @@ def test_info_says_when_the_extract_is_unfinished(small_store, tmp_path):
     shutil.copytree(small_store, copy)
     s = open_store(copy, "a")
     s.update_attrs(complete=False)
-    (copy / "table.parquet").unlink()
+    (copy / "table/c/0").unlink()
     r = CliRunner().invoke(main, ["info", str(copy)])
     assert r.exit_code == 1, r.output  # not healthy: exit 1 (issue 9)
     assert "UNFINISHED" in r.output and "mlcamsr extract" in r.output

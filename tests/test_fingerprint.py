@@ -61,24 +61,30 @@ def slides_copy(synth_dir, tmp_path) -> Path:
     return d
 
 
-def _interrupt(store: Path) -> None:
-    """Leave ``store`` as a killed run leaves it: some shard records, no table, unfinished."""
-    records = sorted((store / TASKS_PREFIX).glob("*.json"))
+def _killed_run(slides: Path, out: Path, kw: dict, monkeypatch) -> None:
+    """Leave ``out`` as a run killed half way leaves it: some shard records (in the work
+    folder: a run folds them only when it ends), no table, unfinished."""
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr("mlcamsr.extract.finish_store", killed)
+        with pytest.raises(KeyboardInterrupt):
+            extract(slides, slides / "coords.csv", out, **kw)
+    records = sorted((out / TASKS_PREFIX).glob("*.json"))
+    assert records and not (out / "table").exists()
     for r in records[len(records) // 2 :]:
         r.unlink()
-    (store / "table.parquet").unlink()
-    open_store(store, "a").update_attrs(complete=False)
 
 
-def test_resume_refuses_a_truncated_or_replaced_slide(slides_copy, tmp_path):
+def test_resume_refuses_a_truncated_or_replaced_slide(slides_copy, tmp_path, monkeypatch):
     out = tmp_path / "s.zarr"
     kw = dict(size=256, workers=0, progress=False, shard_rows=4)
-    extract(slides_copy, slides_copy / "coords.csv", out, **kw)
+    _killed_run(slides_copy, out, kw, monkeypatch)
     a = open_store(out).attrs
     assert a["slide_hash"] == "fingerprint"
     fp = a["slides"]["slide_000.tif"]["fingerprint"]
     assert fp["kind"] == "fp1" and "sha256" not in a["slides"]["slide_000.tif"]
-    _interrupt(out)
     slide = slides_copy / "slide_000.tif"
     good = slide.read_bytes()
     slide.write_bytes(good[: len(good) - 4096])  # truncated after the run started

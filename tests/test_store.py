@@ -29,7 +29,7 @@ def test_member_table_attrs_round_trip(tmp_path):
     np.testing.assert_array_equal(r["40x"][8:16], block)
     assert not r["40x"][0].any()  # unwritten slots read as fill 0
     assert list(r.table.x) == list(range(20))
-    assert r.attrs["params"] == {"size": 32} and r.attrs["format_version"] == 2
+    assert r.attrs["params"] == {"size": 32} and r.attrs["format_version"] == 3
 
 
 def test_lock_refuses_second_writer_and_takes_over_stale(tmp_path):

@@ -97,15 +97,15 @@ def test_verify_lists_damage_and_the_same_extract_repairs_exactly_it(clean, synt
 def test_damaged_or_missing_table_is_one_line_never_healthy(clean, tmp_path):
     bad = tmp_path / "t.zarr"
     shutil.copytree(clean, bad)
-    data = (bad / "table.parquet").read_bytes()
-    (bad / "table.parquet").write_bytes(data[: len(data) // 2])
-    with pytest.raises(StoreError, match=r"table.parquet is damaged .*rerun the same `mlcamsr extract`"):
+    data = (bad / "table/c/0").read_bytes()
+    (bad / "table/c/0").write_bytes(data[: len(data) // 2])
+    with pytest.raises(StoreError, match=r"table/c/0 is damaged .*rerun the same `mlcamsr extract`"):
         open_store(bad).table  # noqa: B018
     for cmd in (["info"], ["info", "--json"], ["verify"], ["pyramid"], ["split"], ["preview", "--out", str(tmp_path / "p.png")]):
         res = _run(*cmd[:1], str(bad), *cmd[1:])
         assert res.exit_code in (1, 2), (cmd, res.output)
-        assert "Traceback" not in res.output and "table.parquet" in res.output, (cmd, res.output)
-    (bad / "table.parquet").unlink()
+        assert "Traceback" not in res.output and "table/c/0" in res.output, (cmd, res.output)
+    (bad / "table/c/0").unlink()
     res = _run("info", str(bad), "--json")  # was: complete true, rows 0, rc 0
     assert res.exit_code == 1 and '"ok": false' in res.output and "no patch table" in res.output
     res = _run("verify", str(bad))
@@ -115,10 +115,10 @@ def test_damaged_or_missing_table_is_one_line_never_healthy(clean, tmp_path):
 def test_a_flipped_table_byte_is_caught_by_its_recorded_crc(clean, tmp_path):
     bad = tmp_path / "t.zarr"
     shutil.copytree(clean, bad)
-    data = bytearray((bad / "table.parquet").read_bytes())
+    data = bytearray((bad / "table/c/0").read_bytes())
     data[len(data) // 2] ^= 1
-    (bad / "table.parquet").write_bytes(bytes(data))
-    with pytest.raises(StoreError, match="table.parquet is damaged"):
+    (bad / "table/c/0").write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="table/c/0 is damaged"):
         open_store(bad).table  # noqa: B018
     assert not verify(bad).ok
 
@@ -145,3 +145,75 @@ def test_overwrite_never_replaces_data_this_tool_did_not_make(synth_dir, tmp_pat
     assert _run(*base, "--out", str(ours), "--scales", "1,2", "--overwrite").exit_code == 0
     assert open_store(ours).members == ["40x", "20x"] and (ours / "notes.txt").read_text() == "mine"
     assert not (ours / "10x").exists()
+
+
+def _walk_plain_zarr(path: Path) -> list[str]:
+    """Open, list, walk and read a store with plain zarr, every warning an error."""
+    import io
+    import warnings
+
+    import pandas as pd
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = zarr.open_group(path, mode="r")
+        names = sorted(k for k, _ in g.members(max_depth=None))
+        g.tree()
+        zarr.open(path, mode="r")
+        table = pd.read_parquet(io.BytesIO(g["table"][:].tobytes()))  # the table, through zarr alone
+    assert len(table) == len(open_store(path).table)
+    return names
+
+
+def test_a_finished_store_is_plain_zarr_without_warnings_or_work_folders(clean, tmp_path):
+    done = tmp_path / "done.zarr"
+    shutil.copytree(clean, done)
+    assert _run("split", str(done), "--by", "patch").exit_code == 0
+    names = _walk_plain_zarr(done)  # was: 3 ZarrUserWarnings (table.parquet, _extract, _pyramid)
+    assert {"40x", "20x", "10x", "20x_bicubic", "table"} <= set(names)
+    left = sorted(p.name for p in done.iterdir())
+    assert left == sorted(["zarr.json", "table", *open_store(done).members]), left
+    # the records verify and repair use now live in each member's attributes
+    st = open_store(done)
+    assert set(st.folded_records("40x")) == set(range(6)) and len(st.folded_records("5x_bicubic")[0]) == 3
+
+
+def test_a_killed_run_leaves_work_records_and_the_rerun_resumes_then_folds_them(synth_dir, clean, tmp_path, monkeypatch):
+    out = tmp_path / "k.zarr"
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr("mlcamsr.extract.finish_store", killed)
+        with pytest.raises(KeyboardInterrupt):
+            _extract(synth_dir, out)
+    records = sorted((out / "_extract/tasks").glob("*.json"))
+    assert len(records) == 6  # during a run (or after a crash) the work records are there
+    for r in records[3:]:
+        r.unlink()
+    res = _extract(synth_dir, out)
+    assert res.tasks_run == 3 and res.tasks_skipped == 3
+    assert not (out / "_extract").exists() and verify(out).ok
+    pyramid(out, workers=0, progress=False)
+    assert _files(out) == _files(clean)  # resumed = uninterrupted, byte for byte
+
+
+def test_a_format_2_store_still_reads_verifies_and_repairs_in_its_own_layout(synth_dir, tmp_path, monkeypatch):
+    """Stores written before format 3 keep table.parquet and their work folders (their
+    records): read, verified and repaired as before, never converted in place."""
+    out = tmp_path / "v2.zarr"
+    monkeypatch.setattr("mlcamsr.extract.FORMAT_VERSION", 2)
+    _extract(synth_dir, out)
+    pyramid(out, workers=0, progress=False)
+    st = open_store(out)
+    assert st.attrs["format_version"] == 2 and (out / "table.parquet").is_file()
+    assert len(list((out / "_extract/tasks").glob("*.json"))) == 6 and (out / "_pyramid").is_dir()
+    assert not (out / "table").exists() and st.folded_records("40x") == {}
+    assert verify(out).ok and len(st.table) == 24
+    clean = _files(out)
+    (out / "40x/c/1/0/0/0").unlink()
+    assert {d.shard for d in verify(out).damage} == {1}
+    assert _extract(synth_dir, out).repaired == [1]
+    assert verify(out).ok and _files(out) == clean
