@@ -21,13 +21,14 @@ from cli.common import (
     storage_options_option,
 )
 from mlcamsr.fingerprint import HASH_CHOICES
+from mlcamsr.qc import QCThresholds
 
 
 @click.command("extract", cls=sectioned({
     "Inputs and output": ["slides_dir", "coords_csv", "out", "annotations", "mpp", "backend", "reader_check",
                           "storage_options"],
     "Members (what each patch holds)": ["size", "base_mpp", "base_mag", "scales", "allow_upsample"],
-    "Quality control": ["min_tissue", "rgb_mean", "rgb_tol", "min_align_psnr"],
+    "Quality control": ["min_tissue", "min_stain", "rgb_mean", "rgb_tol", "min_align_psnr"],
     "Parallelism": ["workers", "processes", "scheduler", "cache_mb", "dashboard"],
     "Store layout": ["shard_rows", "chunk", "zstd_level", "slide_hash", "overwrite"],
 }))
@@ -65,6 +66,11 @@ from mlcamsr.fingerprint import HASH_CHOICES
               help="Allow members finer than the slide's finest level (upsampled; not real data).")
 @click.option("--min-tissue", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Reject patches with a smaller tissue fraction (blank areas).")
+@click.option("--min-stain", default=QCThresholds.min_stain, show_default=True, type=click.FloatRange(0, 1),
+              metavar="FRACTION",
+              help="Reject patches whose stain is not H&E: fewer than this fraction (0-1) of the "
+              "stained tissue pixels H&E-like (optical density of blue < 0.75 x green; DAB/IHC "
+              "and false colours score low, real H&E 0.83-1.0: docs/slides.md). 0 switches the check off.")
 @rgb_mean_option()
 @click.option("--rgb-tol", default=0.25, show_default=True, type=click.FloatRange(min=0),
               help="Reject patches whose channel means differ more from --rgb-mean.")
@@ -93,8 +99,8 @@ from mlcamsr.fingerprint import HASH_CHOICES
 @storage_options_option()
 @handle_errors
 def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, workers, processes, scheduler,
-            backend, reader_check, mpp, annotations, overwrite, allow_upsample, min_tissue, rgb_mean, rgb_tol,
-            min_align_psnr, shard_rows, chunk, zstd_level, cache_mb, dashboard, slide_hash, no_hash, quiet) -> None:
+            backend, reader_check, mpp, annotations, overwrite, allow_upsample, min_tissue, min_stain, rgb_mean,
+            rgb_tol, min_align_psnr, shard_rows, chunk, zstd_level, cache_mb, dashboard, slide_hash, no_hash, quiet) -> None:
     """Extract aligned multi-scale patches (e.g. 40x/20x/10x) around each centre of --coords.
 
     Each member is read from a native pyramid level when its mpp is within 2 %, else
@@ -117,7 +123,8 @@ def extract(slides_dir, coords_csv, out, size, base_mpp, base_mag, scales, worke
         scales=scales, workers=workers, processes=processes, scheduler=scheduler, backend=backend,
         reader_check=reader_check, mpp=mpp,
         annotations=annotations, overwrite=overwrite, allow_upsample=allow_upsample,
-        min_tissue=min_tissue, rgb_mean=rgb_mean, rgb_tol=rgb_tol, min_align_psnr=min_align_psnr,
+        min_tissue=min_tissue, min_stain=min_stain, rgb_mean=rgb_mean, rgb_tol=rgb_tol,
+        min_align_psnr=min_align_psnr,
         shard_rows=shard_rows, zstd_level=zstd_level, chunk=chunk, cache_mb=cache_mb, hash_slides="none" if no_hash else slide_hash,
         progress=not quiet, dashboard=dashboard,
     )

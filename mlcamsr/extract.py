@@ -264,6 +264,7 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
             status="kept" if qc.ok else "rejected",
             reason=qc.reason,
             tissue_frac=qc.tissue_frac,
+            stain_frac=qc.stain_frac,
             rgb_mean=list(qc.rgb_mean),
             align=qc.align_psnr,
             src=sources,
@@ -365,6 +366,7 @@ def _make_table(
     reason = np.empty(n, dtype=object)
     index = np.full(n, -1, dtype=np.int64)
     tissue = np.full(n, np.nan)
+    stain = np.full(n, np.nan)
     rgb = np.full((n, 3), np.nan)
     align = {m: np.full(n, np.nan) for m in names[1:]}
     src = {m: np.empty(n, dtype=object) for m in names}
@@ -376,6 +378,7 @@ def _make_table(
             index[i] = i
         if "tissue_frac" in rec:
             tissue[i] = rec["tissue_frac"]
+            stain[i] = np.nan if rec.get("stain_frac") is None else rec["stain_frac"]
             rgb[i] = rec["rgb_mean"]
             for m in names[1:]:
                 v = rec["align"].get(m)
@@ -391,6 +394,7 @@ def _make_table(
         "reason": reason,
         "index": index,
         "tissue_frac": tissue,
+        "stain_frac": stain,
         "rgb_mean_r": rgb[:, 0],
         "rgb_mean_g": rgb[:, 1],
         "rgb_mean_b": rgb[:, 2],
@@ -448,6 +452,8 @@ def _summary(table: pd.DataFrame, specs: Sequence[MemberSpec]) -> dict[str, Any]
     }
     if len(kept):
         out["tissue_frac_median"] = float(kept.tissue_frac.median())
+        if kept.stain_frac.notna().any():
+            out["stain_frac_min"] = float(kept.stain_frac.min())
         for s in specs[1:]:
             col = kept[f"align_psnr_{s.name}"].replace(np.inf, np.nan)
             if col.notna().any():
@@ -597,13 +603,14 @@ def check_options(
     rgb_mean: Sequence[float],
     rgb_tol: float,
     min_align_psnr: float,
+    min_stain: float = QCThresholds.min_stain,
     cache_mb: float = 0.0,
 ) -> tuple[list[MemberSpec], QCThresholds, int]:
     """Stage 1: the members, QC thresholds and inner chunk side (px) of a run, or InputError
     (every number finite and in range: a NaN threshold would switch QC off silently)."""
     _check_numbers(
         size=size, base_mpp=base_mpp, base_mag=base_mag, min_tissue=min_tissue, rgb_mean=rgb_mean,
-        rgb_tol=rgb_tol, min_align_psnr=min_align_psnr, cache_mb=cache_mb,
+        rgb_tol=rgb_tol, min_align_psnr=min_align_psnr, min_stain=min_stain, cache_mb=cache_mb,
     )
     specs = member_specs(int(size), float(base_mpp), float(base_mag), scales)
     small = [s for s in specs if s.size < MIN_MEMBER_PX]
@@ -631,6 +638,7 @@ def check_options(
         rgb_mean=tuple(float(v) for v in rgb_mean),  # type: ignore[arg-type]
         rgb_tol=float(rgb_tol),
         min_align_psnr=float(min_align_psnr),
+        min_stain=float(min_stain),
     )
     if len(th.rgb_mean) != 3:
         raise InputError(f"--rgb-mean {rgb_mean}: give three values in [0, 1], e.g. "
@@ -657,8 +665,9 @@ def _check_numbers(**options: Any) -> None:
             raise bad(name, shown, "a number") from None
         if not all(math.isfinite(v) for v in nums):
             raise bad(name, shown, "finite numbers" if len(nums) > 1 else "a finite number")
-    if not 0 <= float(options["min_tissue"]) <= 1:
-        raise bad("min_tissue", options["min_tissue"], "a fraction in [0, 1]")
+    for name in ("min_tissue", "min_stain"):
+        if not 0 <= float(options[name]) <= 1:
+            raise bad(name, options[name], "a fraction in [0, 1]")
     if len(options["rgb_mean"]) != 3 or not all(0 <= float(v) <= 1 for v in options["rgb_mean"]):
         shown = ",".join(map(str, options["rgb_mean"]))
         raise bad("rgb_mean", shown, "three values in [0, 1], e.g. 0.7204,0.4298,0.6379")
@@ -873,6 +882,7 @@ def records_from_table(table: pd.DataFrame, members: Sequence[str], rows: Iterab
         rec: dict[str, Any] = {"row": int(i), "status": str(t["status"]), "reason": str(t["reason"])}
         if not pd.isna(t["tissue_frac"]):
             rec["tissue_frac"] = float(t["tissue_frac"])
+            rec["stain_frac"] = float(t["stain_frac"]) if "stain_frac" in t.index else None
             rec["rgb_mean"] = [float(t[f"rgb_mean_{c}"]) for c in "rgb"]
             rec["align"] = {
                 m: None if np.isposinf(t[f"align_psnr_{m}"]) else float(t[f"align_psnr_{m}"]) for m in members[1:]
@@ -1131,6 +1141,7 @@ def extract(
     rgb_mean: Sequence[float] = PAPER_RGB_MEAN,
     rgb_tol: float = 0.25,
     min_align_psnr: float = 25.0,
+    min_stain: float = QCThresholds.min_stain,
     shard_rows: int = 16,
     zstd_level: int = 1,
     chunk: int | None = None,
@@ -1160,7 +1171,8 @@ def extract(
         annotations: folder of ASAP XML lesion files; labels ``tumor``/``normal`` + ``tumor_frac``.
         overwrite: replace a store made with other parameters.
         allow_upsample: allow members finer than the slide's finest level.
-        min_tissue, rgb_mean, rgb_tol, min_align_psnr: QC thresholds (:class:`QCThresholds`).
+        min_tissue, rgb_mean, rgb_tol, min_align_psnr, min_stain: QC thresholds
+            (:class:`QCThresholds`; ``min_stain=0`` switches the H&E stain check off).
         shard_rows: patches per shard file and per task.
         chunk: inner chunk side in px of the member arrays; each member gets
             ``min(chunk, member size)``. Default: 256 when ``size`` > 256, else the whole
@@ -1191,7 +1203,8 @@ def extract(
     specs, th, chunk_px = check_options(
         size=size, base_mpp=base_mpp, base_mag=base_mag, scales=scales, backend=backend, mpp=mpp,
         shard_rows=shard_rows, chunk=chunk, min_tissue=min_tissue, rgb_mean=rgb_mean,
-        rgb_tol=rgb_tol, min_align_psnr=min_align_psnr, reader_check=reader_check, cache_mb=cache_mb,
+        rgb_tol=rgb_tol, min_align_psnr=min_align_psnr, min_stain=min_stain, reader_check=reader_check,
+        cache_mb=cache_mb,
     )
     if str(out).startswith("memory://"):
         raise InputError(f"--out {out}: a memory:// store vanishes when the command ends; give a path or URL")

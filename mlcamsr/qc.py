@@ -1,4 +1,4 @@
-"""Per-patch quality control: tissue fraction, RGB mean, cross-scale alignment.
+"""Per-patch quality control: tissue fraction, H&E stain, RGB mean, cross-scale alignment.
 
 The paper (section IV-A) removed samples "with significant blank areas" and kept
 samples whose RGB mean was near the training-set mean [0.7204, 0.4298, 0.6379].
@@ -8,6 +8,17 @@ anti-aliased bicubic downsample (the weights of :func:`mlcamsr.resize.imresize`)
 finest member to the member's size. Luma keeps the score a third of the cost of RGB;
 a misaligned level moves every channel alike. Real pyramid levels of a well-built slide score high (they are the same tissue, only a
 different scanner/codec blur); a level shifted or scaled by a few pixels scores low.
+
+The *stain fraction* (:func:`stain_fraction`) catches a patch that is not H&E: a DAB/IHC
+stain, or false colours from a reader that decodes YCbCr tiles as RGB. In optical density
+(OD = -ln(I/255), Beer-Lambert) both H&E dyes absorb blue the least: the Ruifrok-Johnston
+vectors give OD_B/OD_G = 0.41 for haematoxylin and 0.11 for eosin, so every mix of the two
+lies between; DAB gives 1.36 and the DICOM CMU-1 read with false colours 0.98 on its
+salmon glass. The figure is the fraction of stained tissue pixels (not background, OD
+norm > :data:`STAIN_MIN_OD`) with OD_B < :data:`STAIN_BLUE_GREEN` x OD_G. Measured
+(``python bench/stain.py``, docs/slides.md "Stain check"): every real H&E image and
+patch in ../shared/data 0.83-1.00, ``mlcamsr synth`` 1.00, the DICOM false colours
+0.00-0.32, the IHC image 0.05; the default threshold 0.6 sits between, 0.2 from both.
 
 Every threshold is a field of :class:`QCThresholds`; the extract command exposes them.
 """
@@ -27,6 +38,9 @@ __all__ = [
     "QCThresholds",
     "QCResult",
     "tissue_fraction",
+    "stain_fraction",
+    "STAIN_BLUE_GREEN",
+    "STAIN_MIN_OD",
     "psnr",
     "align_psnr",
     "check_patch",
@@ -34,6 +48,16 @@ __all__ = [
 
 #: MLCamSR training-set RGB mean (paper, section IV-A), channels in [0, 1]
 PAPER_RGB_MEAN = (0.7204, 0.4298, 0.6379)
+
+STAIN_BLUE_GREEN = 0.75
+"""A stained pixel is H&E-like when its blue optical density is below this times its green
+one (H&E mixes: 0.11-0.41 by the Ruifrok-Johnston vectors, real slides' medians 0.46-0.64;
+DAB 1.36; YCbCr decoded as RGB about 1)."""
+STAIN_MIN_OD = 0.15
+"""Optical-density norm above which a tissue pixel counts as stained (Macenko et al.'s
+transparency threshold); fainter pixels carry no reliable stain colour."""
+
+_OD = (-np.log(np.maximum(np.arange(256, dtype=np.float64), 1.0) / 255.0)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -46,6 +70,8 @@ class QCThresholds:
         rgb_tol: reject when any channel mean differs from ``rgb_mean`` by more. Default 0.25.
         min_align_psnr: reject when any coarser member's alignment PSNR (dB) is below.
             Default 25.0 (see docs/benchmarks.md for measured values).
+        min_stain: reject when the H&E-like fraction of the stained tissue pixels
+            (:func:`stain_fraction`, in [0, 1]) is below. Default 0.6; 0 switches it off.
         bg_saturation: a pixel with HSV saturation below this ...
         bg_value: ... and HSV value (max channel / 255) above this is background.
     """
@@ -54,6 +80,7 @@ class QCThresholds:
     rgb_mean: tuple[float, float, float] = field(default=PAPER_RGB_MEAN)
     rgb_tol: float = 0.25
     min_align_psnr: float = 25.0
+    min_stain: float = 0.6
     bg_saturation: float = 0.10
     bg_value: float = 0.80
 
@@ -71,6 +98,7 @@ class QCResult:
     rgb_mean: tuple[float, float, float]
     align_psnr: dict[str, float]
     reason: str = ""
+    stain_frac: float = math.nan
 
     @property
     def ok(self) -> bool:
@@ -90,6 +118,32 @@ def tissue_fraction(img: np.ndarray, *, bg_saturation: float = 0.10, bg_value: f
     bright = mx > bg_value * 255.0
     flat = (mx - mn).astype(np.float32) < np.float32(bg_saturation) * np.maximum(mx, 1)
     return float(1.0 - np.count_nonzero(bright & flat) / mx.size)
+
+
+def stain_fraction(img: np.ndarray, *, bg_saturation: float = 0.10, bg_value: float = 0.80) -> float:
+    """H&E-likeness: the fraction of stained tissue pixels whose optical density has
+    OD_B < :data:`STAIN_BLUE_GREEN` x OD_G (see the module docstring).
+
+    Args:
+        img: ``(H, W, 3)`` uint8 RGB (QC passes the coarsest member).
+        bg_saturation, bg_value: the background rule of :func:`tissue_fraction`.
+
+    Returns:
+        a fraction in [0, 1]; ``nan`` when no pixel is stained tissue (a blank patch, which
+        the tissue check rejects).
+    """
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    mx = np.maximum(np.maximum(r, g), b)
+    mn = np.minimum(np.minimum(r, g), b)
+    background = (mx > bg_value * 255.0) & (
+        (mx - mn).astype(np.float32) < np.float32(bg_saturation) * np.maximum(mx, 1)
+    )
+    od_r, od_g, od_b = _OD[r], _OD[g], _OD[b]
+    stained = ~background & (od_r * od_r + od_g * od_g + od_b * od_b > np.float32(STAIN_MIN_OD**2))
+    n = int(np.count_nonzero(stained))
+    if n == 0:
+        return math.nan
+    return float(np.count_nonzero(stained & (od_b < np.float32(STAIN_BLUE_GREEN) * od_g)) / n)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -135,7 +189,8 @@ def check_patch(
         th: thresholds.
 
     Returns:
-        :class:`QCResult` with the tissue fraction (on the coarsest member), the RGB mean
+        :class:`QCResult` with the tissue fraction and the stain fraction (on the coarsest
+        member), the RGB mean
         (of the coarsest member: the same square, so the same mean up to rounding),
         the alignment PSNR of every coarser member and the first failed check as ``reason``.
     """
@@ -151,10 +206,13 @@ def check_patch(
     mean = coarsest.reshape(-1, 3).mean(axis=0, dtype=np.float64) / 255.0
     rgb = (float(mean[0]), float(mean[1]), float(mean[2]))
     tissue = tissue_fraction(coarsest, bg_saturation=th.bg_saturation, bg_value=th.bg_value)
+    stain = stain_fraction(coarsest, bg_saturation=th.bg_saturation, bg_value=th.bg_value)
 
     reason = ""
     if tissue < th.min_tissue:
         reason = f"tissue {tissue:.2f} < {th.min_tissue:g}"
+    elif stain < th.min_stain:  # (nan: nothing stained, never below)
+        reason = f"stain {stain:.2f} < {th.min_stain:g} (not H&E-like)"
     else:
         off = [abs(m - r) for m, r in zip(rgb, th.rgb_mean)]
         if max(off) > th.rgb_tol:
@@ -168,4 +226,4 @@ def check_patch(
             if low:
                 n, v = min(low, key=lambda t: t[1])
                 reason = f"alignment {n} {v:.1f} dB < {th.min_align_psnr:g} dB"
-    return QCResult(tissue_frac=tissue, rgb_mean=rgb, align_psnr=align, reason=reason)
+    return QCResult(tissue_frac=tissue, rgb_mean=rgb, align_psnr=align, reason=reason, stain_frac=stain)

@@ -904,6 +904,8 @@ def store_summary(path_or_url: str | os.PathLike[str]) -> dict[str, Any]:
         if len(kept) and "tissue_frac" in kept:
             qc["tissue_frac_min"] = float(kept["tissue_frac"].min())
             qc["tissue_frac_median"] = float(kept["tissue_frac"].median())
+            if "stain_frac" in kept and kept["stain_frac"].notna().any():
+                qc["stain_frac_min"] = float(kept["stain_frac"].min())
             for c in ("rgb_mean_r", "rgb_mean_g", "rgb_mean_b"):
                 if c in kept:
                     qc[f"{c}_mean"] = float(kept[c].mean())

@@ -23,6 +23,7 @@ def _one_line_exit_2(res, match: str) -> None:
     [
         (["--rgb-mean", "nan,0,0"], "--rgb-mean nan,0.0,0.0: give finite numbers"),
         (["--min-align-psnr", "nan"], "--min-align-psnr nan: give a finite number"),
+        (["--min-stain", "nan"], "--min-stain nan: give a finite number"),  # else the check is off
         (["--cache-mb", "nan"], "--cache-mb nan: give a finite number"),  # was: every row failed
         (["--rgb-mean", "2,0,0"], "three values in [0, 1]"),
         (["--scales", "1,2,256"], "member 0.15625x would be 4 px"),

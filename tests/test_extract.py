@@ -37,7 +37,7 @@ from mlcamsr.store import LOCK_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE_COLUMNS = [
-    "slide", "x", "y", "label", "status", "reason", "index", "tissue_frac",
+    "slide", "x", "y", "label", "status", "reason", "index", "tissue_frac", "stain_frac",
     "rgb_mean_r", "rgb_mean_g", "rgb_mean_b", "align_psnr_20x", "align_psnr_10x",
     "src_40x", "src_20x", "src_10x", "tumor_frac", "split",
 ]
@@ -328,7 +328,7 @@ def test_dicom_geometry_and_mpp(shared_data, tmp_path):
     c = _write_csv(tmp_path / "c.csv", ["dicom-CMU-1-Small-Region,1110,1480"])
     # colours are wrong in openslide (SOURCES.md): geometry and mpp only
     res = extract(wsi, c, tmp_path / "d.zarr", size=512, base_mpp=0.499, base_mag=20, workers=0,
-                  progress=False, min_tissue=0, rgb_tol=1, min_align_psnr=0, backend="openslide")
+                  progress=False, min_tissue=0, rgb_tol=1, min_align_psnr=0, min_stain=0, backend="openslide")
     s = open_store(res.store)
     meta = s.attrs["slides"]["dicom-CMU-1-Small-Region"]
     assert meta["mpp"] == pytest.approx([0.499, 0.499]) and meta["levels"][:2] == [[2220, 2967], [1110, 1483]]

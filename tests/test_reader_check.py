@@ -93,7 +93,7 @@ def test_extract_reads_a_disagreeing_slide_with_openslide_and_records_it(ycbcr_d
         np.testing.assert_array_equal(s["40x"][i], osr.read_level(0, (x - 128, y - 128), (256, 256)))
     # --reader-check off: auto's tiffslide, the YCbCr planes as colours
     extract(ycbcr_dir, ycbcr_dir / "coords.csv", tmp_path / "off.zarr", size=256, workers=0, progress=False,
-            min_tissue=0, rgb_tol=1, min_align_psnr=0, reader_check="off")
+            min_tissue=0, rgb_tol=1, min_align_psnr=0, min_stain=0, reader_check="off")
     off = open_store(tmp_path / "off.zarr")
     assert off.attrs["slides"]["slide_000.svs"]["reader"] == "tiffslide"
     assert np.abs(off["40x"][i].astype(int) - s["40x"][i]).mean() > 20
