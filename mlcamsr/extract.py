@@ -65,7 +65,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -819,7 +819,7 @@ def open_or_create_store(
         existing = None
     if existing is not None:
         old = existing.attrs
-        if old.get("params_hash") == phash:
+        if old.get("params_hash") == phash or _params_hash(_before_stain_check(params, old)) == old.get("params_hash"):
             return existing, True
         if not overwrite:
             what = _params_diff(old.get("params", {}), params)
@@ -851,6 +851,24 @@ def open_or_create_store(
             chunk=int(params["chunk"]),
         )
     return store, False
+
+
+def _before_stain_check(params: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """``params`` as a store made before the stain check recorded them (its QC parameters
+    have no ``min_stain``): such a store resumes and repairs under its own rules
+    (:func:`store_thresholds`)."""
+    if "min_stain" in ((old.get("params") or {}).get("qc") or {}):
+        return params
+    qc = {k: v for k, v in params.get("qc", {}).items() if k != "min_stain"}
+    return {**params, "qc": qc}
+
+
+def store_thresholds(store: Store, th: QCThresholds) -> QCThresholds:
+    """The QC thresholds a resumed store is finished with: ``th``, with the stain check off
+    for a store made before it existed (so a repaired shard equals the original one)."""
+    if "min_stain" in (store.attrs.get("params", {}).get("qc") or {}):
+        return th
+    return replace(th, min_stain=0.0)
 
 
 def done_records(store: Store, specs: Sequence[MemberSpec] = ()) -> dict[int, list[dict[str, Any]]]:
@@ -1227,6 +1245,7 @@ def extract(
                                               slide_hash=slide_hash, prints=prints)
         if resumed:
             check_slides_unchanged(store, prints, out_s)
+            th = store_thresholds(store, th)
         repaired = drop_damaged(store, specs) if resumed else []
         if resumed and not repaired and store.attrs.get("complete") and _table_ok(store):
             return _result(out_s, store.table, t0, tasks_run=0, tasks_skipped=-1, warnings=plan.warnings)

@@ -217,3 +217,20 @@ def test_a_format_2_store_still_reads_verifies_and_repairs_in_its_own_layout(syn
     assert {d.shard for d in verify(out).damage} == {1}
     assert _extract(synth_dir, out).repaired == [1]
     assert verify(out).ok and _files(out) == clean
+
+
+def test_a_store_made_before_the_stain_check_still_resumes_and_repairs_under_its_rules(synth_dir, tmp_path):
+    """Its QC parameters lack min_stain: the same extract command repairs it (not "made with
+    other parameters"), with the stain check off as when it was made."""
+    from mlcamsr.extract import _params_hash
+
+    out = tmp_path / "old.zarr"
+    _extract(synth_dir, out)
+    st = open_store(out, "r+")
+    params = st.attrs["params"]
+    del params["qc"]["min_stain"]
+    st.update_attrs(params=params, params_hash=_params_hash(params))
+    clean = _files(out)
+    (out / "40x/c/2/0/0/0").unlink()
+    res = _extract(synth_dir, out)
+    assert res.repaired == [2] and verify(out).ok and _files(out) == clean
