@@ -743,7 +743,7 @@ def _clear_local(root: Path) -> None:
         if child.name == LOCK_NAME:
             continue
         if child.is_dir() and not child.is_symlink():
-            if child.name in _WORK_DIRS or (child / "zarr.json").is_file():
+            if child.name in (*_WORK_DIRS, TABLE_ARRAY) or (child / "zarr.json").is_file():
                 shutil.rmtree(child)
         elif child.name in ("zarr.json", TABLE_KEY):
             child.unlink()
