@@ -29,7 +29,7 @@ from mlcamsr.errors import InputError
 from mlcamsr.patches import Geometry, choose_level
 from mlcamsr.reader_check import check_readers
 from mlcamsr.sampling import discover_slides, read_level_reduced, tissue_mask
-from mlcamsr.slides import SlideReader, open_slide
+from mlcamsr.slides import SlideReader, open_slide, quiet_tifffile
 
 THUMB_PX = 512
 """Longest side (px) of the thumbnail the tissue fraction and the sheet use, at most."""
@@ -93,7 +93,7 @@ def _tiff_format(path: Path) -> tuple[str | None, str | None]:
     if path.is_dir() or path.suffix.lower() == ".dcm":
         return "DICOM", None
     try:
-        with tifffile.TiffFile(path) as tf:
+        with quiet_tifffile(), tifffile.TiffFile(path) as tf:
             page: Any = tf.pages[0]
             fmt = "BigTIFF" if tf.is_bigtiff else "TIFF"
             flavour = next((f for f in ("svs", "ome", "ndpi", "philips", "scn", "bif") if getattr(tf, f"is_{f}", False)), None)

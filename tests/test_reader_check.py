@@ -8,6 +8,8 @@ openslide converts it to RGB, tiffslide shows the YCbCr planes as RGB.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +135,17 @@ def test_slides_inventory_lists_every_slide_and_exits_1_for_unusable(ycbcr_dir, 
     assert not cut["usable"] and cut["levels"] == [] and set(cut["opens"]) == {"openslide", "tiffslide"}
     assert "truncated" in cut["reason"] or "cannot open" in cut["reason"]
     assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_slides_on_a_truncated_tif_prints_only_our_reason(synth_dir, tmp_path):
+    # a real process: under pytest the root logger has a handler, and tifffile's records
+    # would never reach stderr the way they do for a user
+    d = tmp_path / "cut"
+    d.mkdir()
+    data = (synth_dir / "slide_000.tif").read_bytes()
+    (d / "half.tif").write_bytes(data[: len(data) * 3 // 4])  # level 0 whole, later pages cut off
+    r = subprocess.run([sys.executable, "-c", "from cli.mlcamsr import main; main()", "slides", "--slides", str(d)],
+                       capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 1, r.stderr
+    assert "half.tif" in r.stdout and "NOT USABLE: slide" in r.stdout and "truncated" in r.stdout
+    assert r.stderr == ""  # no tifffile log lines, no traceback
