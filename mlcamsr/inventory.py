@@ -252,6 +252,8 @@ def describe(e: SlideEntry) -> list[str]:
         rc = e.reader_check
         figs = ", ".join(f"L{f['level']} max {f['max_abs']} mean {f['mean_abs']:.2f}" for f in rc["levels"])
         lines.append(f"  reader check: {rc['status']} -> {e.reader}" + (f" ({figs})" if figs else ""))
+        if rc.get("note"):
+            lines.append(f"  note: {rc['note']}")
     if e.members:
         lines.append("  planned members: " + "; ".join(
             f"x{m['scale']} {m['mpp']:g} um/px "

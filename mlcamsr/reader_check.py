@@ -39,7 +39,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from mlcamsr.slides import TIFF_SUFFIXES, SlideReader, open_slide
+from mlcamsr.slides import TIFF_SUFFIXES, TIFFFILE_SOURCES, SlideReader, open_slide
 
 ReaderCheckMode = Literal["on", "off"]
 #: the one list of ``--reader-check`` choices
@@ -72,7 +72,10 @@ larger (one-level slides) the regions sit at the grid cell centres."""
 class LevelFigures:
     """Agreement at one level: ``max_abs`` and ``mean_abs`` grey levels (uint8) over
     ``regions`` windows of ``region_px`` level-k px; ``windows`` are their ``(x, y)``
-    top-left corners in level-k px."""
+    top-left corners in level-k px. ``same_decoder``: both backends read this level
+    through tifffile (our openslide backend reads a non-integer-downsample level from its
+    TIFF page, :data:`mlcamsr.slides.TIFFFILE_SOURCES`), so their agreement says nothing
+    about its pixels (a 33003 slide would agree there while both are wrong)."""
 
     level: int
     max_abs: int
@@ -80,6 +83,7 @@ class LevelFigures:
     regions: int
     region_px: int
     windows: list[tuple[int, int]] = field(default_factory=list)
+    same_decoder: bool = False
 
 
 @dataclass
@@ -112,6 +116,7 @@ class ReaderCheck:
         """JSON-ready dict for the store's slide attributes (``reader_check``)."""
         d = asdict(self)
         d["tolerance"] = {"mean_abs": MEAN_TOL, "max_abs": MAX_TOL}
+        d["note"] = self.note()
         # wall time is not provenance: kept out so a resumed or repaired store stays
         # byte-identical to an uninterrupted run
         del d["seconds"]
@@ -119,6 +124,20 @@ class ReaderCheck:
             lv["mean_abs"] = round(lv["mean_abs"], 4)
             lv["windows"] = [list(w) for w in lv["windows"]]
         return d
+
+    @property
+    def uninformative(self) -> list[int]:
+        """The checked levels both readers decode with tifffile (``same_decoder``)."""
+        return [f.level for f in self.levels if f.same_decoder]
+
+    def note(self) -> str:
+        """One line about the levels whose agreement is not informative, else ""."""
+        if not self.uninformative:
+            return ""
+        ks = ", ".join(map(str, self.uninformative))
+        return (f"level{'s' if len(self.uninformative) > 1 else ''} {ks}: both readers decode with "
+                "tifffile (non-integer downsample: the openslide backend reads the TIFF page); "
+                "agreement there is not informative")
 
     def summary(self) -> str:
         """One line: status and per-level ``max/mean`` figures."""
@@ -250,8 +269,14 @@ def compare_readers(a: SlideReader, b: SlideReader, levels: Sequence[int], *, re
         d = [np.abs(x.astype(np.int16) - y.astype(np.int16)) for x, y in zip(pa[k], pb[k], strict=True)]
         total, count = sum(float(v.sum()) for v in d), sum(v.size for v in d)
         figs.append(LevelFigures(k, max(int(v.max()) for v in d), total / max(count, 1), len(d), region_px,
-                                 sample[k]))
+                                 sample[k], same_decoder=_tifffile_both(a, b, k)))
     return figs
+
+
+def _tifffile_both(a: SlideReader, b: SlideReader, level: int) -> bool:
+    """Whether both readers decode ``level`` with tifffile (their ``level_sources``)."""
+    sources = [getattr(r, "level_sources", ())[level:level + 1] for r in (a, b)]
+    return all(s and s[0] in TIFFFILE_SOURCES for s in sources)
 
 
 def decide(figs: Sequence[LevelFigures], *, faster: str) -> tuple[str, str]:

@@ -54,6 +54,10 @@ BACKENDS: tuple[str, ...] = get_args(Backend)
 # Files that ``auto`` opens with tiffslide first (faster tile decode, same pixels).
 TIFF_SUFFIXES: frozenset[str] = frozenset({".tif", ".tiff", ".svs"})
 
+#: the ``Slide.level_sources`` whose pixels tifffile/imagecodecs decode (tiffslide's own
+#: decoder): a level read through one of these by both backends is compared with itself
+TIFFFILE_SOURCES: frozenset[str] = frozenset({"tiff-tiles", "tiffslide", "tiff-page"})
+
 MPP_MIN, MPP_MAX = 0.01, 100.0
 """Plausible level-0 um/px; metadata outside this range is ignored (72 dpi = 352.8 um/px)."""
 

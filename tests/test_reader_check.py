@@ -153,3 +153,13 @@ def test_slides_on_a_truncated_tif_prints_only_our_reason(synth_dir, tmp_path):
     assert "half.tif" in r.stdout and "NOT USABLE: slide" in r.stdout and "truncated" in r.stdout
     assert r.stderr == ""  # no tifffile log lines, no traceback
 
+
+def test_levels_both_readers_decode_with_tifffile_are_flagged_not_informative(tmp_path):
+    # CAMELYON-style odd levels: openslide would interpolate there, so our openslide backend
+    # reads those TIFF pages with tifffile, as the tiffslide backend does
+    (slide,) = synth_slides(tmp_path, n_slides=1, size=SIZE, odd_levels=True, n_coords=0, lesions=False)
+    c = check_readers(slide)
+    assert c.status == "agree" and [f.same_decoder for f in c.levels] == [False, True, True]
+    assert c.uninformative == [1, 2] and "levels 1, 2: both readers decode with tifffile" in c.as_attrs()["note"]
+    even = check_readers(synth_slides(tmp_path / "even", n_slides=1, size=SIZE, n_coords=0, lesions=False)[0])
+    assert even.uninformative == [] and even.as_attrs()["note"] == ""
