@@ -746,12 +746,17 @@ def choose_reader(
     run's own patch ``centres``, level-0 px, with the ``opened`` reader reused) and set
     ``meta["reader"]`` (the backend its rows are read with) and ``meta["reader_check"]``
     (status, per-level max/mean absolute difference). A slide whose members cannot be
-    planned (upsampling) is not checked (None): :func:`plan_rows` refuses it next."""
+    planned (upsampling) is not checked (None): :func:`plan_rows` refuses it next. A read
+    error in the sample is an InputError naming the slide (its rows fail)."""
     try:
         levels = sorted({choose_level(meta["geometry"], s.mpp, allow_upsample=allow_upsample)[0] for s in specs})
     except InputError:
         return None
-    check = check_readers(path, levels, backend=backend, mode=mode, centres=centres, opened=opened)
+    try:
+        check = check_readers(path, levels, backend=backend, mode=mode, centres=centres, opened=opened)
+    except Exception as exc:  # noqa: BLE001 - a read error in the sample: this slide's rows fail
+        raise InputError(f"slide {path.name}: the reader check could not read its sample "
+                         f"({_first_line(exc)}); --reader-check off skips the check") from None
     if check.reader:
         meta["reader"] = check.reader
     meta["reader_check"] = check.as_attrs()

@@ -163,3 +163,24 @@ def test_levels_both_readers_decode_with_tifffile_are_flagged_not_informative(tm
     assert c.uninformative == [1, 2] and "levels 1, 2: both readers decode with tifffile" in c.as_attrs()["note"]
     even = check_readers(synth_slides(tmp_path / "even", n_slides=1, size=SIZE, n_coords=0, lesions=False)[0])
     assert even.uninformative == [] and even.as_attrs()["note"] == ""
+
+
+def test_a_sample_the_check_cannot_read_fails_that_slide_not_the_run(tmp_path):
+    import tifffile
+
+    d = tmp_path / "s"
+    (bad,) = synth_slides(d / "bad", n_slides=1, size=SIZE, n_coords=0, lesions=False)
+    (good,) = synth_slides(d / "good", n_slides=1, size=SIZE, n_coords=0, lesions=False)
+    bad.rename(d / "bad.tif")
+    good.rename(d / "good.tif")
+    with tifffile.TiffFile(d / "bad.tif") as tf:  # zero the first level-0 tile: not a JPEG any more
+        off, n = tf.pages[0].dataoffsets[0], tf.pages[0].databytecounts[0]
+    data = bytearray((d / "bad.tif").read_bytes())
+    data[off:off + n] = bytes(n)
+    (d / "bad.tif").write_bytes(bytes(data))
+    (d / "coords.csv").write_text("slide,x,y\nbad.tif,200,200\ngood.tif,512,384\n")
+    r = extract(d, d / "coords.csv", tmp_path / "o.zarr", size=128, workers=0, progress=False, min_tissue=0,
+                rgb_tol=1, min_align_psnr=0)
+    assert r.exit_code == 1 and [f[:2] for f in r.failures] == [("bad.tif", 0)]
+    assert "reader check could not read" in r.failures[0][2] and "--reader-check off" in r.failures[0][2]
+    assert open_store(tmp_path / "o.zarr").table.status.tolist() == ["failed", "kept"]
