@@ -46,6 +46,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ttsr-w2-x16-wt0.3": {"model": {"v_mode": "ttsr", "search_window": 2, "wt_input_scale": 16.0},
                           "loss": {"variant": "weight_exchange"}},
     "ttsr-x16": {"model": {"v_mode": "ttsr", "wt_input_scale": 16.0}},
+    "wr-paper": {"model": {"wr_mode": "paper"}},
     "detail": {"model": {"wt_bands": "detail"}},
     "detail-ttsr-w2": {"model": {"wt_bands": "detail", "v_mode": "ttsr", "search_window": 2}},
 }
