@@ -23,7 +23,7 @@ from cli.common import (
     storage_options_option,
     store_option,
 )
-from cwtnet.choices import EVAL_MODES
+from cwtnet.choices import DEFAULT_WT_BANDS, EVAL_MODES, WT_BANDS
 from cwtnet.config import TrainConfig, resolve_config
 
 _D = TrainConfig()
@@ -51,6 +51,10 @@ def _opt(*decls: str, **kw):  # an option whose default is TrainConfig's, shown 
 @click.option("--blocks", type=int, default=None, help="Main blocks (CWTBs / EDSR blocks / RCAN groups) [default: paper's, 12 CWTBs].")
 @click.option("--channels", type=int, default=None, help="Feature channels [default: 64].")
 @search_window_option(checkpoint=False)
+@choice_option("--wt-bands", WT_BANDS, default=None,
+               help="--arch cwtnet: reference sub-bands on the WT branch: hh (the paper's Eq. 4) "
+                    "or detail (LH, HL, HH: what x2 lacks; docs/cwtnet.md) "
+                    f"[default: {DEFAULT_WT_BANDS}].")
 @_opt("--lr", type=float, default=_D.lr, help="Adam learning rate.")
 @schedule_option(_D.schedule)
 @ref_source_option(_D.ref_source)

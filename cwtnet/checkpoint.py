@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cwtnet.config import TrainConfig
-from cwtnet.model import build_checked
+from cwtnet.model import build_checked, stored_options
 from mlcamsr import __version__
 from mlcamsr.errors import InputError
 
@@ -139,7 +139,8 @@ def load_model(
             f"{path}: checkpoint is for x{ckpt['scale']}, not x{scale}; use --scale {ckpt['scale']} "
             "or a checkpoint trained at this scale"
         )
-    model = build_checked(ckpt["arch"], int(ckpt["scale"]), dict(ckpt.get("model_options") or {}))
+    model = build_checked(ckpt["arch"], int(ckpt["scale"]),
+                          stored_options(ckpt["arch"], ckpt.get("model_options")))
     state = ckpt["ema"] if (use_ema and ckpt.get("ema")) else ckpt["model"]
     if state:
         model.load_state_dict(state)

@@ -21,5 +21,19 @@ EVAL_MODES: tuple[str, ...] = ("reference", "sisr")
 EXPERIMENT_TABLES: tuple[str, ...] = ("table1", "table2", "table3", "table4", "table5", "wr")
 """``cwtnet-experiment TABLE``: the paper's Tables I-V and the WR comparison (:mod:`cwtnet.experiment`)."""
 
+WT_BANDS: tuple[str, ...] = ("hh", "detail")
+"""CWT-Net's ``wt_bands``: the Haar sub-bands of the reference that feed the WT branch (and
+are L_WT's target). ``hh`` is Eq. (4), F_HH only (3 channels). ``detail`` is LH, HL and HH of
+the same orthonormal Haar DWT (9 channels): the three bands that hold everything the LR
+image lacks at x2. On real H&E at x2 a perfect HH band raises bicubic's PSNR by only
+~0.34 dB, all three detail bands by ~6.8 dB (``bench/band_oracle.py``; docs/cwtnet.md,
+"What the reference can carry")."""
+
+DEFAULT_WT_BANDS = "hh"
+"""``wt_bands`` of a new CWT-Net (``CWTNetOptions``, ``cwtnet-train --wt-bands``)."""
+
+LEGACY_WT_BANDS = "hh"
+"""``wt_bands`` of a checkpoint written before the option existed (always HH)."""
+
 EXPERIMENT_SIZES: tuple[str, ...] = ("small", "paper")
 """``cwtnet-experiment --size``: CPU-sized rows or the paper's configuration."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from cwtnet.choices import DEVICES, EVAL_MODES, SCHEDULES
+from cwtnet.choices import DEFAULT_WT_BANDS, DEVICES, EVAL_MODES, SCHEDULES, WT_BANDS
 from cwtnet.model import ARCH_NAMES, build_checked
 from cwtnet.model import model_options as map_model_options
 from mlcamsr.errors import InputError
@@ -48,6 +48,10 @@ class TrainConfig:
         search_window (int | None): CWT-Net's search window, LR px either side of each query
             (``CWTNetOptions.search_window``); ``None`` = the paper's global search, unless
             ``model_options`` names one. Recorded in every checkpoint. Default: None.
+        wt_bands (str | None): CWT-Net's reference sub-bands on the WT branch
+            (``CWTNetOptions.wt_bands``, :data:`cwtnet.choices.WT_BANDS`): ``hh`` (Eq. 4) or
+            ``detail`` (LH, HL, HH); ``None`` = ``model_options``' value, else
+            :data:`cwtnet.choices.DEFAULT_WT_BANDS`. Recorded in every checkpoint.
         steps (int): Optimisation steps (batches). Default: 1000 (the paper's ablation budget).
         minutes (float | None): Optional wall-clock budget; training stops (with a checkpoint)
             at ``steps`` or when the budget is spent, whichever comes first.
@@ -99,6 +103,7 @@ class TrainConfig:
     channels: int | None = None
     model_options: dict = field(default_factory=dict)
     search_window: int | None = None
+    wt_bands: str | None = None
     steps: int = 1000
     minutes: float | None = None
     batch_size: int = 16
@@ -169,6 +174,11 @@ class TrainConfig:
                                  "out for the global search")
             if self.arch != "cwtnet":
                 raise InputError(f"--search-window applies to --arch cwtnet only, not {self.arch}; drop it")
+        if self.wt_bands is not None:
+            if self.wt_bands not in WT_BANDS:
+                raise InputError(f"--wt-bands {self.wt_bands!r}: choose one of {', '.join(WT_BANDS)}")
+            if self.arch != "cwtnet":
+                raise InputError(f"--wt-bands applies to --arch cwtnet only, not {self.arch}; drop it")
         if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
             raise InputError(f"--minutes {self.minutes}: give a positive number of minutes")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -223,12 +233,14 @@ class TrainConfig:
     def network_options(self) -> dict[str, Any]:
         """``build_model`` keyword options: ``blocks``/``channels`` under the arch's own names,
         then ``model_options`` as given (:func:`cwtnet.model.model_options`); for CWT-Net
-        always ``search_window`` too (``search_window`` wins over ``model_options`` when set),
-        so every checkpoint records the search it was trained with."""
+        always ``search_window`` and ``wt_bands`` too (each wins over ``model_options`` when
+        set), so every checkpoint records the search and the bands it was trained with."""
         opts = map_model_options(self.arch, blocks=self.blocks, channels=self.channels,
                                  extra=self.model_options)
         if self.arch == "cwtnet" and (self.search_window is not None or "search_window" not in opts):
             opts["search_window"] = None if self.search_window is None else int(self.search_window)
+        if self.arch == "cwtnet":
+            opts["wt_bands"] = self.wt_bands or opts.get("wt_bands", DEFAULT_WT_BANDS)
         return opts
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cwtnet.choices import DEFAULT_WT_BANDS, WT_BANDS
 from cwtnet.model.attention import TransformerBlock
 from cwtnet.model.blocks import (
     RCAB,
@@ -47,7 +48,7 @@ class CWTNetOptions:
     search_window: int | None = None
     qk_extractor: bool = False
     wt_input_scale: float = 1.0
-    wt_bands: str = "hh"
+    wt_bands: str = DEFAULT_WT_BANDS
 
 
 VARIANTS = ("full", "no-wr", "no-dwt", "sr-only")
@@ -59,12 +60,6 @@ WR_MODES = ("predict", "paper")
 reference) or ``paper`` (WR's channel-attention blocks at the WT branch's entrance, on
 DWT(I'_GT) features, or on the LR features when there is no reference; Eq. 6 pools f_hwt)."""
 
-WT_BANDS = ("hh", "detail")
-"""``wt_bands``: which Haar sub-bands of the reference feed the WT branch (and are L_WT's
-target). ``hh`` is Eq. (4), F_HH only (3 channels). ``detail`` is LH, HL and HH of the same
-orthonormal Haar DWT (9 channels): the three bands that hold everything the LR image lacks
-at x2. On real H&E at x2, a perfect HH band raises bicubic's PSNR by only ~0.35 dB, while
-all three detail bands raise it by ~6.8 dB (docs/cwtnet.md, "What the reference can carry")."""
 
 
 def depths_for_scale(scale: int, rb_w: int | None = None, n_wrb: int | None = None) -> tuple[int, int]:
@@ -181,8 +176,8 @@ class CWTNet(nn.Module):
                 reference or WR's prediction) before ``wt_first``; the band's std on
                 histology is ~0.011 against ~0.18 for the LR image. Default: 1.0.
             wt_bands (str): Reference sub-bands on the WT branch, ``"hh"`` (Eq. 4) or
-                ``"detail"`` (LH, HL, HH); see ``WT_BANDS``. ``no-dwt`` ignores it.
-                Default: "hh".
+                ``"detail"`` (LH, HL, HH); see ``cwtnet.choices.WT_BANDS``. ``no-dwt``
+                ignores it. Default: ``cwtnet.choices.DEFAULT_WT_BANDS``.
     """
 
     has_params = True
