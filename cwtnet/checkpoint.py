@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cwtnet.config import TrainConfig
-from cwtnet.model import build_checked, stored_options
+from cwtnet.model import build_checked
 from mlcamsr import __version__
 from mlcamsr.errors import InputError
 
@@ -139,8 +139,9 @@ def load_model(
             f"{path}: checkpoint is for x{ckpt['scale']}, not x{scale}; use --scale {ckpt['scale']} "
             "or a checkpoint trained at this scale"
         )
-    model = build_checked(ckpt["arch"], int(ckpt["scale"]),
-                          stored_options(ckpt["arch"], ckpt.get("model_options")))
+    # a checkpoint from before an option builds with CWTNetOptions' default, the paper's
+    # reading, which is what such a run trained (cwtnet.choices.PAPER_READING)
+    model = build_checked(ckpt["arch"], int(ckpt["scale"]), dict(ckpt.get("model_options") or {}))
     state = ckpt["ema"] if (use_ema and ckpt.get("ema")) else ckpt["model"]
     if state:
         model.load_state_dict(state)

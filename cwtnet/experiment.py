@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from cwtnet.checkpoint import LAST, load_checkpoint, save_model
-from cwtnet.choices import DEFAULT_WT_BANDS, EXPERIMENT_SIZES, EXPERIMENT_TABLES, LEGACY_WT_BANDS
+from cwtnet.choices import DEFAULT_WT_BANDS, EXPERIMENT_SIZES, EXPERIMENT_TABLES, PAPER_READING
 from cwtnet.config import TrainConfig
 from cwtnet.data import check_store
 from cwtnet.evaluate import evaluate
@@ -139,8 +139,8 @@ def _config(row: Row, *, store: str, scale: int, steps: int, seed: int, size: di
     return TrainConfig(
         store=store, scale=int(scale), out=str(run_dir), arch=row.arch, model_options=opts,
         steps=int(steps), batch_size=int(size["batch_size"]), patch=patch, lr=lr,
-        seed=int(seed), device=device, wt_bands=wt_bands if row.arch == "cwtnet" else None,
-        val_every=0, val_images=1, val_patch=patch,
+        seed=int(seed), device=device,
+        wt_bands=wt_bands if wt_bands and row.arch == "cwtnet" else DEFAULT_WT_BANDS, val_every=0, val_images=1, val_patch=patch,
         ckpt_every=max(50, int(steps) // 4), log_every=10, num_workers=0, progress=False,
         tensorboard=False, **{k: v for k, v in row.train.items() if k != "patch"},
     )
@@ -199,8 +199,8 @@ def _run_row(row: Row, run_dir: Path, cfg: Any, *, store: str, device: str,
 def _key(cfg: Any) -> dict[str, Any]:
     """The settings that make a row's result (a rerun with others is refused)."""
     d = cfg.to_dict()
-    return {k: d[k] for k in ("arch", "scale", "model_options", "batch_size", "patch", "lr",
-                              "ref_source", "loss", "seed")}
+    return {k: d[k] for k in ("arch", "scale", "model_options", "search_window", "v_mode", "wt_bands",
+                              "batch_size", "patch", "lr", "ref_source", "loss", "seed")}
 
 
 def run_experiment(
@@ -284,7 +284,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [
         f"# {doc['table']} x{doc['scale']}: {doc['steps']} steps, seeds "
         f"{', '.join(map(str, doc['seeds']))}, size {doc['size']} ({doc['size_options']}), "
-        f"lr {doc['lr']:g}, CWT-Net wt_bands {doc.get('wt_bands', LEGACY_WT_BANDS)}",
+        f"lr {doc['lr']:g}, CWT-Net wt_bands {doc.get('wt_bands', PAPER_READING['wt_bands'])}",
         "",
         f"Store `{doc['store']}`, test split, whole patches. PSNR/SSIM: 8-bit RGB, no border "
         "crop (the authors' convention); Y-crop: BasicSR, Y channel, crop_border = scale. "

@@ -51,7 +51,7 @@ from cwtnet.config import TrainConfig, write_config
 from cwtnet.data import SeededItems, StepBatchSampler, check_store, make_dataset
 from cwtnet.evaluate import score_dataset
 from cwtnet.losses import CWTLoss
-from cwtnet.model import build_checked, has_trainable_params, stored_options
+from cwtnet.model import build_checked, has_trainable_params
 from cwtnet.model.vgg_arch import VGGFeatures
 from cwtnet.runlog import CsvLog, plot_curves, tensorboard_writer
 from cwtnet.runtime import barrier, finish_distributed, init_distributed, resolve_device
@@ -161,10 +161,7 @@ def prepare_run(cfg: TrainConfig, *, resume: bool, explicit: set[str] | None = N
             raise InputError(
                 f"--resume: no checkpoint {ckpt_path}; start without --resume or point --out at a run directory"
             )
-        raw = load_checkpoint(ckpt_path)["config"]
-        saved = TrainConfig.from_dict(raw, source=str(ckpt_path))
-        if saved.arch == "cwtnet" and "wt_bands" not in raw:  # a run from before the option
-            saved = saved.replace(wt_bands=stored_options("cwtnet", saved.model_options)["wt_bands"])
+        saved = TrainConfig.from_stored(load_checkpoint(ckpt_path)["config"], source=str(ckpt_path))
         explicit = explicit or set()
         changes: dict[str, Any] = {}
         for key in explicit:

@@ -20,7 +20,6 @@ import dataclasses
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from cwtnet.choices import LEGACY_WT_BANDS
 from mlcamsr.errors import InputError
 
 if TYPE_CHECKING:
@@ -99,20 +98,9 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     return {"arch": built.arch, "scale": int(built.scale), "options": opts}
 
 
-LEGACY_OPTIONS: dict[str, dict[str, Any]] = {"cwtnet": {"wt_bands": LEGACY_WT_BANDS}}
-"""arch -> options whose default changed, with the value a config written before the
-option existed meant (a CWT-Net checkpoint without ``wt_bands`` fed HH alone)."""
-
-
-def stored_options(arch: str, options: dict[str, Any] | None) -> dict[str, Any]:
-    """The options of a stored config (checkpoint, ``model_config``), ``LEGACY_OPTIONS``
-    filled in where it predates them."""
-    return {**LEGACY_OPTIONS.get(arch, {}), **(options or {})}
-
-
 def build_from_config(config: dict[str, Any]) -> nn.Module:
-    """Inverse of ``model_config``; a config older than an option gets ``LEGACY_OPTIONS``."""
-    return build_model(config["arch"], config["scale"], **stored_options(config["arch"], config.get("options")))
+    """Inverse of ``model_config``."""
+    return build_model(config["arch"], config["scale"], **config.get("options", {}))
 
 
 SEARCH_WINDOW_KEEP = "checkpoint"
@@ -194,7 +182,6 @@ def build_checked(arch: str, scale: int, options: dict[str, Any]) -> nn.Module:
 __all__ = [
     "ARCHS",
     "ARCH_NAMES",
-    "LEGACY_OPTIONS",
     "MODEL_SCALES",
     "SEARCH_WINDOW_KEEP",
     "ModelConfigError",
@@ -208,5 +195,4 @@ __all__ = [
     "model_options",
     "options_for",
     "parse_search_window",
-    "stored_options",
 ]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cwtnet.choices import DEFAULT_WT_BANDS, WT_BANDS
+from cwtnet.choices import V_MODES, WT_BANDS
 from cwtnet.model.attention import TransformerBlock
 from cwtnet.model.blocks import (
     RCAB,
@@ -27,7 +27,8 @@ from cwtnet.model.wavelet import dwt_haar, haar_hh
 
 @dataclass
 class CWTNetOptions:
-    """CWT-Net options; defaults are the paper's (Section IV-B), see ``CWTNet``."""
+    """CWT-Net options; defaults are the paper's (Section IV-B and ``cwtnet.choices.PAPER_READING``),
+    see ``CWTNet``. ``cwtnet-train`` trains another setting by default (``TrainConfig``)."""
 
     n_cwtb: int = 12
     num_feat: int = 64
@@ -48,7 +49,7 @@ class CWTNetOptions:
     search_window: int | None = None
     qk_extractor: bool = False
     wt_input_scale: float = 1.0
-    wt_bands: str = DEFAULT_WT_BANDS
+    wt_bands: str = "hh"
 
 
 VARIANTS = ("full", "no-wr", "no-dwt", "sr-only")
@@ -177,7 +178,7 @@ class CWTNet(nn.Module):
                 histology is ~0.011 against ~0.18 for the LR image. Default: 1.0.
             wt_bands (str): Reference sub-bands on the WT branch, ``"hh"`` (Eq. 4) or
                 ``"detail"`` (LH, HL, HH); see ``cwtnet.choices.WT_BANDS``. ``no-dwt``
-                ignores it. Default: ``cwtnet.choices.DEFAULT_WT_BANDS``.
+                ignores it. Default: "hh" (``cwtnet-train``'s default is ``"detail"``).
     """
 
     has_params = True
@@ -186,8 +187,8 @@ class CWTNet(nn.Module):
         super().__init__()
         self.scale = scale
         self.options = opt = options or CWTNetOptions()
-        if opt.v_mode not in ("paper", "ttsr"):
-            raise ValueError(f"unknown v_mode {opt.v_mode!r}; choose 'paper' or 'ttsr'")
+        if opt.v_mode not in V_MODES:
+            raise ValueError(f"unknown v_mode {opt.v_mode!r}; choose one of: {', '.join(V_MODES)}")
         if opt.variant not in VARIANTS:
             raise ValueError(f"unknown variant {opt.variant!r}; choose one of: {', '.join(VARIANTS)}")
         if opt.wr_mode not in WR_MODES:
