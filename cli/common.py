@@ -264,7 +264,7 @@ def search_window_option(*, checkpoint: bool, default: int | None = None) -> Cal
     unset = as the checkpoint was trained (:func:`cwtnet.model.parse_search_window`).
     """
     if not checkpoint:
-        return click.option("--search-window", default="global" if default is None else default,
+        return click.option("--search-window", type=str, default="global" if default is None else str(default),
                             metavar="PX|global", callback=_window, show_default=True,
                             help="CWT-Net searches only K positions within PX LR px (rows and "
                                  "columns) of each query, cost linear in the image area; "
