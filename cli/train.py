@@ -105,6 +105,7 @@ def main(config_file: str | None, resume: bool, **flags) -> None:
     }
     overrides = {k: v for k, v in flags.items() if k in explicit or config_file is None}
     cfg = resolve_config(config_file, overrides)
+    cfg.check_typed(explicit)
     result = train(cfg, resume=resume, explicit=explicit, on_checkpoint=_echo_checkpoint)
     if result.rank != 0:
         return

@@ -259,6 +259,14 @@ class TrainConfig:
                     raise InputError(f"--{key.replace('_', '-')} applies to --arch cwtnet only, not "
                                      f"{self.arch}; drop it")
 
+    def check_typed(self, typed: set[str]) -> None:
+        """Refuse a CWT-Net reading option the user typed (``typed``: option names given on
+        the command line) for another architecture, even at its default value."""
+        wrong = sorted(set(typed) & set(READINGS)) if self.arch != "cwtnet" else []
+        if wrong:
+            raise InputError(f"--{wrong[0].replace('_', '-')} applies to --arch cwtnet only, not "
+                             f"{self.arch}; drop it")
+
     def network_options(self) -> dict[str, Any]:
         """``build_model`` keyword options: ``blocks``/``channels`` under the arch's own names,
         then ``model_options`` as given (:func:`cwtnet.model.model_options`); for CWT-Net
