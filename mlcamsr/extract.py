@@ -10,10 +10,11 @@
    not a slide) makes its rows ``failed`` and the run goes on (exit 1); a slide without
    mpp and no override, or one that would need upsampling, is refused (exit 2);
    every row planned: a square that leaves the slide makes that row ``failed``;
-   rows labelled from the annotations; each slide's reader chosen by
-   :func:`choose_readers` (:mod:`mlcamsr.reader_check`: openslide and tiffslide compared
-   on a fixed sample at the levels the run reads; a disagreement reads that slide with
-   openslide and warns);
+   rows labelled from the annotations; each slide's reader chosen while it is open by
+   :func:`choose_reader` (:mod:`mlcamsr.reader_check`: openslide and tiffslide compared
+   on a fixed sample at the levels the run reads, placed on the run's own patch centres;
+   a disagreement reads that slide with openslide, its geometry and mpp taken from
+   openslide too, and warns);
 3. :func:`open_or_create_store` (under the store's lock): resume, refuse or create;
 4. :func:`make_tasks`: one task per shard not yet done (:func:`done_records`);
 5. :func:`execute_tasks` runs them (:func:`run_task` each) while :class:`SlideHasher`
@@ -86,7 +87,7 @@ from mlcamsr.patches import (
     read_member,
 )
 from mlcamsr.qc import PAPER_RGB_MEAN, QCThresholds, check_patch
-from mlcamsr.reader_check import READER_CHECK_MODES, check_readers
+from mlcamsr.reader_check import READER_CHECK_MODES, ReaderCheck, check_readers
 from mlcamsr.remote import (
     RemoteLock,
     RemotePath,
@@ -116,7 +117,7 @@ __all__ = [
     "build_table",
     "check_options",
     "check_places",
-    "choose_readers",
+    "choose_reader",
     "done_records",
     "drop_damaged",
     "execute_tasks",
@@ -284,16 +285,27 @@ def _params_hash(params: dict[str, Any]) -> str:
 def _open_slides(
     df: pd.DataFrame,
     paths: dict[str, Path],
+    specs: Sequence[MemberSpec],
     *,
     backend: str,
     mpp: float | None,
-) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Open each slide once: ``(info, failed)`` by name; raise for slides without mpp."""
+    allow_upsample: bool,
+    reader_check: str,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str], list[str]]:
+    """Open each slide once: its metadata and geometry, and its reader chosen while it is
+    open (:func:`choose_reader`). Returns ``(info, failed, warnings)`` by name; raises for
+    slides without mpp."""
     info: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
+    warnings: list[str] = []
     no_mpp: list[str] = []
     col_mpp = df.groupby("slide", sort=False)["mpp"].first()
+    centres = {
+        name: list(zip(g["x"].to_numpy(dtype=np.float64), g["y"].to_numpy(dtype=np.float64), strict=True))
+        for name, g in df.groupby("slide", sort=False)
+    }
     for name, path in paths.items():
+        row_mpp = col_mpp.get(name, np.nan)
         try:
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
             if size == 0 and path.is_dir():
@@ -301,36 +313,27 @@ def _open_slides(
             if size == 0:
                 raise InputError(f"slide {path} is empty (0 bytes)")
             with open_slide(path, backend=backend) as r:
-                dims = tuple((int(w), int(h)) for w, h in r.level_dimensions)
-                own = r.mpp
-                meta: dict[str, Any] = {
-                    "path": name,
-                    **({"url": str(path), "etag": path.etag} if isinstance(path, RemotePath) else {}),
-                    "size": int(size),
-                    "reader": str(r.backend),
-                    "vendor": r.vendor,
-                    "levels": [list(d) for d in dims],
-                }
-                mpp_source = getattr(r, "mpp_source", None)
+                meta = _describe(r, name, path, int(size), row_mpp, mpp)
+                check = None if meta is None else choose_reader(
+                    meta, path, specs, r, centres.get(name, []), backend=backend, mode=reader_check,
+                    allow_upsample=allow_upsample)
+            if meta is not None and check is not None and check.reader and check.reader != r.backend:
+                # the check switched readers: geometry, mpp and its source are the chosen one's
+                with open_slide(path, backend=check.reader) as chosen:
+                    meta = _describe(chosen, name, path, int(size), row_mpp, mpp)
+                if meta is not None:
+                    meta["reader_check"] = check.as_attrs()
         except InputError as exc:  # open_slide's one-line reason (empty, truncated, not a WSI)
             failed[name] = str(exc)
             continue
         except Exception as exc:  # noqa: BLE001 - unreadable slide: its rows fail, run goes on
             failed[name] = f"cannot open slide {path.name}: {_first_line(exc)}"
             continue
-        row_mpp = col_mpp.get(name, np.nan)
-        if own is not None and all(v and math.isfinite(v) and v > 0 for v in own):
-            m = (float(own[0]), float(own[1]))
-        elif row_mpp == row_mpp and row_mpp is not None and not np.isnan(row_mpp):
-            m, mpp_source = (float(row_mpp), float(row_mpp)), "coords:mpp"
-        elif mpp is not None:
-            m, mpp_source = (float(mpp), float(mpp)), "option:--mpp"
-        else:
+        if meta is None:
             no_mpp.append(name)
             continue
-        meta["mpp"] = list(m)
-        meta["mpp_source"] = mpp_source
-        meta["geometry"] = Geometry(dims, tuple((dims[0][0] / w, dims[0][1] / h) for w, h in dims), m)
+        if check is not None and check.status == "disagree":
+            warnings.append(check.message)
         info[name] = meta
     if no_mpp:
         shown = ", ".join(no_mpp[:3]) + (f" and {len(no_mpp) - 3} more" if len(no_mpp) > 3 else "")
@@ -338,7 +341,37 @@ def _open_slides(
             f"slide(s) {shown} have no mpp in their metadata; add an mpp column to the coords "
             "file or pass --mpp (never guessed)"
         )
-    return info, failed
+    return info, failed, warnings
+
+
+def _describe(r: SlideReader, name: str, path: Path, size: int, row_mpp: float,
+              mpp: float | None) -> dict[str, Any] | None:
+    """A slide's metadata as read by ``r``: levels, vendor, the backend (``reader``), mpp
+    (um/px) and where it came from (``r``'s metadata, else the coords column, else
+    ``--mpp``), and its :class:`~mlcamsr.patches.Geometry`; None when it has no mpp."""
+    dims = tuple((int(w), int(h)) for w, h in r.level_dimensions)
+    own = r.mpp
+    meta: dict[str, Any] = {
+        "path": name,
+        **({"url": str(path), "etag": path.etag} if isinstance(path, RemotePath) else {}),
+        "size": size,
+        "reader": str(r.backend),
+        "vendor": r.vendor,
+        "levels": [list(d) for d in dims],
+    }
+    mpp_source = getattr(r, "mpp_source", None)
+    if own is not None and all(v and math.isfinite(v) and v > 0 for v in own):
+        m = (float(own[0]), float(own[1]))
+    elif row_mpp == row_mpp and row_mpp is not None and not np.isnan(row_mpp):
+        m, mpp_source = (float(row_mpp), float(row_mpp)), "coords:mpp"
+    elif mpp is not None:
+        m, mpp_source = (float(mpp), float(mpp)), "option:--mpp"
+    else:
+        return None
+    meta["mpp"] = list(m)
+    meta["mpp_source"] = mpp_source
+    meta["geometry"] = Geometry(dims, tuple((dims[0][0] / w, dims[0][1] / h) for w, h in dims), m)
+    return meta
 
 
 def _make_table(
@@ -452,6 +485,20 @@ def _progress_bar(total: int, enabled: bool, initial: int = 0):
     return tqdm(total=total, initial=initial, unit="patch", desc="extract", disable=not enabled, leave=True)
 
 
+# Dask settings of the local cluster extract starts (not of a --scheduler's workers):
+# - distributed's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which turns every
+#   large numpy temporary into a fresh mmap (page faults): +50 % CPU per patch here. Keep
+#   its one-thread BLAS settings, drop that one.
+# - the worker's statistical profiler walks every task thread's stack each 10 ms (for the
+#   dashboard's profile page) while holding the GIL; extract's tasks are long, uniform and
+#   need no profile: off.
+LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
+    "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1,
+                                            "OPENBLAS_NUM_THREADS": 1},
+    "distributed.worker.profile.enabled": False,
+}
+
+
 def _run_tasks(
     tasks: list[dict[str, Any]],
     *,
@@ -493,10 +540,6 @@ def _run_tasks(
     else:
         import dask
 
-        # distributed's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which turns every
-        # large numpy temporary into a fresh mmap (page faults): +50 % CPU per patch here.
-        # Keep its one-thread BLAS settings, drop that one.
-        environ = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
         # every listener on loopback: the scheduler's HTTP routes exist even without a
         # dashboard, so their address is given explicitly (dashboard_address=None is not enough)
         http = "127.0.0.1:8787" if dashboard else "127.0.0.1:0"
@@ -506,7 +549,7 @@ def _run_tasks(
             "scheduler_kwargs": {"dashboard": bool(dashboard), "dashboard_address": http},
             "silence_logs": logging.ERROR,
         }
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        with dask.config.set(LOCAL_CLUSTER_CONFIG):
             if not processes:  # one in-process worker with N threads: no start-up, one shared cache
                 cluster = LocalCluster(n_workers=1, threads_per_worker=workers, processes=False, **loopback)
             else:
@@ -553,7 +596,7 @@ class ExtractPlan:
         failed_slides: name -> reason, for slides that did not open (their rows fail).
         pre_fail: row -> reason, for rows failed before any read.
         labels, tumor_frac: per-row label and tumour fraction (NaN without annotations).
-        warnings: one line per slide whose two readers disagree (:func:`choose_readers`).
+        warnings: one line per slide whose two readers disagree (:func:`choose_reader`).
     """
 
     coords: pd.DataFrame
@@ -672,7 +715,7 @@ def plan_rows(
     reader_check: str = "on",
 ) -> ExtractPlan:
     """Stage 2: read the coords, open every slide once, plan every row, label the rows,
-    choose each slide's reader (:func:`choose_readers`).
+    choose each slide's reader (:func:`choose_reader`, while the slide is open).
 
     File-level problems raise InputError (nothing is written yet); an unreadable slide or
     a square outside its slide only fails the rows concerned (``pre_fail``).
@@ -681,7 +724,8 @@ def plan_rows(
     original_cols = list(pd.read_csv(coords_csv, nrows=0).columns.str.strip())
     extra = [c for c in original_cols if c not in ("slide", "x", "y", "label")]
     paths = resolve_slides(df, slides_dir)
-    slides, failed_slides = _open_slides(df, paths, backend=backend, mpp=mpp)
+    slides, failed_slides, warnings = _open_slides(df, paths, specs, backend=backend, mpp=mpp,
+                                                   allow_upsample=allow_upsample, reader_check=reader_check)
     for name, meta in slides.items():
         for s in specs:
             try:
@@ -693,35 +737,40 @@ def plan_rows(
         name: specs[0].size * specs[0].mpp / meta["geometry"].mpp[0] / 2.0 for name, meta in slides.items()
     }
     labels, tumor = _labels(df, annotations, half_widths)
-    warnings = choose_readers(slides, paths, specs, backend=backend, mode=reader_check,
-                              allow_upsample=allow_upsample)
     return ExtractPlan(df, extra, paths, slides, failed_slides, pre_fail, labels, tumor, warnings)
 
 
-def choose_readers(
-    slides: dict[str, dict[str, Any]],
-    paths: dict[str, Path],
+def choose_reader(
+    meta: dict[str, Any],
+    path: Path,
     specs: Sequence[MemberSpec],
+    opened: SlideReader,
+    centres: Sequence[tuple[float, float]],
     *,
     backend: str,
     mode: str,
     allow_upsample: bool,
-) -> list[str]:
-    """Stage 2, last step: for each opened slide, compare openslide and tiffslide at the
-    levels its members are read from (:func:`mlcamsr.reader_check.check_readers`) and set
-    ``slides[name]["reader"]`` (the backend its rows are read with) and
-    ``["reader_check"]`` (status, per-level max/mean absolute difference, timing).
-    Returns the warning line of every slide whose readers disagree."""
-    warnings: list[str] = []
-    for name, meta in slides.items():
+) -> ReaderCheck | None:
+    """Stage 2, per slide while it is open: compare openslide and tiffslide at the levels its
+    members are read from (:func:`mlcamsr.reader_check.check_readers`, on windows at the
+    run's own patch ``centres``, level-0 px, with the ``opened`` reader reused) and set
+    ``meta["reader"]`` (the backend its rows are read with) and ``meta["reader_check"]``
+    (status, per-level max/mean absolute difference). A slide whose members cannot be
+    planned (upsampling) is not checked (None): :func:`plan_rows` refuses it next. A read
+    error in the sample is an InputError naming the slide (its rows fail)."""
+    try:
         levels = sorted({choose_level(meta["geometry"], s.mpp, allow_upsample=allow_upsample)[0] for s in specs})
-        check = check_readers(paths[name], levels, backend=backend, mode=mode)
-        if check.reader:
-            meta["reader"] = check.reader
-        meta["reader_check"] = check.as_attrs()
-        if check.status == "disagree":
-            warnings.append(check.message)
-    return warnings
+    except InputError:
+        return None
+    try:
+        check = check_readers(path, levels, backend=backend, mode=mode, centres=centres, opened=opened)
+    except Exception as exc:  # noqa: BLE001 - a read error in the sample: this slide's rows fail
+        raise InputError(f"slide {path.name}: the reader check could not read its sample "
+                         f"({_first_line(exc)}); --reader-check off skips the check") from None
+    if check.reader:
+        meta["reader"] = check.reader
+    meta["reader_check"] = check.as_attrs()
+    return check
 
 
 def _plan_failures(
@@ -888,7 +937,7 @@ def make_tasks(
             if not row["fail"]:
                 row["path"] = str(plan.paths[slide])
                 row["geometry"] = plan.slides[slide]["geometry"]
-                row["backend"] = plan.slides[slide]["reader"]  # per slide (choose_readers)
+                row["backend"] = plan.slides[slide]["reader"]  # per slide (choose_reader)
             rows.append(row)
         tasks.append(
             {

@@ -29,7 +29,7 @@ from mlcamsr.errors import InputError
 from mlcamsr.patches import Geometry, choose_level
 from mlcamsr.reader_check import check_readers
 from mlcamsr.sampling import discover_slides, read_level_reduced, tissue_mask
-from mlcamsr.slides import SlideReader, open_slide
+from mlcamsr.slides import SlideReader, open_slide, quiet_tifffile
 
 THUMB_PX = 512
 """Longest side (px) of the thumbnail the tissue fraction and the sheet use, at most."""
@@ -93,7 +93,7 @@ def _tiff_format(path: Path) -> tuple[str | None, str | None]:
     if path.is_dir() or path.suffix.lower() == ".dcm":
         return "DICOM", None
     try:
-        with tifffile.TiffFile(path) as tf:
+        with quiet_tifffile(), tifffile.TiffFile(path) as tf:
             page: Any = tf.pages[0]
             fmt = "BigTIFF" if tf.is_bigtiff else "TIFF"
             flavour = next((f for f in ("svs", "ome", "ndpi", "philips", "scn", "bif") if getattr(tf, f"is_{f}", False)), None)
@@ -138,6 +138,21 @@ def _members(geo: Geometry, base_mpp: float, scales: Sequence[int]) -> list[dict
     return out
 
 
+def _describe(e: SlideEntry, reader: SlideReader, base_mpp: float, scales: Sequence[int]) -> None:
+    """Fill ``e`` from the reader that will cut the patches: vendor, levels, mpp and its
+    source, planned members, the thumbnail and its tissue fraction."""
+    e.vendor = reader.vendor
+    e.levels = _levels(reader)
+    e.mpp = list(reader.mpp) if reader.mpp is not None else None
+    e.mpp_source = reader.mpp_source
+    if reader.mpp is not None:
+        e.members = _members(Geometry.of(reader), base_mpp, scales)
+    e.thumb, ds = thumbnail(reader)
+    thumb_mpp = e.mpp[0] * ds if e.mpp else None
+    mask, _, _ = tissue_mask(e.thumb, mpp=thumb_mpp)
+    e.tissue_frac = round(float(mask.mean()), 4)
+
+
 def inspect_slide(
     slides_dir: Path,
     name: str,
@@ -159,23 +174,19 @@ def inspect_slide(
         e.opens = check_readers(path, [], backend="auto").opens
         return e
     with reader:
-        e.vendor = reader.vendor
-        e.levels = _levels(reader)
-        e.mpp = list(reader.mpp) if reader.mpp is not None else None
-        e.mpp_source = reader.mpp_source
         levels = [0]
         if reader.mpp is not None:
-            e.members = _members(Geometry.of(reader), base_mpp, scales)
-            levels = sorted({int(m["level"]) for m in e.members if m["level"] is not None}) or [0]
-    check = check_readers(path, levels, backend=backend, mode=reader_check)
-    e.opens = check.opens or {reader.backend: "ok"}
-    e.reader = check.reader or reader.backend
-    e.reader_check = check.as_attrs()
-    with open_slide(path, backend=e.reader, mpp=mpp) as chosen:
-        e.thumb, ds = thumbnail(chosen)
-        thumb_mpp = e.mpp[0] * ds if e.mpp else None
-        mask, _, _ = tissue_mask(e.thumb, mpp=thumb_mpp)
-        e.tissue_frac = round(float(mask.mean()), 4)
+            levels = sorted({int(m["level"]) for m in _members(Geometry.of(reader), base_mpp, scales)
+                             if m["level"] is not None}) or [0]
+        check = check_readers(path, levels, backend=backend, mode=reader_check, opened=reader)
+        e.opens = check.opens or {reader.backend: "ok"}
+        e.reader = check.reader or reader.backend
+        e.reader_check = check.as_attrs()
+        if e.reader == reader.backend:
+            _describe(e, reader, base_mpp, scales)
+    if e.reader != reader.backend:  # the check switched readers: record what the chosen one reads
+        with open_slide(path, backend=e.reader, mpp=mpp) as chosen:
+            _describe(e, chosen, base_mpp, scales)
     if e.mpp is None:
         e.reason = "no mpp in its metadata; extract needs an mpp column in coords.csv or --mpp"
     elif any(m["kind"] == "needs-upsampling" for m in e.members):
@@ -241,6 +252,8 @@ def describe(e: SlideEntry) -> list[str]:
         rc = e.reader_check
         figs = ", ".join(f"L{f['level']} max {f['max_abs']} mean {f['mean_abs']:.2f}" for f in rc["levels"])
         lines.append(f"  reader check: {rc['status']} -> {e.reader}" + (f" ({figs})" if figs else ""))
+        if rc.get("note"):
+            lines.append(f"  note: {rc['note']}")
     if e.members:
         lines.append("  planned members: " + "; ".join(
             f"x{m['scale']} {m['mpp']:g} um/px "

@@ -7,12 +7,13 @@ issue #86: garbled JPEG 2000 tiles on CAMELYON16 slides). A wrong colour transfo
 every level alike, so the cross-scale alignment QC cannot see it. This module is the check
 that can (docs/slides.md, "Reader agreement").
 
-:func:`check_readers` opens a slide with both backends, reads the same small fixed sample
-of regions with each (:func:`sample_regions`: ``regions`` windows of ``region`` x
-``region`` level-k px per level, deterministic, on the tissue of the tissue-richest cells
-of a grid over the coarsest level, each inside one 256/512-px tile), and records per level the max and mean
-absolute difference (uint8 grey levels, over all channels and regions). Then
-:func:`decide`:
+:func:`check_readers` opens a slide with both backends (or takes the reader the caller
+already holds and opens only the other), reads the same small fixed sample of regions with
+each (:func:`sample_regions`: :data:`REGIONS` window of :data:`REGION_PX` level-k px per
+level, deterministic, each inside one 256/512-px tile, the levels at different places: the
+run's own patch centres when extract passes them, else the tissue-richest cells of a grid
+over the coarsest level), and records per level the max and mean absolute difference
+(uint8 grey levels, over all channels and regions). Then :func:`decide`:
 
 - both open and agree within JPEG decoder tolerance (:data:`MEAN_TOL`, :data:`MAX_TOL`)
   -> the faster reader (what ``auto`` opens first, tiffslide for TIFF-family files);
@@ -38,7 +39,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from mlcamsr.slides import TIFF_SUFFIXES, SlideReader, open_slide
+from mlcamsr.slides import TIFF_SUFFIXES, TIFFFILE_SOURCES, SlideReader, open_slide
 
 ReaderCheckMode = Literal["on", "off"]
 #: the one list of ``--reader-check`` choices
@@ -51,8 +52,13 @@ under one grey level on average); a wrong colour transform is tens of levels off
 MAX_TOL = 24
 """Largest single-pixel absolute difference still counted as agreement (chroma upsampling
 variants differ by a few levels at sharp colour edges; garbled tiles by far more)."""
-REGIONS = 4
-"""Regions read per level."""
+REGIONS = 1
+"""Regions read per level and reader. The levels take the sample's points in turn (level
+i the i-th), so a 3-level check still looks at three places of the slide. One region per
+level is enough for what the check is for: a decoder difference is a property of a level's
+page (its codec and colour space), the same on every tile of it, tens of grey levels off
+against a tolerance of one (docs/slides.md, "Reader agreement"); more regions cost one
+tile decode per reader each (bench/reader_check.py)."""
 REGION_PX = 128
 """Side of each region in level-k px."""
 GRID = 4
@@ -66,7 +72,10 @@ larger (one-level slides) the regions sit at the grid cell centres."""
 class LevelFigures:
     """Agreement at one level: ``max_abs`` and ``mean_abs`` grey levels (uint8) over
     ``regions`` windows of ``region_px`` level-k px; ``windows`` are their ``(x, y)``
-    top-left corners in level-k px."""
+    top-left corners in level-k px. ``same_decoder``: both backends read this level
+    through tifffile (our openslide backend reads a non-integer-downsample level from its
+    TIFF page, :data:`mlcamsr.slides.TIFFFILE_SOURCES`), so their agreement says nothing
+    about its pixels (a 33003 slide would agree there while both are wrong)."""
 
     level: int
     max_abs: int
@@ -74,6 +83,7 @@ class LevelFigures:
     regions: int
     region_px: int
     windows: list[tuple[int, int]] = field(default_factory=list)
+    same_decoder: bool = False
 
 
 @dataclass
@@ -106,6 +116,7 @@ class ReaderCheck:
         """JSON-ready dict for the store's slide attributes (``reader_check``)."""
         d = asdict(self)
         d["tolerance"] = {"mean_abs": MEAN_TOL, "max_abs": MAX_TOL}
+        d["note"] = self.note()
         # wall time is not provenance: kept out so a resumed or repaired store stays
         # byte-identical to an uninterrupted run
         del d["seconds"]
@@ -113,6 +124,20 @@ class ReaderCheck:
             lv["mean_abs"] = round(lv["mean_abs"], 4)
             lv["windows"] = [list(w) for w in lv["windows"]]
         return d
+
+    @property
+    def uninformative(self) -> list[int]:
+        """The checked levels both readers decode with tifffile (``same_decoder``)."""
+        return [f.level for f in self.levels if f.same_decoder]
+
+    def note(self) -> str:
+        """One line about the levels whose agreement is not informative, else ""."""
+        if not self.uninformative:
+            return ""
+        ks = ", ".join(map(str, self.uninformative))
+        return (f"level{'s' if len(self.uninformative) > 1 else ''} {ks}: both readers decode with "
+                "tifffile (non-integer downsample: the openslide backend reads the TIFF page); "
+                "agreement there is not informative")
 
     def summary(self) -> str:
         """One line: status and per-level ``max/mean`` figures."""
@@ -134,21 +159,24 @@ def _tissue_score(rgb: np.ndarray) -> np.ndarray:
     return ((sat > 0.10) & (mx < 0.95 * 255)).astype(np.float32)
 
 
-def sample_regions(reader: SlideReader, levels: Sequence[int], *, regions: int = REGIONS,
-                   region_px: int = REGION_PX, grid: int = GRID) -> dict[int, list[tuple[int, int]]]:
-    """The fixed sample: level -> ``regions`` window corners ``(x, y)`` in level-k px.
+def _spread(points: Sequence[tuple[float, float]], n: int) -> list[tuple[float, float]]:
+    """Up to ``n`` of ``points`` spread over them: the distinct points sorted by ``(y, x)``,
+    taken at evenly spaced ranks (first and last included); deterministic."""
+    pts = sorted({(float(x), float(y)) for x, y in points}, key=lambda p: (p[1], p[0]))
+    if len(pts) <= n:
+        return pts
+    if n == 1:
+        return [pts[(len(pts) - 1) // 2]]
+    return [pts[round(i * (len(pts) - 1) / (n - 1))] for i in range(n)]
 
-    Deterministic for a given slide geometry and coarsest-level pixels: the coarsest level
-    is cut into ``grid`` x ``grid`` cells, the ``regions`` cells with the most tissue
-    (ties in grid order) are taken, and each window is centred on its cell's tissue
-    centroid (its centre when the level is too large to read, or holds no tissue),
-    mapped to each level, snapped down to a multiple of ``region_px`` (one tile of a
-    256/512-px tiling) and clamped inside the level.
-    """
+
+def _tissue_cells(reader: SlideReader, regions: int, grid: int) -> list[tuple[float, float]]:
+    """The centres (level-0 px) of the ``regions`` tissue-richest cells of a ``grid`` x
+    ``grid`` cut of the coarsest level (read whole when it is at most :data:`THUMB_MAX_PX`),
+    each moved to its cell's tissue centroid; ties and tissue-free cells in grid order."""
     dims = reader.level_dimensions
     last = len(dims) - 1
     lw, lh = dims[last]
-    cells: list[tuple[float, float]] = []  # centres in coarsest-level px, best first
     thumb = reader.read_level(last, (0, 0), (lw, lh)) if lw * lh <= THUMB_MAX_PX else None
     scored = []
     for j in range(grid):
@@ -164,35 +192,63 @@ def sample_regions(reader: SlideReader, levels: Sequence[int], *, regions: int =
                     cx, cy = x0 + float(xx.mean()) + 0.5, y0 + float(yy.mean()) + 0.5
             scored.append((-score, j * grid + i, cx, cy))
     scored.sort()
-    cells = [(cx, cy) for _, _, cx, cy in scored[:regions]]
     w0, h0 = dims[0]
+    return [(cx * w0 / lw, cy * h0 / lh) for _, _, cx, cy in scored[:regions]]
+
+
+def sample_regions(reader: SlideReader, levels: Sequence[int], *, regions: int = REGIONS,
+                   region_px: int = REGION_PX, grid: int = GRID,
+                   centres: Sequence[tuple[float, float]] | None = None) -> dict[int, list[tuple[int, int]]]:
+    """The fixed sample: level -> up to ``regions`` window corners ``(x, y)`` in level-k px.
+
+    ``regions`` x ``len(levels)`` level-0 points are chosen, and dealt to the levels in
+    turn (level ``levels[i]`` gets points ``i * regions ...``; with fewer points they wrap):
+
+    - ``centres`` given (extract: the run's own patch centres, level-0 px): those inside
+      the slide, spread over them (:func:`_spread`); nothing extra is read, and the
+      windows hold tiles the run cuts;
+    - else (or when none is inside): the coarsest level is cut into ``grid`` x ``grid``
+      cells and the cells with the most tissue are taken, each at its tissue centroid
+      (its centre when the level is too large to read, or holds no tissue).
+
+    A point is mapped to its level (downsample from dimensions), and its window snapped
+    down to a multiple of ``region_px`` (one tile of a 256/512-px tiling) and clamped
+    inside the level. Deterministic for a given slide and ``centres``.
+    """
+    dims = reader.level_dimensions
+    w0, h0 = dims[0]
+    levels = list(levels)
+    want = max(1, regions * len(levels))  # distinct points, dealt round robin to the levels
+    inside = [(x, y) for x, y in (centres or ()) if 0 <= x < w0 and 0 <= y < h0]
+    points = _spread(inside, want) if inside else _tissue_cells(reader, want, grid)
     out: dict[int, list[tuple[int, int]]] = {}
-    for k in levels:
+    for i, k in enumerate(levels):
         kw, kh = dims[k]
         wins = []
-        for cx, cy in cells:
-            # coarsest-level px -> level-0 px -> level-k px (downsamples from dimensions)
-            x = cx * (w0 / lw) / (w0 / kw)
-            y = cy * (h0 / lh) / (h0 / kh)
+        for j in range(regions):
+            px, py = points[(i * regions + j) % len(points)]
+            # level-0 px -> level-k px (downsamples from dimensions)
+            x, y = px * kw / w0, py * kh / h0
             side_x, side_y = min(region_px, kw), min(region_px, kh)
             # snapped to multiples of the region side: inside one tile of any 256/512-px
             # tiling, so each read decodes one tile per reader, not up to four
             wx = int(min(max(math.floor(x / side_x) * side_x, 0), kw - side_x))
             wy = int(min(max(math.floor(y / side_y) * side_y, 0), kh - side_y))
-            if (wx, wy) not in wins:  # a small level may map two cells to one window
+            if (wx, wy) not in wins:  # a small level may map two points to one window
                 wins.append((wx, wy))
         out[k] = wins
     return out
 
 
 def compare_readers(a: SlideReader, b: SlideReader, levels: Sequence[int], *, regions: int = REGIONS,
-                    region_px: int = REGION_PX) -> list[LevelFigures]:
+                    region_px: int = REGION_PX,
+                    centres: Sequence[tuple[float, float]] | None = None) -> list[LevelFigures]:
     """Read the fixed sample (:func:`sample_regions`, placed with ``a``) with both readers;
     per level the max and mean absolute difference in grey levels. A level whose dimensions
     differ between the readers counts as the largest disagreement (255). The two readers
     read in two threads at once (each reader stays in its own thread; decoders release
     the GIL)."""
-    sample = sample_regions(a, levels, regions=regions, region_px=region_px)
+    sample = sample_regions(a, levels, regions=regions, region_px=region_px, centres=centres)
     same = [k for k in levels if k < b.level_count and a.level_dimensions[k] == b.level_dimensions[k]]
 
     def read_all(r: SlideReader) -> dict[int, list[np.ndarray]]:
@@ -213,8 +269,14 @@ def compare_readers(a: SlideReader, b: SlideReader, levels: Sequence[int], *, re
         d = [np.abs(x.astype(np.int16) - y.astype(np.int16)) for x, y in zip(pa[k], pb[k], strict=True)]
         total, count = sum(float(v.sum()) for v in d), sum(v.size for v in d)
         figs.append(LevelFigures(k, max(int(v.max()) for v in d), total / max(count, 1), len(d), region_px,
-                                 sample[k]))
+                                 sample[k], same_decoder=_tifffile_both(a, b, k)))
     return figs
+
+
+def _tifffile_both(a: SlideReader, b: SlideReader, level: int) -> bool:
+    """Whether both readers decode ``level`` with tifffile (their ``level_sources``)."""
+    sources = [getattr(r, "level_sources", ())[level:level + 1] for r in (a, b)]
+    return all(s and s[0] in TIFFFILE_SOURCES for s in sources)
 
 
 def decide(figs: Sequence[LevelFigures], *, faster: str) -> tuple[str, str]:
@@ -233,7 +295,9 @@ def _try_open(path: Path, backend: str) -> tuple[SlideReader | None, str]:
 
 
 def check_readers(path: str | Path, levels: Sequence[int] | None = None, *, backend: str = "auto",
-                  mode: str = "on", regions: int = REGIONS, region_px: int = REGION_PX) -> ReaderCheck:
+                  mode: str = "on", regions: int = REGIONS, region_px: int = REGION_PX,
+                  centres: Sequence[tuple[float, float]] | None = None,
+                  opened: SlideReader | None = None) -> ReaderCheck:
     """Check one slide and choose its reader (module docstring).
 
     Args:
@@ -244,6 +308,10 @@ def check_readers(path: str | Path, levels: Sequence[int] | None = None, *, back
             ``forced``, nothing read).
         mode: ``on`` or ``off`` (status ``off``: the reader ``auto`` opens, nothing read).
         regions, region_px: the sample per level (:func:`sample_regions`).
+        centres: level-0 px points to place the sample on (extract passes its patch
+            centres: no placement read); None places it on the tissue of the coarsest level.
+        opened: a reader of this slide the caller already holds (either backend): used as
+            that backend's reader, so only the other one is opened; never closed here.
 
     Returns:
         A :class:`ReaderCheck`. When neither backend opens the slide its ``reader`` is ""
@@ -255,6 +323,8 @@ def check_readers(path: str | Path, levels: Sequence[int] | None = None, *, back
         return ReaderCheck(reader=backend, status="forced", message=f"--backend {backend}")
     if mode == "off":
         first = faster_backend(p)
+        if opened is not None:
+            return ReaderCheck(reader=opened.backend, status="off", opens={opened.backend: "ok"})
         r, why = _try_open(p, first)
         if r is not None:
             r.close()
@@ -262,13 +332,18 @@ def check_readers(path: str | Path, levels: Sequence[int] | None = None, *, back
         other = "openslide" if first == "tiffslide" else "tiffslide"
         return ReaderCheck(reader=other, status="off", opens={first: why})
     readers: dict[str, SlideReader] = {}
+    mine: list[SlideReader] = []  # what this call opened (and closes)
     opens: dict[str, str] = {}
     try:
         for name in ("openslide", "tiffslide"):
+            if opened is not None and opened.backend == name:
+                readers[name], opens[name] = opened, "ok"
+                continue
             r, why = _try_open(p, name)
             opens[name] = why
             if r is not None:
                 readers[name] = r
+                mine.append(r)
         if not readers:
             return ReaderCheck(reader="", status="unreadable", opens=opens,
                                seconds=time.perf_counter() - t0,
@@ -281,7 +356,7 @@ def check_readers(path: str | Path, levels: Sequence[int] | None = None, *, back
         os_r, ts_r = readers["openslide"], readers["tiffslide"]
         n = os_r.level_count
         use = sorted({int(k) for k in (range(n) if levels is None else levels) if 0 <= int(k) < n})
-        figs = compare_readers(os_r, ts_r, use, regions=regions, region_px=region_px)
+        figs = compare_readers(os_r, ts_r, use, regions=regions, region_px=region_px, centres=centres)
         status, reader = decide(figs, faster=faster_backend(p))
         check = ReaderCheck(reader=reader, status=status, opens=opens, levels=figs,
                             seconds=time.perf_counter() - t0)
@@ -290,10 +365,9 @@ def check_readers(path: str | Path, levels: Sequence[int] | None = None, *, back
             check.message = (
                 f"slide {p.name}: openslide and tiffslide disagree (level {worst.level}: max "
                 f"{worst.max_abs}, mean {worst.mean_abs:.1f} grey levels over {worst.regions} "
-                f"regions; tolerance max {MAX_TOL}, mean {MEAN_TOL:g}); reading it with openslide"
+                f"region{'s' if worst.regions != 1 else ''} of {worst.region_px} px; tolerance max {MAX_TOL}, mean {MEAN_TOL:g}); reading it with openslide"
             )
         return check
     finally:
-        for r in readers.values():
+        for r in mine:
             r.close()
-

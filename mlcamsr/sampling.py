@@ -658,11 +658,18 @@ def plan_slide(
         with open_slide(slides_dir / name, backend=backend) as reader:
             smpp = _slide_mpp(reader, mpp, name, slides_dir)
             level, _ = mask_level(reader, mpp=smpp, mask_mpp=mask_mpp)
-        # the mask level read by both readers; a disagreement reads the mask with openslide
-        check = check_readers(slides_dir / name, [level], backend=backend, mode=reader_check)
-        with open_slide(slides_dir / name, backend=check.reader or backend) as reader:
-            sm = slide_tissue_mask(reader, mpp=smpp, mask_mpp=mask_mpp)
-            own_mpp = reader.mpp
+            # the mask level read by both readers (this one reused; 4 regions: the mask read
+            # dwarfs them); a disagreement reads the mask, and its mpp, with openslide
+            check = check_readers(slides_dir / name, [level], backend=backend, mode=reader_check,
+                                  opened=reader, regions=4)
+            if check.reader in ("", reader.backend):
+                sm = slide_tissue_mask(reader, mpp=smpp, mask_mpp=mask_mpp)
+                own_mpp = reader.mpp
+        if check.reader not in ("", reader.backend):
+            with open_slide(slides_dir / name, backend=check.reader) as chosen:
+                smpp = _slide_mpp(chosen, mpp, name, slides_dir)
+                sm = slide_tissue_mask(chosen, mpp=smpp, mask_mpp=mask_mpp)
+                own_mpp = chosen.mpp
     except InputError as exc:
         raise _Unreadable(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any unreadable slide is reported, others go on

@@ -31,11 +31,14 @@ Readers hold open file handles and do not pickle: give workers a :class:`SlideRe
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
+import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self, get_args, runtime_checkable
@@ -50,6 +53,10 @@ Backend = Literal["auto", "openslide", "tiffslide"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 # Files that ``auto`` opens with tiffslide first (faster tile decode, same pixels).
 TIFF_SUFFIXES: frozenset[str] = frozenset({".tif", ".tiff", ".svs"})
+
+#: the ``Slide.level_sources`` whose pixels tifffile/imagecodecs decode (tiffslide's own
+#: decoder): a level read through one of these by both backends is compared with itself
+TIFFFILE_SOURCES: frozenset[str] = frozenset({"tiff-tiles", "tiffslide", "tiff-page"})
 
 MPP_MIN, MPP_MAX = 0.01, 100.0
 """Plausible level-0 um/px; metadata outside this range is ignored (72 dpi = 352.8 um/px)."""
@@ -244,6 +251,34 @@ def _ome_mpp(tf: Any) -> tuple[float, float] | None:
             mx, my = _plausible(float(sx) * ux), _plausible(float(sy) * uy)
             return (mx, my) if mx and my else None
     return None
+
+
+_QUIET = threading.local()
+
+
+def _not_while_quiet(record: logging.LogRecord) -> bool:
+    """Logger filter: False (drop) for a record emitted inside :func:`quiet_tifffile`."""
+    return not getattr(_QUIET, "depth", 0)
+
+
+# tifffile logs what it finds wrong in a damaged file ("invalid page offset ...") and,
+# with no logging configured, Python prints it on stderr: besides our one-line reason.
+# The filter drops only what is logged inside quiet_tifffile(), in that thread.
+logging.getLogger("tifffile").addFilter(_not_while_quiet)
+
+
+@contextmanager
+def quiet_tifffile() -> Iterator[None]:
+    """Within it, this thread's tifffile log records are dropped: the slide layer probes files
+    with tifffile (via tiffslide or directly) and says what is wrong in its own one-line
+    error (e.g. "slide X is truncated ... copy it again"); tifffile's complaints about the
+    same damage would print on stderr besides it. Other threads, and tifffile outside the
+    block, log as before."""
+    _QUIET.depth = getattr(_QUIET, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _QUIET.depth -= 1
 
 
 @runtime_checkable
@@ -627,7 +662,8 @@ def open_slide(path: str | os.PathLike[str], *, backend: Backend | str = "auto",
         order = [backend]
     for name in order:
         try:
-            return Slide(p, name, mpp=mpp)
+            with quiet_tifffile():
+                return Slide(p, name, mpp=mpp)
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - backend-specific error types
@@ -646,7 +682,8 @@ def _open_remote(p: RemotePath, backend: str, mpp: float | None) -> Slide:
         raise InputError(f"slide {p}: only TIFF-family slides ({', '.join(sorted(TIFF_SUFFIXES))}) are "
                          "read from object storage (tiffslide); copy other formats to a local folder")
     try:
-        return Slide(p, "tiffslide", mpp=mpp)  # type: ignore[arg-type]  # a Path stand-in
+        with quiet_tifffile():
+            return Slide(p, "tiffslide", mpp=mpp)  # type: ignore[arg-type]  # a Path stand-in
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - fsspec/tifffile error types
