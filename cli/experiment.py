@@ -28,7 +28,7 @@ from cwtnet.choices import EXPERIMENT_TABLES as TABLES
 @click.option("--max-images", type=int, default=None, help="Score only the first N test images.")
 @click.option("--tile", type=int, default=None,
               help="Score in LR tiles of this size, 8-px overlap (CPU: the search is quadratic in "
-                   "the tile area) [default: untiled up to 256 px].")
+                   "the tile area) [default: untiled up to 256 px, 512 for a windowed CWT-Net search].")
 @choice_option("--wt-bands", WT_BANDS, default=None,
                help=f"CWT-Net rows: reference sub-bands, hh (Eq. 4) or detail (LH, HL, HH) "
                     f"[default: {DEFAULT_WT_BANDS}].")

@@ -218,7 +218,7 @@ def run_experiment(
     all). ``lr``: Adam learning rate of every row (2e-4, the project's short-budget rate;
     the paper's 1e-4 with ``--lr 1e-4``). ``tile``: score in LR tiles of this size (8-px
     overlap; a CPU saving: the global search is quadratic in the tile's area; default
-    untiled up to 256 px). ``wt_bands``: CWT-Net rows' reference sub-bands (``hh``, the
+    untiled up to 256 px, 512 for a windowed search). ``wt_bands``: CWT-Net rows' reference sub-bands (``hh``, the
     paper's Eq. 4, or ``detail``; ``None`` = the default). Returns the ``TABLE.json`` dict.
     """
     if isinstance(size, dict):
