@@ -214,6 +214,62 @@ def stage_profile(slide: Path, centres: list[tuple[int, int]], size: int, backen
     return {k: 1000 * v / len(centres) for k, v in t.items()}
 
 
+class StageMeter:
+    """Per-stage CPU of the real extract run: wraps ``read_member``, ``check_patch`` and
+    ``Store.write_shard`` (looked up by ``run_task`` at call time) while it is active and
+    sums, per stage, the calling thread's CPU seconds (``time.thread_time``), system
+    seconds and minor faults (``RUSAGE_THREAD``). Threads mode only (the tasks run in this
+    process); what is left of the process's CPU is the scheduler, zeroed blocks, copies."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.acc: dict[str, np.ndarray] = {}
+        self.lock = threading.Lock()
+        self.saved: list[tuple[object, str, object]] = []
+
+    @staticmethod
+    def _now() -> np.ndarray:
+        import resource
+
+        u = resource.getrusage(resource.RUSAGE_THREAD)
+        return np.array([time.thread_time(), u.ru_stime, u.ru_minflt])
+
+    def _wrap(self, name: str, fn):  # noqa: ANN001, ANN202 - a bench's timing wrapper
+        def timed(*a, **k):  # noqa: ANN002, ANN003, ANN202
+            t0 = self._now()
+            try:
+                return fn(*a, **k)
+            finally:
+                d = self._now() - t0
+                with self.lock:
+                    self.acc[name] = self.acc.get(name, np.zeros(3)) + d
+        return timed
+
+    def __enter__(self) -> StageMeter:
+        import mlcamsr.extract as ex
+        from mlcamsr.store import Store
+
+        for owner, attr, name in ((ex, "read_member", "read (decode, cache, resample)"),
+                                  (ex, "check_patch", "QC (luma, 2 shrinks, tissue)"),
+                                  (Store, "write_shard", "encode + write (zstd, crc, writev)")):
+            fn = getattr(owner, attr)
+            self.saved.append((owner, attr, fn))
+            setattr(owner, attr, self._wrap(name, fn))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, attr, fn in self.saved:
+            setattr(owner, attr, fn)
+
+    def report(self, n: int, total: np.ndarray) -> str:
+        lines = [f"    {k:<36}: CPU {1000 * v[0] / n:5.1f} ms/triplet (sys {1000 * v[1] / n:4.1f}), "
+                 f"{v[2] / n:4.0f} minor faults" for k, v in self.acc.items()]
+        rest = total[0] + total[1] - sum(v[0] for v in self.acc.values())
+        lines.append(f"    {'rest (scheduler, blocks, copies)':<36}: CPU {1000 * rest / n:5.1f} ms/triplet")
+        return "\n".join(lines)
+
+
 def write_cost(
     slide: Path, centres: list[tuple[int, int]], size: int, chunks: list[int], rounds: int = 5,
     checksum: bool = True,
@@ -398,7 +454,13 @@ def main() -> None:
     # (a) again right before the extract runs: the cores are shared, so compare like with like
     ta2 = read_only_loop(slide, centres, args.size)
     print(f"(a) again, just before (c)               : {n / ta2:7.1f} triplets/s ({ta2:.1f} s)")
-    tc, cpu_c, r = run(f"(c) mlcamsr extract --workers {w} (default)", cache_mb=args.cache_mb)
+    with StageMeter() as meter:
+        u_c0 = _usage()
+        tc, cpu_c, r = run(f"(c) mlcamsr extract --workers {w} (default)", cache_mb=args.cache_mb)
+        u_c = _usage() - u_c0
+    print("    (c) by stage, CPU of the worker threads (thread_time; sys and faults from RUSAGE_THREAD):")
+    print(meter.report(n, u_c))
+    res["c_stages_ms"] = {k: 1000 * v[0] / n for k, v in meter.acc.items()}
     ta3 = read_only_loop(slide, centres, args.size)
     print(f"(a) again, just after (c)                : {n / ta3:7.1f} triplets/s ({ta3:.1f} s)")
     ta = (ta2 + ta3) / 2  # the ratios use the (a) runs around (c)

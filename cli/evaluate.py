@@ -34,7 +34,7 @@ from cwtnet.choices import EVAL_MODES
 @click.option("--save-images", is_flag=True, help="Write images/<i>_sr.png, _bicubic.png, _gt.png.")
 @click.option("--use-ema/--no-ema", default=True, show_default=True, help="EMA weights when the checkpoint has them.")
 @device_option()
-@click.option("--tile", type=int, default=None, help="LR tile size [default: untiled up to 256 px, else 128].")
+@click.option("--tile", type=int, default=None, help="LR tile size [default: untiled up to 256 px (512 for a windowed CWT-Net search), else 128].")
 @click.option("--overlap", type=int, default=16, show_default=True, help="Tile overlap (LR px).")
 @click.option("--pad", type=click.IntRange(min=0), default=8, show_default=True,
               help="Mirror-pad each LR image by this many px before the model and cut the result "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from cli.common import device_option, handle_errors, scale_option, store_option
+from cli.common import choice_option, device_option, handle_errors, scale_option, store_option
+from cwtnet.choices import DEFAULT_WT_BANDS, WT_BANDS
 from cwtnet.choices import EXPERIMENT_SIZES as SIZES
 from cwtnet.choices import EXPERIMENT_TABLES as TABLES
 
@@ -27,11 +28,15 @@ from cwtnet.choices import EXPERIMENT_TABLES as TABLES
 @click.option("--max-images", type=int, default=None, help="Score only the first N test images.")
 @click.option("--tile", type=int, default=None,
               help="Score in LR tiles of this size, 8-px overlap (CPU: the search is quadratic in "
-                   "the tile area) [default: untiled up to 256 px].")
+                   "the tile area) [default: untiled up to 256 px, 512 for a windowed CWT-Net search].")
+@choice_option("--wt-bands", WT_BANDS, default=None,
+               help=f"CWT-Net rows: reference sub-bands, hh (Eq. 4) or detail (LH, HL, HH) "
+                    f"[default: {DEFAULT_WT_BANDS}].")
 @device_option()
 @handle_errors
 def main(table: str, store: str, out: str, steps: int, scale: int, seeds: str, size: str,
-         lr: float, only: str, max_images: int | None, tile: int | None, device: str) -> None:
+         lr: float, only: str, max_images: int | None, tile: int | None, wt_bands: str | None,
+         device: str) -> None:
     """Train every row of TABLE for the same steps, seed and data; score it on the test split.
 
     TABLE: table1 (every architecture in the registry), table2 (CWT-Net variants),
@@ -55,6 +60,7 @@ def main(table: str, store: str, out: str, steps: int, scale: int, seeds: str, s
         raise InputError("--seeds: give at least one seed")
     doc = run_experiment(table, store=store, out=out, steps=steps, scale=scale, device=device,
                          seeds=seed_list, size=size, lr=lr, max_images=max_images, tile=tile,
+                         wt_bands=wt_bands,
                          only=tuple(s.strip() for s in only.split(",") if s.strip()),
                          log=lambda s: click.echo(s, err=True))
     click.echo(open(f"{out}/{table}.md").read().rstrip())

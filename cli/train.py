@@ -23,7 +23,7 @@ from cli.common import (
     storage_options_option,
     store_option,
 )
-from cwtnet.choices import EVAL_MODES
+from cwtnet.choices import EVAL_MODES, V_MODES, WT_BANDS
 from cwtnet.config import TrainConfig, resolve_config
 
 _D = TrainConfig()
@@ -50,7 +50,13 @@ def _opt(*decls: str, **kw):  # an option whose default is TrainConfig's, shown 
 @_opt("--patch", type=int, default=_D.patch, help="LR patch size p (gt s*p, ref 2p).")
 @click.option("--blocks", type=int, default=None, help="Main blocks (CWTBs / EDSR blocks / RCAN groups) [default: paper's, 12 CWTBs].")
 @click.option("--channels", type=int, default=None, help="Feature channels [default: 64].")
-@search_window_option(checkpoint=False)
+@search_window_option(checkpoint=False, default=_D.search_window)
+@choice_option("--v-mode", V_MODES, default=_D.v_mode,
+               help="CWT-Net's K/V order: paper (V = f_hwt up-down, III-D) or ttsr (V = f_hwt).")
+@choice_option("--wt-bands", WT_BANDS, default=_D.wt_bands,
+               help="CWT-Net's reference sub-bands on the WT branch: hh (the paper's Eq. 4) or "
+                    "detail (LH, HL, HH: what x2 lacks). Paper's reading: --wt-bands hh "
+                    "--v-mode paper --search-window global (docs/cwtnet.md).")
 @_opt("--lr", type=float, default=_D.lr, help="Adam learning rate.")
 @schedule_option(_D.schedule)
 @ref_source_option(_D.ref_source)
@@ -99,6 +105,7 @@ def main(config_file: str | None, resume: bool, **flags) -> None:
     }
     overrides = {k: v for k, v in flags.items() if k in explicit or config_file is None}
     cfg = resolve_config(config_file, overrides)
+    cfg.check_typed(explicit)
     result = train(cfg, resume=resume, explicit=explicit, on_checkpoint=_echo_checkpoint)
     if result.rank != 0:
         return

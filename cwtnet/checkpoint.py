@@ -139,6 +139,8 @@ def load_model(
             f"{path}: checkpoint is for x{ckpt['scale']}, not x{scale}; use --scale {ckpt['scale']} "
             "or a checkpoint trained at this scale"
         )
+    # a checkpoint from before an option builds with CWTNetOptions' default, the paper's
+    # reading, which is what such a run trained (cwtnet.choices.PAPER_READING)
     model = build_checked(ckpt["arch"], int(ckpt["scale"]), dict(ckpt.get("model_options") or {}))
     state = ckpt["ema"] if (use_ema and ckpt.get("ema")) else ckpt["model"]
     if state:

@@ -22,11 +22,25 @@ from typing import Any
 
 import yaml
 
-from cwtnet.choices import DEVICES, EVAL_MODES, SCHEDULES
+from cwtnet.choices import (
+    DEFAULT_SEARCH_WINDOW,
+    DEFAULT_V_MODE,
+    DEFAULT_WT_BANDS,
+    DEVICES,
+    EVAL_MODES,
+    PAPER_READING,
+    SCHEDULES,
+    V_MODES,
+    WT_BANDS,
+)
 from cwtnet.model import ARCH_NAMES, build_checked
 from cwtnet.model import model_options as map_model_options
 from mlcamsr.errors import InputError
 from mlcamsr.triplets import DATASET_SCALES, REF_SOURCES
+
+READINGS: dict[str, Any] = {"search_window": DEFAULT_SEARCH_WINDOW, "v_mode": DEFAULT_V_MODE,
+                            "wt_bands": DEFAULT_WT_BANDS}
+"""CWT-Net's reading options of ``TrainConfig`` and their defaults (docs/cwtnet.md)."""
 
 DEFAULT_ADV_WEIGHT: dict[str, float] = {"srgan": 1e-3}
 """Adversarial weight per arch when ``adv_weight`` is unset (SRGAN: the paper's 1e-3)."""
@@ -44,10 +58,18 @@ class TrainConfig:
         blocks (int | None): Number of main blocks (CWTBs for CWT-Net, residual blocks for
             EDSR, residual groups for RCAN); ``None`` = the architecture's default (12 CWTBs).
         channels (int | None): Feature channels; ``None`` = the architecture's default (64).
-        model_options (dict): Further ``build_model`` keyword options, passed as is.
+        model_options (dict): Further ``build_model`` keyword options, passed as is (not
+            the three CWT-Net readings below, which are options of their own).
         search_window (int | None): CWT-Net's search window, LR px either side of each query
-            (``CWTNetOptions.search_window``); ``None`` = the paper's global search, unless
-            ``model_options`` names one. Recorded in every checkpoint. Default: None.
+            (``CWTNetOptions.search_window``); ``None`` = the paper's global search.
+            Default: 2 (:data:`cwtnet.choices.DEFAULT_SEARCH_WINDOW`).
+        v_mode (str): CWT-Net's K/V order (:data:`cwtnet.choices.V_MODES`): ``paper`` or
+            ``ttsr``. Default: ``ttsr``.
+        wt_bands (str): CWT-Net's reference sub-bands on the WT branch
+            (:data:`cwtnet.choices.WT_BANDS`): ``hh`` (Eq. 4) or ``detail`` (LH, HL, HH).
+            Default: ``detail``. These three are recorded in every checkpoint; their defaults
+            are the project's (docs/cwtnet.md, "Making the reference matter"), the paper's
+            reading is :data:`cwtnet.choices.PAPER_READING`; other architectures ignore them.
         steps (int): Optimisation steps (batches). Default: 1000 (the paper's ablation budget).
         minutes (float | None): Optional wall-clock budget; training stops (with a checkpoint)
             at ``steps`` or when the budget is spent, whichever comes first.
@@ -98,7 +120,9 @@ class TrainConfig:
     blocks: int | None = None
     channels: int | None = None
     model_options: dict = field(default_factory=dict)
-    search_window: int | None = None
+    search_window: int | None = DEFAULT_SEARCH_WINDOW
+    v_mode: str = DEFAULT_V_MODE
+    wt_bands: str = DEFAULT_WT_BANDS
     steps: int = 1000
     minutes: float | None = None
     batch_size: int = 16
@@ -163,12 +187,7 @@ class TrainConfig:
                 f"--patch {self.patch}: CWT-Net's WT output is patch-sized and the SSIM loss "
                 "needs at least the 11-px window; use --patch 11 or more"
             )
-        if self.search_window is not None:
-            if int(self.search_window) < 0:
-                raise InputError(f"--search-window {self.search_window}: give LR px >= 0, or leave it "
-                                 "out for the global search")
-            if self.arch != "cwtnet":
-                raise InputError(f"--search-window applies to --arch cwtnet only, not {self.arch}; drop it")
+        self._check_readings()
         if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
             raise InputError(f"--minutes {self.minutes}: give a positive number of minutes")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -220,15 +239,43 @@ class TrainConfig:
         with torch.device("meta"):
             build_checked(self.arch, int(self.scale), self.network_options())
 
+    def _check_readings(self) -> None:
+        """``search_window``, ``v_mode``, ``wt_bands``: valid values, set in one place (not in
+        ``model_options``), and left at their defaults for networks without them."""
+        named = sorted(set(self.model_options or {}) & set(READINGS))
+        if named:
+            flags = ", ".join(f"--{k.replace('_', '-')}" for k in named)
+            raise InputError(f"model_options: {', '.join(named)} are options of their own; give {flags} "
+                             f"(or {', '.join(f'{k}:' for k in named)} at the top level of the config)")
+        if self.search_window is not None and not (isinstance(self.search_window, int) and self.search_window >= 0):
+            raise InputError(f"--search-window {self.search_window!r}: give LR px >= 0, or global")
+        if self.v_mode not in V_MODES:
+            raise InputError(f"--v-mode {self.v_mode!r}: choose one of {', '.join(V_MODES)}")
+        if self.wt_bands not in WT_BANDS:
+            raise InputError(f"--wt-bands {self.wt_bands!r}: choose one of {', '.join(WT_BANDS)}")
+        if self.arch != "cwtnet":
+            for key, default in READINGS.items():
+                if getattr(self, key) != default:
+                    raise InputError(f"--{key.replace('_', '-')} applies to --arch cwtnet only, not "
+                                     f"{self.arch}; drop it")
+
+    def check_typed(self, typed: set[str]) -> None:
+        """Refuse a CWT-Net reading option the user typed (``typed``: option names given on
+        the command line) for another architecture, even at its default value."""
+        wrong = sorted(set(typed) & set(READINGS)) if self.arch != "cwtnet" else []
+        if wrong:
+            raise InputError(f"--{wrong[0].replace('_', '-')} applies to --arch cwtnet only, not "
+                             f"{self.arch}; drop it")
+
     def network_options(self) -> dict[str, Any]:
         """``build_model`` keyword options: ``blocks``/``channels`` under the arch's own names,
         then ``model_options`` as given (:func:`cwtnet.model.model_options`); for CWT-Net
-        always ``search_window`` too (``search_window`` wins over ``model_options`` when set),
-        so every checkpoint records the search it was trained with."""
+        always ``search_window``, ``v_mode`` and ``wt_bands`` too, so every checkpoint records
+        the reading it was trained with."""
         opts = map_model_options(self.arch, blocks=self.blocks, channels=self.channels,
                                  extra=self.model_options)
-        if self.arch == "cwtnet" and (self.search_window is not None or "search_window" not in opts):
-            opts["search_window"] = None if self.search_window is None else int(self.search_window)
+        if self.arch == "cwtnet":
+            opts.update({k: getattr(self, k) for k in READINGS})
         return opts
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,6 +284,22 @@ class TrainConfig:
         d["betas"] = [float(b) for b in self.betas]
         d["milestones"] = [int(m) for m in self.milestones]
         return d
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        """A run's stored config (``config.yaml``, a checkpoint's ``config``): one written
+        before ``v_mode``/``wt_bands`` were options of their own trained the paper's reading,
+        or the one its ``model_options`` named, so that is what it resumes with."""
+        data = dict(data)
+        if data.get("arch", "cwtnet") == "cwtnet":
+            opts = dict(data.get("model_options") or {})
+            for key in READINGS:
+                if key not in data:
+                    data[key] = opts.pop(key, PAPER_READING[key])
+                else:
+                    opts.pop(key, None)
+            data["model_options"] = opts
+        return cls.from_dict(data, source=source)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> TrainConfig:

@@ -12,6 +12,11 @@ ways and reads where the searches look:
   distance in LR px between each query and the K position it copies from, as the
   median Euclidean distance and the share of matches within 2 px (Chebyshev) of the
   query. The reference is registered to the LR image, so useful matches are near.
+- At x2 (where the reference and ``gt`` share a grid), ``band_oracle``: the PSNR of the
+  model's own SISR output with its Haar HH band (or all three detail bands) replaced by
+  ``gt``'s, i.e. the most a perfect transfer of those bands could add to this model. The
+  paper's WT branch carries HH only (Eq. 4), so ``oracle_hh - sisr`` bounds what its
+  reference can ever give at x2.
 
 Used by ``bench/reference.py``; the figures and their reading are in docs/cwtnet.md.
 """
@@ -26,6 +31,7 @@ from torch import nn
 
 from cwtnet.metrics import psnr, tensor_to_uint8
 from cwtnet.model.attention import TransformerBlock
+from cwtnet.model.wavelet import dwt_haar, idwt_haar
 
 REF_MODES = ("true", "sisr", "wrong", "zero")
 """Reference given to the model: the aligned one, none (WR), another image's, zeros."""
@@ -59,13 +65,33 @@ def index_distances(index: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return torch.stack([dy, dx])
 
 
+ORACLE_BANDS = {"hh": (3,), "detail": (1, 2, 3)}
+"""``band_oracle`` keys -> indices into ``dwt_haar``'s (LL, LH, HL, HH) taken from ``gt``."""
+
+
+@torch.no_grad()
+def band_oracle(estimate: torch.Tensor, gt: torch.Tensor, border_px: int) -> dict[str, float]:
+    """PSNR (8-bit RGB, ``border_px`` gt px cut) of ``estimate`` (B, 3, 2h, 2w) in [0, 1] as
+    it is (``"estimate"``) and with its Haar bands named in ``ORACLE_BANDS`` replaced by
+    ``gt``'s (same shape): an upper bound of what transferring those bands can add."""
+    if estimate.shape != gt.shape:
+        raise ValueError(f"band_oracle: shapes differ: {tuple(estimate.shape)} vs {tuple(gt.shape)}")
+    est_b, gt_b = dwt_haar(estimate.double()), dwt_haar(gt.double())
+    out = {"estimate": interior_psnr(estimate, gt, border_px)}
+    for name, taken in ORACLE_BANDS.items():
+        bands = [gt_b[i] if i in taken else est_b[i] for i in range(4)]
+        out[name] = interior_psnr(idwt_haar(*bands).clamp(0, 1).float(), gt, border_px)
+    return out
+
+
 @torch.no_grad()
 def reference_diagnostics(model: nn.Module, lr: torch.Tensor, ref: torch.Tensor, gt: torch.Tensor,
                           *, border: int = 8, modes: tuple[str, ...] = REF_MODES) -> dict[str, Any]:
     """PSNR per reference mode and hard-index distances (true reference) of one batch.
 
     Returns ``{"psnr": {mode: dB}, "median_distance_px": float, "within_2px": fraction,
-    "per_block": [{"median_distance_px", "within_2px"}, ...], "n_images": B}``.
+    "per_block": [{"median_distance_px", "within_2px"}, ...], "n_images": B}``, and at x2
+    with ``"sisr"`` among ``modes`` also ``"oracle": band_oracle(SISR output, gt)``.
     """
     model.eval()
     scale = int(model.scale)  # type: ignore[arg-type]
@@ -80,6 +106,8 @@ def reference_diagnostics(model: nn.Module, lr: torch.Tensor, ref: torch.Tensor,
             for b in blocks:
                 b.record_index = False
         out["psnr"][mode] = interior_psnr(sr, gt, border * scale)
+        if mode == "sisr" and scale == 2:
+            out["oracle"] = band_oracle(sr, gt, border * scale)
         if mode == "true" and blocks:
             per_block, all_d = [], []
             for b in blocks:
@@ -99,4 +127,4 @@ def reference_diagnostics(model: nn.Module, lr: torch.Tensor, ref: torch.Tensor,
     return out
 
 
-__all__ = ["REF_MODES", "index_distances", "interior_psnr", "reference_diagnostics"]
+__all__ = ["ORACLE_BANDS", "REF_MODES", "band_oracle", "index_distances", "interior_psnr", "reference_diagnostics"]

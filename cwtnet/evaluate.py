@@ -40,7 +40,7 @@ from cwtnet.checkpoint import load_checkpoint, load_model
 from cwtnet.choices import EVAL_MODES
 from cwtnet.config import DEFAULT_ADV_WEIGHT
 from cwtnet.data import check_store
-from cwtnet.infer import tile_starts, tiled_sr
+from cwtnet.infer import default_eval_tile, tile_starts, tiled_sr
 from cwtnet.lpips import NETS as LPIPS_NETS
 from cwtnet.metrics import lpips_score, lpips_status, psnr, ssim, tensor_to_uint8
 from cwtnet.model import SEARCH_WINDOW_KEEP, apply_search_window, has_trainable_params
@@ -233,8 +233,9 @@ def evaluate(
     its weights are on disk (``lpips_weights`` folder or the default places, see
     :mod:`cwtnet.lpips`); otherwise ``metrics["lpips"][net]`` is the ``unavailable: ...`` reason.
 
-    ``tile=None``: untiled when the LR patch is at most 256 px, else 128-px tiles
-    (overlap ``overlap``). ``ref_source``: the reference the model is scored with;
+    ``tile=None``: untiled when the LR patch is at most 256 px (512 px for a CWT-Net
+    with a windowed search), else 128-px tiles (overlap ``overlap``;
+    :func:`cwtnet.infer.default_eval_tile`). ``ref_source``: the reference the model is scored with;
     ``None`` = the one it was trained with (its checkpoint's config). ``pad``: LR px of
     mirror padding around each image (0 = none; see ``EVAL_PAD``). Before the first
     image: ``on_plan(plan)`` with ``images``, ``gt_px`` and ``lr_px`` (sides), ``tiles`` per
@@ -269,8 +270,8 @@ def evaluate(
     model, _ = load_model(checkpoint, use_ema=use_ema, device=dev)
     apply_search_window(model, search_window)
     lr_side = ds.patch
-    if tile is None and lr_side > 256:
-        tile = 128
+    if tile is None:
+        tile = default_eval_tile(model, lr_side)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare").mkdir(exist_ok=True)  # only now: every check above has passed

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from cwtnet.checkpoint import LAST, load_checkpoint, save_model
-from cwtnet.choices import EXPERIMENT_SIZES, EXPERIMENT_TABLES
+from cwtnet.choices import DEFAULT_WT_BANDS, EXPERIMENT_SIZES, EXPERIMENT_TABLES, PAPER_READING
 from cwtnet.config import TrainConfig
 from cwtnet.data import check_store
 from cwtnet.evaluate import evaluate
@@ -133,13 +133,14 @@ def _modes(arch: str) -> list[str]:
 
 
 def _config(row: Row, *, store: str, scale: int, steps: int, seed: int, size: dict[str, Any],
-            device: str, run_dir: Path, lr: float) -> Any:
+            device: str, run_dir: Path, lr: float, wt_bands: str | None = None) -> Any:
     opts = {**_size_options(row.arch, size), **row.model_options}
     patch = int(row.train.get("patch", size["patch"]))
     return TrainConfig(
         store=store, scale=int(scale), out=str(run_dir), arch=row.arch, model_options=opts,
         steps=int(steps), batch_size=int(size["batch_size"]), patch=patch, lr=lr,
-        seed=int(seed), device=device, val_every=0, val_images=1, val_patch=patch,
+        seed=int(seed), device=device,
+        wt_bands=wt_bands if wt_bands and row.arch == "cwtnet" else DEFAULT_WT_BANDS, val_every=0, val_images=1, val_patch=patch,
         ckpt_every=max(50, int(steps) // 4), log_every=10, num_workers=0, progress=False,
         tensorboard=False, **{k: v for k, v in row.train.items() if k != "patch"},
     )
@@ -198,15 +199,15 @@ def _run_row(row: Row, run_dir: Path, cfg: Any, *, store: str, device: str,
 def _key(cfg: Any) -> dict[str, Any]:
     """The settings that make a row's result (a rerun with others is refused)."""
     d = cfg.to_dict()
-    return {k: d[k] for k in ("arch", "scale", "model_options", "batch_size", "patch", "lr",
-                              "ref_source", "loss", "seed")}
+    return {k: d[k] for k in ("arch", "scale", "model_options", "search_window", "v_mode", "wt_bands",
+                              "batch_size", "patch", "lr", "ref_source", "loss", "seed")}
 
 
 def run_experiment(
     table: str, *, store: str, out: str | Path, steps: int = 300, scale: int = 2,
     device: str = "auto", seeds: tuple[int, ...] = (0,), size: str | dict[str, Any] = "small",
     lr: float = 2e-4, max_images: int | None = None, only: tuple[str, ...] = (),
-    tile: int | None = None,
+    tile: int | None = None, wt_bands: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train and score every row of ``table``; write ``OUT/TABLE.md`` and ``OUT/TABLE.json``.
@@ -217,7 +218,8 @@ def run_experiment(
     all). ``lr``: Adam learning rate of every row (2e-4, the project's short-budget rate;
     the paper's 1e-4 with ``--lr 1e-4``). ``tile``: score in LR tiles of this size (8-px
     overlap; a CPU saving: the global search is quadratic in the tile's area; default
-    untiled up to 256 px). Returns the ``TABLE.json`` dict.
+    untiled up to 256 px, 512 for a windowed search). ``wt_bands``: CWT-Net rows' reference sub-bands (``hh``, the
+    paper's Eq. 4, or ``detail``; ``None`` = the default). Returns the ``TABLE.json`` dict.
     """
     if isinstance(size, dict):
         preset = {**SMALL, **size}
@@ -246,12 +248,14 @@ def run_experiment(
         for seed in seeds:
             run_dir = out / table / slug / f"seed{seed}"
             cfg = _config(row, store=store, scale=int(scale), steps=int(steps), seed=int(seed),
-                          size=preset, device=device, run_dir=run_dir, lr=float(lr))
+                          size=preset, device=device, run_dir=run_dir, lr=float(lr),
+                          wt_bands=wt_bands)
             runs.append(_run_row(row, run_dir, cfg, store=store, device=device,
                                  max_images=max_images, tile=tile, log=log))
         results.append(_aggregate(row, runs))
     doc = {"table": table, "scale": int(scale), "steps": int(steps), "seeds": list(seeds),
            "size": size if isinstance(size, str) else "custom", "size_options": preset, "lr": float(lr), "store": str(store),
+           "wt_bands": wt_bands or DEFAULT_WT_BANDS,
            "device": device, "tile": tile, "wall_s": round(time.perf_counter() - t0, 1), "rows": results,
            "convention": "psnr/ssim: 8-bit RGB, no crop (authors); *_y_crop: BasicSR Y, "
                          "crop_border=scale; spread: max - min PSNR over seeds"}
@@ -280,7 +284,7 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [
         f"# {doc['table']} x{doc['scale']}: {doc['steps']} steps, seeds "
         f"{', '.join(map(str, doc['seeds']))}, size {doc['size']} ({doc['size_options']}), "
-        f"lr {doc['lr']:g}",
+        f"lr {doc['lr']:g}, CWT-Net wt_bands {doc.get('wt_bands', PAPER_READING['wt_bands'])}",
         "",
         f"Store `{doc['store']}`, test split, whole patches. PSNR/SSIM: 8-bit RGB, no border "
         "crop (the authors' convention); Y-crop: BasicSR, Y channel, crop_border = scale. "

@@ -64,6 +64,28 @@ ReadFn = Callable[[int, int, int, int], np.ndarray]
 # --------------------------------------------------------------------------- tiling
 
 
+UNTILED_MAX_LR = 256
+"""Largest LR side ``cwtnet-eval`` runs untiled by default (any network)."""
+WINDOWED_UNTILED_MAX_LR = 512
+"""Largest LR side run untiled by default by a CWT-Net with a windowed search: its cost is
+linear in the area, so tiles only add the overlap's recomputation (128-px tiles with 16 px
+overlap cover 1.56x the area of a 512-px image); peak RSS of the demo-size model at 512 LR
+px is about 1 GB (``bench/inference.py --eval-image 1024``)."""
+EVAL_TILE = 128
+"""LR tile side ``cwtnet-eval`` uses above those sides."""
+
+
+def default_eval_tile(model: nn.Module, lr_side: int) -> int | None:
+    """The LR tile ``cwtnet-eval`` uses when ``--tile`` is not given (``None``: untiled).
+
+    Untiled up to ``UNTILED_MAX_LR`` px; a CWT-Net whose search is windowed (its cost grows
+    with the area, not the area squared) untiled up to ``WINDOWED_UNTILED_MAX_LR`` px;
+    else ``EVAL_TILE``-px tiles."""
+    window = getattr(getattr(model, "options", None), "search_window", None)
+    limit = WINDOWED_UNTILED_MAX_LR if window is not None else UNTILED_MAX_LR
+    return None if lr_side <= limit else EVAL_TILE
+
+
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles covering ``[0, length)`` with at least ``overlap`` px shared."""
     if tile >= length:

@@ -161,7 +161,7 @@ def prepare_run(cfg: TrainConfig, *, resume: bool, explicit: set[str] | None = N
             raise InputError(
                 f"--resume: no checkpoint {ckpt_path}; start without --resume or point --out at a run directory"
             )
-        saved = TrainConfig.from_dict(load_checkpoint(ckpt_path)["config"], source=str(ckpt_path))
+        saved = TrainConfig.from_stored(load_checkpoint(ckpt_path)["config"], source=str(ckpt_path))
         explicit = explicit or set()
         changes: dict[str, Any] = {}
         for key in explicit:

@@ -501,6 +501,20 @@ def _progress_bar(total: int, enabled: bool, initial: int = 0):
     return tqdm(total=total, initial=initial, unit="patch", desc="extract", disable=not enabled, leave=True)
 
 
+# Dask settings of the local cluster extract starts (not of a --scheduler's workers):
+# - distributed's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which turns every
+#   large numpy temporary into a fresh mmap (page faults): +50 % CPU per patch here. Keep
+#   its one-thread BLAS settings, drop that one.
+# - the worker's statistical profiler walks every task thread's stack each 10 ms (for the
+#   dashboard's profile page) while holding the GIL; extract's tasks are long, uniform and
+#   need no profile: off.
+LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
+    "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1,
+                                            "OPENBLAS_NUM_THREADS": 1},
+    "distributed.worker.profile.enabled": False,
+}
+
+
 def _run_tasks(
     tasks: list[dict[str, Any]],
     *,
@@ -542,10 +556,6 @@ def _run_tasks(
     else:
         import dask
 
-        # distributed's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which turns every
-        # large numpy temporary into a fresh mmap (page faults): +50 % CPU per patch here.
-        # Keep its one-thread BLAS settings, drop that one.
-        environ = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
         # every listener on loopback: the scheduler's HTTP routes exist even without a
         # dashboard, so their address is given explicitly (dashboard_address=None is not enough)
         http = "127.0.0.1:8787" if dashboard else "127.0.0.1:0"
@@ -555,7 +565,7 @@ def _run_tasks(
             "scheduler_kwargs": {"dashboard": bool(dashboard), "dashboard_address": http},
             "silence_logs": logging.ERROR,
         }
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        with dask.config.set(LOCAL_CLUSTER_CONFIG):
             if not processes:  # one in-process worker with N threads: no start-up, one shared cache
                 cluster = LocalCluster(n_workers=1, threads_per_worker=workers, processes=False, **loopback)
             else:

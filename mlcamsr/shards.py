@@ -164,8 +164,11 @@ def shard_key(arr: Any, shard: int) -> str:
 
 def encode_shard(layout: Layout, block: np.ndarray, shape: tuple[int, int]) -> list[bytes]:
     """The bytes zarr writes for one shard holding ``block`` (``(n, H, W, 3)`` uint8,
-    ``n <= layout.rows``; ``shape`` = ``(H, W)``): the parts to write in order (chunks,
-    index, crc32c), or ``[]`` when every chunk is empty (zarr then deletes the shard).
+    ``n <= layout.rows``; ``shape`` = ``(H, W)``): the parts to write in order (each
+    chunk's zstd frame, then its crc32c as a part of its own; the index and its crc32c),
+    or ``[]`` when every chunk is empty (zarr then deletes the shard). Joined, the parts
+    are the shard file; a chunk's frame and its checksum are never concatenated here
+    (that copy of every compressed byte cost a fresh buffer per chunk).
 
     Inner chunks that are all zero are left empty (zarr's ``write_empty_chunks=False``);
     edge chunks are padded with the fill value 0."""
@@ -173,7 +176,8 @@ def encode_shard(layout: Layout, block: np.ndarray, shape: tuple[int, int]) -> l
     ch, cw, ny, nx = layout.ch, layout.cw, layout.ny, layout.nx
     h, w = shape
     index = np.full((layout.rows, ny, nx, 1, 2), EMPTY, dtype="<u8")
-    encoded: dict[tuple[int, int, int], bytes] = {}
+    encoded: dict[tuple[int, int, int], tuple[bytes, ...]] = {}
+    buf = None  # one (ny, nx, ch, cw, 3) buffer reused for every row: no fresh pages per row
     for r in range(int(block.shape[0])):
         patch = np.asarray(block[r], dtype=np.uint8)
         if not patch.any():
@@ -185,23 +189,27 @@ def encode_shard(layout: Layout, block: np.ndarray, shape: tuple[int, int]) -> l
                 full = np.zeros((ny * ch, nx * cw, 3), dtype=np.uint8)
                 full[:h, :w] = patch
                 patch = full
-            tiles = np.ascontiguousarray(patch.reshape(ny, ch, nx, cw, 3).transpose(0, 2, 1, 3, 4))
+            if buf is None:
+                buf = np.empty((ny, nx, ch, cw, 3), dtype=np.uint8)
+            np.copyto(buf, patch.reshape(ny, ch, nx, cw, 3).transpose(0, 2, 1, 3, 4))
+            tiles = buf
         for cy in range(ny):
             for cx in range(nx):
                 tile = tiles[cy, cx]
                 if tile.any():
                     data = codec.encode(tile)
                     data = data if isinstance(data, bytes) else bytes(data)
-                    encoded[(r, cy, cx)] = data + _crc_bytes(data) if layout.crc else data
+                    encoded[(r, cy, cx)] = (data, _crc_bytes(data)) if layout.crc else (data,)
     parts: list[bytes] = []
     offset = 0
     for r, cy, cx, _ in layout.order:
-        data = encoded.get((r, cy, cx))  # absent: empty, or a row past the array's end
-        if data is None:
+        chunk = encoded.get((r, cy, cx))  # absent: empty, or a row past the array's end
+        if chunk is None:
             continue
-        index[r, cy, cx, 0] = (offset, len(data))
-        parts.append(data)
-        offset += len(data)
+        n = sum(len(b) for b in chunk)
+        index[r, cy, cx, 0] = (offset, n)
+        parts.extend(chunk)
+        offset += n
     if not parts:
         return []
     idx = index.tobytes()

@@ -253,3 +253,47 @@ def test_search_window_for_a_loaded_model():
     assert model_config(model)["options"]["search_window"] == 4
     with pytest.raises(ModelConfigError, match="CWT-Net only"):
         apply_search_window(build_model("edsr", 2, num_block=1, num_feat=8), 4)
+
+
+@pytest.mark.parametrize("wr_mode", ["predict", "paper"])
+def test_detail_bands_feed_lh_hl_hh_and_train_every_parameter(wr_mode):
+    from cwtnet.model.wavelet import dwt_haar, idwt_haar
+
+    model = _tiny(2, wt_bands="detail", wr_mode=wr_mode)
+    lr, ref = torch.rand(2, 3, 12, 12), torch.rand(2, 3, 24, 24)
+    out = model.forward_train(lr, ref, ref_mask=torch.tensor([True, False]))
+    _ll, lh, hl, hh = dwt_haar(ref)
+    assert torch.equal(out["wt_target"], torch.cat([lh, hl, hh], dim=1))
+    assert out["wt"].shape == (2, 9, 12, 12)
+    (out["sr"].mean() + (out["wt"] - out["wt_target"]).abs().mean()
+     + (0 if out["wr"] is None else (out["wr"] - out["wr_target"]).abs().mean())).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing
+    with torch.no_grad():  # SISR mode works and the choice survives a checkpoint config
+        assert model(lr).shape == (2, 3, 24, 24)
+        clone = build_from_config(model_config(model))
+        clone.load_state_dict(model.state_dict())
+        assert torch.allclose(clone(lr, ref), model(lr, ref), atol=1e-6)
+        # the LH band reaches the output: a reference that differs only there changes it
+        other = idwt_haar(_ll, lh + 0.05, hl, hh)
+        assert not torch.allclose(model(lr, ref), model(lr, other))
+        hh_only = _tiny(2)  # ... which the paper's HH-only input cannot see
+        assert torch.allclose(hh_only(lr, ref), hh_only(lr, other), atol=1e-6)
+    assert model_config(_tiny(2))["options"]["wt_bands"] == "hh"  # the paper's Eq. 4 by default
+    with pytest.raises(ValueError, match="wt_bands"):
+        _tiny(2, wt_bands="ll")
+
+
+def test_band_oracle_puts_the_ground_truth_bands_in():
+    from cwtnet.diagnose import band_oracle
+    from cwtnet.model.wavelet import dwt_haar, idwt_haar
+
+    torch.manual_seed(0)
+    gt = torch.rand(2, 3, 32, 32)
+    ll, lh, hl, hh = dwt_haar(gt.double())
+    no_hh = idwt_haar(ll, lh, hl, torch.zeros_like(hh)).clamp(0, 1).float()
+    got = band_oracle(no_hh, gt, border_px=2)
+    assert got["hh"] > got["estimate"] + 3  # HH was all that was missing
+    no_detail = idwt_haar(ll, *(torch.zeros_like(b) for b in (lh, hl, hh))).clamp(0, 1).float()
+    got = band_oracle(no_detail, gt, border_px=2)
+    assert got["estimate"] < got["hh"] < got["detail"]

@@ -521,3 +521,29 @@ def test_stages_plan_then_one_shard_then_resume_records(slides_copy, tmp_path):
     assert resumed
     with pytest.raises(StoreError, match="other parameters"):
         open_or_create_store(out, {**params, "probe": 2}, specs, overwrite=False)
+
+
+_SEEN_CALLBACKS: list[set[str]] = []
+
+
+def _run_task_noting_worker(task):
+    """``run_task`` that notes the periodic callbacks of the worker running it."""
+    from distributed import get_worker
+
+    import mlcamsr.extract as ex
+
+    _SEEN_CALLBACKS.append(set(get_worker().periodic_callbacks))
+    return ex._ORIGINAL_RUN_TASK(task)
+
+
+def test_local_cluster_runs_without_the_stack_sampling_profiler(synth_dir, tmp_path, monkeypatch):
+    """distributed's profiler samples every task thread's stack each 10 ms holding the GIL;
+    extract's own local cluster turns it off (a --scheduler's workers are the user's)."""
+    import mlcamsr.extract as ex
+
+    monkeypatch.setattr(ex, "_ORIGINAL_RUN_TASK", ex.run_task, raising=False)
+    monkeypatch.setattr(ex, "run_task", _run_task_noting_worker)
+    _SEEN_CALLBACKS.clear()
+    extract(synth_dir, synth_dir / "coords.csv", tmp_path / "p.zarr", size=256, workers=2,
+            shard_rows=8, progress=False, hash_slides="none")
+    assert _SEEN_CALLBACKS and all("profile" not in cbs and "heartbeat" in cbs for cbs in _SEEN_CALLBACKS)

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from cwtnet.infer import ramp, super_resolve_array, tile_starts, tiled_sr
+from cwtnet.infer import default_eval_tile, ramp, super_resolve_array, tile_starts, tiled_sr
 from cwtnet.model import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,3 +163,18 @@ def test_slide_region_outside_is_refused_in_one_line(edsr_ckpt: Path, tmp_path: 
         lines = [ln for ln in r.output.splitlines() if ln.strip()]
         assert len(lines) == 1 and "outside" in lines[0], r.output
         assert not out.exists()
+
+
+def test_eval_runs_a_windowed_search_untiled_up_to_512_lr_px():
+    """A windowed search costs in proportion to the area: 128-px tiles of a 512-px image
+    would recompute 1.56x its area; the global search (area squared) and other networks
+    keep 128-px tiles above 256 px."""
+    from cwtnet.model import apply_search_window, build_model
+
+    cwt = build_model("cwtnet", 2, n_cwtb=1, num_feat=8)
+    edsr = build_model("edsr", 2, num_block=1, num_feat=8)
+    assert default_eval_tile(cwt, 256) is None and default_eval_tile(edsr, 256) is None
+    assert default_eval_tile(cwt, 512) == 128 and default_eval_tile(edsr, 512) == 128  # global search
+    apply_search_window(cwt, 8)
+    assert default_eval_tile(cwt, 512) is None
+    assert default_eval_tile(cwt, 513) == 128

@@ -27,7 +27,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     tmp = tmp_path_factory.mktemp("sw")
     store = make_store(tmp / "s.zarr", n=4, size=64, test=1)
     out = {}
-    for name, extra in (("win", ["--search-window", "2"]), ("glob", [])):
+    for name, extra in (("win", []), ("glob", ["--search-window", "global"])):  # 2 is the default
         r = CliRunner().invoke(train_main, ["--zarr", str(store), "--out", str(tmp / name), *TINY, *extra])
         assert r.exit_code == 0, r.output
         out[name] = tmp / name / LAST

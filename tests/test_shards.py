@@ -141,3 +141,22 @@ def test_only_the_shards_module_imports_zarr_core():
             if "zarr.core" in f.read_text() and f.name != "shards.py":
                 users.append(str(f.relative_to(ROOT)))
     assert users == []
+
+
+def test_encode_shard_writes_each_frame_and_its_crc32c_as_parts_of_their_own(tmp_path):
+    """The writer hands zstd's frame and its 4-byte crc32c to writev as separate parts
+    (no concatenated copy of every compressed byte); joined they are zarr's shard."""
+    s = open_store(tmp_path / "s.zarr", "w")
+    block = np.random.default_rng(2).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    for name in ("a", "b"):
+        s.create_member(name, n=2, size=16, mpp=1, scale=1, mag=1, shard_rows=2, chunk=8)
+    layout = shards.layout_of(s["a"])
+    assert layout is not None and layout.crc
+    parts = shards.encode_shard(layout, block, (16, 16))
+    frames, tail = parts[:-2], parts[-2:]
+    assert len(frames) == 2 * 2 * 4  # 2 rows x 4 inner chunks, each frame + its crc32c
+    assert all(len(c) == 4 and shards.crc32c(f).to_bytes(4, "little") == c
+               for f, c in zip(frames[::2], frames[1::2]))
+    assert len(tail[1]) == 4
+    s["b"][:] = block
+    assert b"".join(parts) == s.get_bytes("b/c/0/0/0/0")

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cwtnet.choices import V_MODES, WT_BANDS
 from cwtnet.model.attention import TransformerBlock
 from cwtnet.model.blocks import (
     RCAB,
@@ -21,12 +22,13 @@ from cwtnet.model.blocks import (
     make_layer,
     resolve_mean,
 )
-from cwtnet.model.wavelet import haar_hh
+from cwtnet.model.wavelet import dwt_haar, haar_hh
 
 
 @dataclass
 class CWTNetOptions:
-    """CWT-Net options; defaults are the paper's (Section IV-B), see ``CWTNet``."""
+    """CWT-Net options; defaults are the paper's (Section IV-B and ``cwtnet.choices.PAPER_READING``),
+    see ``CWTNet``. ``cwtnet-train`` trains another setting by default (``TrainConfig``)."""
 
     n_cwtb: int = 12
     num_feat: int = 64
@@ -47,6 +49,7 @@ class CWTNetOptions:
     search_window: int | None = None
     qk_extractor: bool = False
     wt_input_scale: float = 1.0
+    wt_bands: str = "hh"
 
 
 VARIANTS = ("full", "no-wr", "no-dwt", "sr-only")
@@ -57,6 +60,7 @@ WR_MODES = ("predict", "paper")
 """``wr_mode``: ``predict`` (WR maps the LR image to the HH band, used only without a
 reference) or ``paper`` (WR's channel-attention blocks at the WT branch's entrance, on
 DWT(I'_GT) features, or on the LR features when there is no reference; Eq. 6 pools f_hwt)."""
+
 
 
 def depths_for_scale(scale: int, rb_w: int | None = None, n_wrb: int | None = None) -> tuple[int, int]:
@@ -103,24 +107,27 @@ class CWTB(nn.Module):
 
 
 class WaveletReconstruction(nn.Module):
-    """WR module (Section III-C, Eq. 6-7): predicts the HH sub-band f_hwt from the LR image.
+    """WR module (Section III-C, Eq. 6-7): predicts the WT-branch input (the HH sub-band, or
+    the three detail bands) from the LR image.
 
-    ``conv(3 -> C) -> n_wrb x WRB -> conv(C -> 3)``; each WRB is an RCAB whose channel
+    ``conv(3 -> C) -> n_wrb x WRB -> conv(C -> out_channels)``; each WRB is an RCAB whose channel
     attention is Eq. (6-7) (global average pool, 1x1 conv down by ``reduction``, ReLU, 1x1
-    conv up, sigmoid). Output (B, 3, H, W), the same size as the LR input and as
-    ``haar_hh(I'_GT)``, so no resampling is needed.
+    conv up, sigmoid). Output (B, out_channels, H, W), the same size as the LR input and
+    as the WT input of I'_GT (``haar_hh``, or LH/HL/HH), so no resampling is needed.
 
     Args:
         num_feat (int): Channels. Default: 64.
         n_wrb (int): WRBs. Default: 4.
         reduction (int): Channel reduction of the attention (the paper's 8). Default: 8.
+        out_channels (int): 3 (HH) or 9 (LH, HL, HH). Default: 3.
     """
 
-    def __init__(self, num_feat: int = 64, n_wrb: int = 4, reduction: int = 8) -> None:
+    def __init__(self, num_feat: int = 64, n_wrb: int = 4, reduction: int = 8,
+                 out_channels: int = 3) -> None:
         super().__init__()
         self.conv_first = default_conv(3, num_feat, 3)
         self.body = make_layer(RCAB, n_wrb, num_feat=num_feat, reduction=reduction)
-        self.conv_last = default_conv(num_feat, 3, 3)
+        self.conv_last = default_conv(num_feat, out_channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_last(self.body(self.conv_first(x)))
@@ -169,6 +176,9 @@ class CWTNet(nn.Module):
             wt_input_scale (float): Factor on the WT-branch input (the HH band of the
                 reference or WR's prediction) before ``wt_first``; the band's std on
                 histology is ~0.011 against ~0.18 for the LR image. Default: 1.0.
+            wt_bands (str): Reference sub-bands on the WT branch, ``"hh"`` (Eq. 4) or
+                ``"detail"`` (LH, HL, HH); see ``cwtnet.choices.WT_BANDS``. ``no-dwt``
+                ignores it. Default: "hh" (``cwtnet-train``'s default is ``"detail"``).
     """
 
     has_params = True
@@ -177,12 +187,14 @@ class CWTNet(nn.Module):
         super().__init__()
         self.scale = scale
         self.options = opt = options or CWTNetOptions()
-        if opt.v_mode not in ("paper", "ttsr"):
-            raise ValueError(f"unknown v_mode {opt.v_mode!r}; choose 'paper' or 'ttsr'")
+        if opt.v_mode not in V_MODES:
+            raise ValueError(f"unknown v_mode {opt.v_mode!r}; choose one of: {', '.join(V_MODES)}")
         if opt.variant not in VARIANTS:
             raise ValueError(f"unknown variant {opt.variant!r}; choose one of: {', '.join(VARIANTS)}")
         if opt.wr_mode not in WR_MODES:
             raise ValueError(f"unknown wr_mode {opt.wr_mode!r}; choose one of: {', '.join(WR_MODES)}")
+        if opt.wt_bands not in WT_BANDS:
+            raise ValueError(f"unknown wt_bands {opt.wt_bands!r}; choose one of: {', '.join(WT_BANDS)}")
         if opt.search_window is not None and int(opt.search_window) < 0:
             raise ValueError(f"search_window must be >= 0 LR px or None (global), got {opt.search_window}")
         if not 0.0 <= opt.ref_dropout <= 1.0:
@@ -190,6 +202,8 @@ class CWTNet(nn.Module):
         rb_w, n_wrb = depths_for_scale(scale, opt.rb_w, opt.n_wrb)
         mean = resolve_mean(opt.mean)
         c = opt.num_feat
+        # WT-branch input channels: 3 per Haar band (``no-dwt`` takes the image itself)
+        self.wt_channels = 9 if opt.wt_bands == "detail" and opt.variant != "no-dwt" else 3
         # SR branch entrance
         self.sub_mean = MeanShift(1.0, mean, sign=-1)
         self.conv_first = default_conv(3, c, 3)
@@ -201,9 +215,9 @@ class CWTNet(nn.Module):
         if self.wr_paper:  # Eq. 6-7 on the WT branch's entrance features
             self.wr = make_layer(RCAB, n_wrb, num_feat=c, reduction=opt.wr_reduction)
         elif self.has_wr:
-            self.wr = WaveletReconstruction(c, n_wrb, opt.wr_reduction)
+            self.wr = WaveletReconstruction(c, n_wrb, opt.wr_reduction, out_channels=self.wt_channels)
         if self.has_wt:
-            self.wt_first = default_conv(3, c, 3)
+            self.wt_first = default_conv(self.wt_channels, c, 3)
         self.body = nn.ModuleList(
             CWTB(c, opt.rb_s, rb_w, opt.res_scale, opt.v_mode, opt.chunk_size, opt.double_residual,
                  opt.search_window, opt.qk_extractor)
@@ -214,7 +228,7 @@ class CWTNet(nn.Module):
         )
         # exits
         if self.has_wt:
-            self.wt_last = default_conv(c, 3, 3)
+            self.wt_last = default_conv(c, self.wt_channels, 3)
         self.upsample = Upsampler(scale, c)
         self.conv_last = default_conv(c, 3, 3)
         self.add_mean = MeanShift(1.0, mean, sign=1)
@@ -240,10 +254,13 @@ class CWTNet(nn.Module):
                                  f"{tuple(lr.shape)}, got {tuple(ref.shape)}")
 
     def _wt_input(self, ref: torch.Tensor) -> torch.Tensor:
-        """The WT branch's input transform of a reference (B, 3, 2H, 2W) -> (B, 3, H, W):
-        DWT's HH band (Eq. 4), or for ``no-dwt`` the mean-subtracted 2x2 mean (no DWT)."""
+        """The WT branch's input transform of a reference (B, 3, 2H, 2W) -> (B, wt_channels,
+        H, W): DWT's HH band (Eq. 4), LH/HL/HH for ``wt_bands="detail"``, or for ``no-dwt``
+        the mean-subtracted 2x2 mean (no DWT)."""
         if self.options.variant == "no-dwt":
             return self.sub_mean(F.avg_pool2d(ref, 2))
+        if self.wt_channels == 9:
+            return torch.cat(dwt_haar(ref)[1:], dim=1)
         return haar_hh(ref)
 
     def _lr_ref(self, lr: torch.Tensor) -> torch.Tensor:
@@ -285,7 +302,7 @@ class CWTNet(nn.Module):
         elif not self.has_wr:
             f_hwt = self._wt_input(self._lr_ref(lr))
         elif self.wr_paper:
-            f_hwt = torch.zeros_like(x)
+            f_hwt = x.new_zeros(x.shape[0], self.wt_channels, *x.shape[-2:])
             used = torch.zeros(lr.shape[0], dtype=torch.bool, device=lr.device)
         else:
             f_hwt = self.wr(x)  # WR (Eq. 6-7) predicts the HH band
@@ -304,10 +321,11 @@ class CWTNet(nn.Module):
         compares I_WT with haar_hh(ref)). Variants without WR always use the reference.
         ``ref=None`` trains SISR mode only.
 
-        Returns dict: ``sr`` (B, 3, sH, sW), ``wt`` = I_WT (B, 3, H, W), ``wt_target`` =
-        the WT input transform of ``ref`` (B, 3, H, W), ``wr`` WR's prediction (B, 3, H, W)
+        Returns dict: ``sr`` (B, 3, sH, sW), ``wt`` = I_WT (B, K, H, W), ``wt_target`` =
+        the WT input transform of ``ref`` (B, K, H, W), ``wr`` WR's prediction (B, K, H, W)
         or None, ``wr_target`` (= ``wt_target`` when ``wr`` is given), ``ref_used`` (B,)
-        bool; targets are ``None`` when ``ref`` is, ``wt`` is ``None`` for ``sr-only``.
+        bool; targets are ``None`` when ``ref`` is, ``wt`` is ``None`` for ``sr-only``;
+        K = ``wt_channels`` (3, or 9 for ``wt_bands="detail"``).
         """
         self._check(lr, ref)
         x = self.sub_mean(lr)
@@ -322,7 +340,7 @@ class CWTNet(nn.Module):
             elif predict:
                 f_hwt = wr
             elif self.wr_paper:
-                f_hwt = torch.zeros_like(x)
+                f_hwt = x.new_zeros(x.shape[0], self.wt_channels, *x.shape[-2:])
             else:
                 f_hwt = self._wt_input(self._lr_ref(lr))
         else:
@@ -342,5 +360,5 @@ class CWTNet(nn.Module):
                 "wr_target": target if predict else None, "ref_used": used}
 
 
-__all__ = ["CWTB", "CWTNet", "CWTNetOptions", "VARIANTS", "WR_MODES", "WaveletReconstruction",
+__all__ = ["CWTB", "CWTNet", "CWTNetOptions", "VARIANTS", "WR_MODES", "WT_BANDS", "WaveletReconstruction",
            "depths_for_scale"]
