@@ -9,9 +9,10 @@ cores here are shared) and the projection for a 4096 x 4096 px LR region
 Models: CWT-Net at the demo size (4 CWTBs x 32 channels), a 1-CWTB 16-channel one and
 the paper's (12 x 64; ``--models paper``, slow), EDSR-baseline for comparison.
 
-``--eval-image 1024`` instead times what ``cwtnet-eval --search-window 8`` does to one
-1024 x 1024 ground-truth image at x2 (LR 512, ``cwtnet.evaluate.model_sr``) with the demo-size
-CWT-Net, per mode (``sisr``: the WR module predicts the WT input; ``reference``: the DWT
+``--eval-image 1024`` instead times what ``cwtnet-eval`` does to one 1024 x 1024
+ground-truth image at x2 (LR 512, ``cwtnet.evaluate.model_sr``) with the demo-size CWT-Net
+as ``cwtnet-train`` makes it (detail bands, TTSR order; search window ``--search-window``,
+default 2 as trained), per mode (``sisr``: the WR module predicts the WT input; ``reference``: the DWT
 of the reference; ``--mode both`` runs the network once per mode) and per LR tile side
 (``--eval-tiles``, ``0`` = untiled): wall and CPU seconds per image, the FLOPs of the
 forward (``torch.utils.flop_counter``: convolutions and matmuls, the search's GEMMs
@@ -59,11 +60,13 @@ def eval_image(img: np.ndarray, side: int, tiles: list[int], modes: list[str], w
 
     from torch.utils.flop_counter import FlopCounterMode
 
+    from cwtnet.config import TrainConfig
     from cwtnet.evaluate import model_sr
-    from cwtnet.model import apply_search_window, build_model
+    from cwtnet.model import build_model
 
-    model = build_model("cwtnet", 2, n_cwtb=4, num_feat=32).eval()
-    apply_search_window(model, window)
+    # the demo-size network as cwtnet-train makes it (detail bands, TTSR order), window W
+    opts = TrainConfig(blocks=4, channels=32, search_window=window).validate().network_options()
+    model = build_model("cwtnet", 2, **opts).eval()
     reps = -(-side // min(img.shape[:2]))
     gt_u8 = np.tile(img, (reps, reps, 1))[:side, :side]
     gt = torch.from_numpy(np.ascontiguousarray(gt_u8)).permute(2, 0, 1)[None].float() / 255
@@ -108,7 +111,8 @@ def main() -> None:
                     help="GT side (px) for the cwtnet-eval timing instead of the tile timing, e.g. 1024")
     ap.add_argument("--eval-tiles", default="128,256,0", help="LR tile sides of --eval-image (0 = untiled)")
     ap.add_argument("--modes", default="sisr,reference", help="modes of --eval-image")
-    ap.add_argument("--search-window", type=int, default=8, help="search window of --eval-image (LR px)")
+    ap.add_argument("--search-window", type=int, default=2,
+                    help="search window of --eval-image (LR px; cwtnet-train's default 2)")
     args = ap.parse_args()
     from PIL import Image
 
