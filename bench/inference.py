@@ -6,8 +6,10 @@ times ``super_resolve_stream`` (the loop behind ``cwtnet-sr``) on real H&E textu
 and prints wall and CPU seconds per tile (CPU / threads = the time on idle cores; the
 cores here are shared) and the projection for a 4096 x 4096 px LR region
 (``cwtnet-sr --region ... 4096,4096``) with the default overlap of 16 LR px.
-Models: CWT-Net at the demo size (4 CWTBs x 32 channels), a 1-CWTB 16-channel one and
-the paper's (12 x 64; ``--models paper``, slow), EDSR-baseline for comparison.
+Models: CWT-Net at the demo size (4 CWTBs x 32 channels) as ``cwtnet-train`` makes it
+(window 2, detail bands, TTSR order) and in the paper's reading (global search), a
+1-CWTB 16-channel one and the paper's (12 x 64; ``--models paper``, slow), both in the
+paper's reading, EDSR-baseline for comparison.
 
 ``--eval-image 1024`` instead times what ``cwtnet-eval`` does to one 1024 x 1024
 ground-truth image at x2 (LR 512, ``cwtnet.evaluate.model_sr``) with the demo-size CWT-Net
@@ -106,7 +108,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2, help="tiles timed per model and side")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--models", default="demo,small,edsr",
-                    help="comma list of demo (CWT-Net 4 x 32), small (1 x 16), edsr, paper (12 x 64, slow)")
+                    help="comma list of demo (CWT-Net 4 x 32 as cwtnet-train makes it: window 2), "
+                         "demo-global (the same size, the paper's reading: global search), small "
+                         "(1 x 16, paper reading), edsr, paper (12 x 64, paper reading, slow)")
     ap.add_argument("--eval-image", type=int, default=0,
                     help="GT side (px) for the cwtnet-eval timing instead of the tile timing, e.g. 1024")
     ap.add_argument("--eval-tiles", default="128,256,0", help="LR tile sides of --eval-image (0 = untiled)")
@@ -116,14 +120,20 @@ def main() -> None:
     args = ap.parse_args()
     from PIL import Image
 
+    from cwtnet.config import TrainConfig
     from cwtnet.infer import format_seconds, tile_starts
     from cwtnet.model import build_model
+
+    def trained_default(blocks: int, channels: int):  # as cwtnet-train makes it (window 2)
+        return lambda: build_model("cwtnet", 2, **TrainConfig(blocks=blocks, channels=channels)
+                                   .validate().network_options())
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     img = np.asarray(Image.open(REAL_PNG).convert("RGB"))
     choices = {
-        "demo": ("CWT-Net 4 x 32 (demo)", lambda: build_model("cwtnet", 2, n_cwtb=4, num_feat=32)),
+        "demo": ("CWT-Net 4 x 32 (demo)", trained_default(4, 32)),
+        "demo-global": ("CWT-Net 4 x 32, paper reading", lambda: build_model("cwtnet", 2, n_cwtb=4, num_feat=32)),
         "small": ("CWT-Net 1 x 16", lambda: build_model("cwtnet", 2, n_cwtb=1, num_feat=16)),
         "edsr": ("EDSR-baseline (16 x 64)", lambda: build_model("edsr", 2)),
         "paper": ("CWT-Net 12 x 64 (paper)", lambda: build_model("cwtnet", 2)),

@@ -355,3 +355,21 @@ def test_trainer_stages_alone_step_validate_save(store: Path, tmp_path: Path) ->
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(ck["model"][k], v)
     trainer.close()
+
+
+def test_curve_is_redrawn_at_most_once_a_minute_and_always_at_the_end(store: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drawing curve.png costs ~0.7 s of matplotlib: at --val-every 20 it was a fifth of the
+    demo's EDSR run. Validations keep their rows; the picture follows at most once a minute."""
+    import cwtnet.train as train_module
+
+    drawn: list[Path] = []
+    real = train_module.plot_curves
+    monkeypatch.setattr(train_module, "plot_curves", lambda d: drawn.append(d) or real(d))
+    out = tmp_path / "run"
+    train(TrainConfig(store=str(store), out=str(out), arch="edsr", steps=4, batch_size=2, patch=12,
+                      blocks=1, channels=8, val_every=1, val_images=1, num_workers=0, progress=False,
+                      tensorboard=False))
+    rows = (out / "val.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 4  # header + steps 1, 2, 3 and the final validation
+    assert len(drawn) == 2 and (out / "curve.png").is_file()  # the first and the final one
