@@ -556,11 +556,12 @@ def _run_tasks(
     else:
         import dask
 
-        # every listener on loopback: the scheduler's HTTP routes exist even without a
-        # dashboard, so their address is given explicitly (dashboard_address=None is not enough)
+        # every listener on loopback: the scheduler serves HTTP routes with or without a
+        # dashboard, so every address is a loopback one and scheduler_kwargs (merged last by
+        # LocalCluster) says whether the dashboard is on
         http = "127.0.0.1:8787" if dashboard else "127.0.0.1:0"
         loopback: dict[str, Any] = {
-            "dashboard_address": None,
+            "dashboard_address": http,
             "worker_dashboard_address": "127.0.0.1:0",
             "scheduler_kwargs": {"dashboard": bool(dashboard), "dashboard_address": http},
             "silence_logs": logging.ERROR,
