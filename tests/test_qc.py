@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mlcamsr.qc import QCThresholds, align_psnr, check_patch, psnr, stain_fraction, tissue_fraction
+from mlcamsr.qc import (
+    QCThresholds,
+    align_psnr,
+    check_patch,
+    psnr,
+    rgb_sum,
+    stain_fraction,
+    tissue_fraction,
+)
 from mlcamsr.resize import imresize
 
 
@@ -25,6 +33,16 @@ def test_tissue_fraction_blank_and_tissue(tissue):
     half = tissue[:64, :64].copy()
     half[:, :32] = 240
     assert 0.4 < tissue_fraction(half) < 0.6
+
+
+@pytest.mark.parametrize("shape", [(256, 256, 3), (1, 1, 3), (7, 5, 3), (1024, 1024, 3)])
+def test_rgb_sum_gives_the_same_mean_as_numpy(shape):
+    """QC's RGB mean is recorded in the table: the fast sum must equal numpy's mean bit for bit."""
+    rng = np.random.default_rng(sum(shape))
+    for img in (rng.integers(0, 256, shape, dtype=np.uint8), np.full(shape, 255, np.uint8)):
+        n = shape[0] * shape[1]
+        ref = img.reshape(-1, 3).mean(axis=0, dtype=np.float64) / 255.0
+        assert np.array_equal(rgb_sum(img) / n / 255.0, ref)
 
 
 def test_psnr_identical_and_known():
