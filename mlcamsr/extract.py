@@ -230,7 +230,8 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
     th: QCThresholds = task["thresholds"]
     start, stop = task["start"], task["stop"]
     n = stop - start
-    blocks = {s.name: np.zeros((n, s.size, s.size, 3), dtype=np.uint8) for s in specs}
+    # kept rows by reference (no zeroed shard-sized block, no copy); None = rejected/failed
+    blocks: dict[str, list[np.ndarray | None]] = {s.name: [None] * n for s in specs}
     order = [s.name for s in specs]
     records: list[dict[str, Any]] = []
     cache_bytes = int(task.get("cache_mb", 0) * 2**20)

@@ -21,9 +21,9 @@ format is caught by that test.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import google_crc32c
 import numpy as np
@@ -36,6 +36,7 @@ __all__ = [
     "EMPTY",
     "ChunkError",
     "Layout",
+    "Rows",
     "ShardFile",
     "check_shard",
     "crc32c",
@@ -157,13 +158,20 @@ def layout_of(arr: Any) -> Layout | None:
         return None
 
 
+Rows: TypeAlias = "np.ndarray | Sequence[np.ndarray | None]"
+"""One shard's rows: an ``(n, H, W, 3)`` uint8 block, or ``n`` rows each ``(H, W, 3)`` or
+``None`` (empty, read back as zeros). The list form spares extract a zeroed block and a copy
+of every kept patch."""
+
+
 def shard_key(arr: Any, shard: int) -> str:
     """The store key of shard ``shard`` of member array ``arr`` (``"40x/c/3/0/0/0"``)."""
     return f"{arr.basename}/" + arr.metadata.encode_chunk_key((int(shard), 0, 0, 0))
 
 
-def encode_shard(layout: Layout, block: np.ndarray, shape: tuple[int, int]) -> list[bytes]:
-    """The bytes zarr writes for one shard holding ``block`` (``(n, H, W, 3)`` uint8,
+def encode_shard(layout: Layout, block: Rows, shape: tuple[int, int]) -> list[bytes]:
+    """The bytes zarr writes for one shard holding ``block`` (``(n, H, W, 3)`` uint8, or a
+    sequence of ``n`` such ``(H, W, 3)`` rows with ``None`` for an empty one;
     ``n <= layout.rows``; ``shape`` = ``(H, W)``): the parts to write in order (each
     chunk's zstd frame, then its crc32c as a part of its own; the index and its crc32c),
     or ``[]`` when every chunk is empty (zarr then deletes the shard). Joined, the parts
@@ -178,8 +186,11 @@ def encode_shard(layout: Layout, block: np.ndarray, shape: tuple[int, int]) -> l
     index = np.full((layout.rows, ny, nx, 1, 2), EMPTY, dtype="<u8")
     encoded: dict[tuple[int, int, int], tuple[bytes, ...]] = {}
     buf = None  # one (ny, nx, ch, cw, 3) buffer reused for every row: no fresh pages per row
-    for r in range(int(block.shape[0])):
-        patch = np.asarray(block[r], dtype=np.uint8)
+    for r in range(len(block)):
+        row = block[r]
+        if row is None:
+            continue
+        patch = np.asarray(row, dtype=np.uint8)
         if not patch.any():
             continue  # an empty patch: no chunk stored
         if ny == 1 and nx == 1 and patch.shape[:2] == (ch, cw):

@@ -345,8 +345,11 @@ class Store:
             raise StoreError(f"{self.path}: no member {name!r}")
         self.update_attrs(members=members)
 
-    def write_shard(self, name: str, start: int, block: np.ndarray) -> ShardRecord:
+    def write_shard(self, name: str, start: int, block: _shards.Rows) -> ShardRecord:
         """Write rows ``start : start + len(block)`` of member ``name``, one whole shard.
+
+        ``block``: an ``(n, H, W, 3)`` uint8 array, or ``n`` rows each ``(H, W, 3)`` uint8 or
+        ``None`` for an empty row (:data:`mlcamsr.shards.Rows`).
 
         ``start`` must be a shard boundary and the block must cover the shard (or the
         array's end). Inner chunks that are all zero are left empty (read as fill 0), as
@@ -363,15 +366,17 @@ class Store:
         self._writable()
         arr = self[name]
         rows = int(arr.shards[0]) if arr.shards else int(arr.chunks[0])
-        n = int(block.shape[0])
+        n = len(block)
         if start % rows or (n != rows and start + n != arr.shape[0]):
             raise ValueError(f"{name}: rows {start}:{start + n} are not one whole shard of {rows}")
-        if tuple(block.shape[1:]) != tuple(arr.shape[1:]):
-            raise ValueError(f"{name}: rows of shape {block.shape[1:]}, the member's are {arr.shape[1:]}")
+        shapes = [block.shape[1:]] if isinstance(block, np.ndarray) else [r.shape for r in block if r is not None]
+        for shape in shapes:
+            if tuple(shape) != tuple(arr.shape[1:]):
+                raise ValueError(f"{name}: rows of shape {tuple(shape)}, the member's are {arr.shape[1:]}")
         key = _shards.shard_key(arr, start // rows)
         layout = _shards.layout_of(arr)
         if layout is None:
-            arr[start : start + n] = block
+            arr[start : start + n] = _stack_rows(block, tuple(arr.shape[1:]))
             data = self.get_bytes(key)
             return ShardRecord(0, None) if data is None else ShardRecord(len(data), _shards.crc32c(data))
         parts = _shards.encode_shard(layout, block, (int(arr.shape[1]), int(arr.shape[2])))
@@ -538,6 +543,17 @@ class Store:
     def _writable(self) -> None:
         if self.mode == "r":
             raise StoreError(f"{self.path} is open read-only; open it with mode='r+'")
+
+
+def _stack_rows(block: _shards.Rows, shape: tuple[int, ...]) -> np.ndarray:
+    """``block`` as one ``(n, *shape)`` uint8 array (``None`` rows zero)."""
+    if isinstance(block, np.ndarray):
+        return block
+    out = np.zeros((len(block), *shape), dtype=np.uint8)
+    for i, row in enumerate(block):
+        if row is not None:
+            out[i] = row
+    return out
 
 
 @dataclass(frozen=True)

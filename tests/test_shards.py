@@ -44,6 +44,28 @@ def test_write_shard_is_byte_identical_to_zarr(tmp_path, size, chunk):
         s.write_shard("a", 4, block[:, :8])
 
 
+def test_write_shard_from_a_row_list_writes_the_same_bytes(tmp_path):
+    """extract hands its kept rows as a list (None = not kept): the same shard file as the
+    zero-filled block, on the own writer and on zarr's path (a layout it does not handle)."""
+    s = open_store(tmp_path / "s.zarr", "w")
+    block = np.random.default_rng(2).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    block[1] = 0
+    rows = [block[0], None, block[2], block[3]]
+    for name in ("a", "b"):
+        s.create_member(name, n=8, size=16, mpp=1, scale=1, mag=1, shard_rows=4, chunk=8)
+    s.write_shard("a", 4, block)
+    s.write_shard("b", 4, rows)
+    assert s.get_bytes("a/c/1/0/0/0") == s.get_bytes("b/c/1/0/0/0")
+    np.testing.assert_array_equal(s["b"][4:8], block)
+    assert not s.write_shard("b", 0, [None] * 4).bytes  # nothing kept: no file
+    with pytest.raises(ValueError, match="the member's are"):
+        s.write_shard("b", 4, [block[0, :8], None, None, None])
+    z = open_store(tmp_path / "s.zarr", "r+")  # a layout the own writer does not handle: zarr's
+    z.group.create_array("c", shape=(4, 16, 16, 3), chunks=(2, 16, 16, 3), dtype="uint8")
+    z.write_shard("c", 0, [block[0], None])
+    np.testing.assert_array_equal(z["c"][:2], block[:2] * np.array([1, 0])[:, None, None, None])
+
+
 def test_write_shard_many_inner_chunks_real_pixels(tmp_path, shared_data):
     """More chunks per shard than one writev takes (IOV_MAX 1024), real H&E: zarr's bytes."""
     from PIL import Image
