@@ -141,6 +141,30 @@ _LAST_CPU = 0.0
 _LAST_USAGE = np.zeros(3)
 
 
+def page_cache_cost(store: Path, n: int) -> dict[str, float]:
+    """(w) What writing the store's bytes costs this machine, apart from any encoding: every
+    shard file of ``store`` (already compressed) copied by ``os.write`` into new files, then
+    the same bytes written again over those files (their page-cache pages exist by then).
+    CPU ms per triplet for each, user + sys of this process; the copies are removed after."""
+    files = [p for p in store.rglob("*") if p.is_file() and "/c/" in p.as_posix()]
+    blobs = [p.read_bytes() for p in files]
+    out = store.parent / "page_cache_cost"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    res: dict[str, float] = {}
+    for label, flags in (("new files", os.O_CREAT | os.O_TRUNC), ("overwrite", 0)):
+        u0 = _usage()
+        for i, b in enumerate(blobs):
+            fd = os.open(out / f"{i}", os.O_WRONLY | flags, 0o644)
+            os.write(fd, b)
+            os.close(fd)
+        u = _usage() - u0
+        res[label] = 1000 * (u[0] + u[1]) / n
+    shutil.rmtree(out)
+    res["mb_per_triplet"] = sum(map(len, blobs)) / 1e6 / n
+    return res
+
+
 def read_only_loop(slide: Path, centres: list[tuple[int, int]], size: int) -> float:
     """(a) tiffslide, one process, the three members at their native levels; returns seconds."""
     import tiffslide
@@ -227,6 +251,9 @@ class StageMeter:
         self.acc: dict[str, np.ndarray] = {}
         self.lock = threading.Lock()
         self.saved: list[tuple[object, str, object]] = []
+        # (wall, process CPU) at the first stage call and after the last: the cutting window
+        self.first: tuple[float, float] | None = None
+        self.last: tuple[float, float] | None = None
 
     @staticmethod
     def _now() -> np.ndarray:
@@ -237,6 +264,9 @@ class StageMeter:
 
     def _wrap(self, name: str, fn):  # noqa: ANN001, ANN202 - a bench's timing wrapper
         def timed(*a, **k):  # noqa: ANN002, ANN003, ANN202
+            with self.lock:
+                if self.first is None:
+                    self.first = (time.perf_counter(), _cpu())
             t0 = self._now()
             try:
                 return fn(*a, **k)
@@ -244,6 +274,7 @@ class StageMeter:
                 d = self._now() - t0
                 with self.lock:
                     self.acc[name] = self.acc.get(name, np.zeros(3)) + d
+                    self.last = (time.perf_counter(), _cpu())
         return timed
 
     def __enter__(self) -> StageMeter:
@@ -461,9 +492,23 @@ def main() -> None:
     print("    (c) by stage, CPU of the worker threads (thread_time; sys and faults from RUSAGE_THREAD):")
     print(meter.report(n, u_c))
     res["c_stages_ms"] = {k: 1000 * v[0] / n for k, v in meter.acc.items()}
+    # The cutting window, first read to last shard write: what a long run approaches. The
+    # rest of (c)'s wall is paid once per run (cluster start, opening the slides, the reader
+    # check, the table, folding the shard records).
+    assert meter.first is not None and meter.last is not None
+    win, cpu_win = meter.last[0] - meter.first[0], meter.last[1] - meter.first[1]
+    print(f"    (c) cutting window (first read to last write): {n / win:7.1f} triplets/s ({win:.1f} s; "
+          f"CPU {1000 * cpu_win / n:.1f} ms/triplet, {cpu_win / win:.2f} cores busy); "
+          f"once per run: {tc - win:.1f} s")
+    res.update(c_window_s=win, c_window_tps=n / win, c_window_cpu_ms=1000 * cpu_win / n, c_fixed_s=tc - win)
     ta3 = read_only_loop(slide, centres, args.size)
     print(f"(a) again, just after (c)                : {n / ta3:7.1f} triplets/s ({ta3:.1f} s)")
     ta = (ta2 + ta3) / 2  # the ratios use the (a) runs around (c)
+    pc = page_cache_cost(out, n)
+    print(f"(w) the store's bytes ({pc['mb_per_triplet']:.2f} MB/triplet) written into new files: CPU "
+          f"{pc['new files']:.1f} ms/triplet; over the same files again: {pc['overwrite']:.1f} "
+          "(no encoding: what a page-cache page costs this machine, a floor under (c)'s write)")
+    res["page_cache_ms"] = pc
     s = open_store(out)
     nbytes = _du(out)
     raw = sum(np.prod(s[m].shape) for m in s.members) * r.n_kept / max(1, r.n_rows)
@@ -475,7 +520,8 @@ def main() -> None:
     print(f"    kept {r.n_kept}, rejected {r.n_rejected}, failed {r.n_failed}; store {nbytes / 1e6:.1f} MB on "
           f"disk for {raw / 1e6:.0f} MB of kept pixels (ratio {raw / max(nbytes, 1):.2f}); "
           f"codecs {json.dumps(codec)}")
-    print(f"ratios (measured): (c)/(a) = {ta / tc:.2f}x (target 1.5x), (c)/(b) = {tb / tc:.2f}x (target 5x); "
+    print(f"ratios (measured): (c)/(a) = {ta / tc:.2f}x (target 1.5x; cutting window {ta / win:.2f}x), "
+          f"(c)/(b) = {tb / tc:.2f}x (target 5x); "
           f"(cp)/(a) = {ta / tcp:.2f}x, (c0)/(a) = {ta / tc0:.2f}x, (c0)/(b) = {tb / tc0:.2f}x")
     # What the same work gives on idle cores: throughput = cores / CPU per triplet.
     cores = min(w, os.cpu_count() or 1) or 1
@@ -485,7 +531,7 @@ def main() -> None:
           + f" -> (c)/(a) {proj['c'] / proj['a']:.2f}x, (cp)/(a) {proj['cp'] / proj['a']:.2f}x, "
           f"(c0)/(a) {proj['c0'] / proj['a']:.2f}x")
     res.update(a_tps=n / ta, b_tps=n / tb, c_tps=n / tc, cp_tps=n / tcp, c0_tps=n / tc0,
-               c_over_a=ta / tc, c_over_b=tb / tc, cp_over_a=ta / tcp, c0_over_a=ta / tc0,
+               c_over_a=ta / tc, c_window_over_a=ta / win, c_over_b=tb / tc, cp_over_a=ta / tcp, c0_over_a=ta / tc0,
                c0_over_b=tb / tc0, store_bytes=nbytes, png_bytes=png, codecs=codec, workers=w,
                backend=args.backend, projection=proj,
                cpu_ms={k: 1000 * v / n for k, v in
