@@ -80,7 +80,7 @@ def sectioned(sections: dict[str, list[str]]) -> type[click.Command]:
             records = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx)}
             placed: set[str] = set()
             for heading, names in sections.items():
-                rows = [records[n] for n in names if records.get(n)]
+                rows = [r for r in (records.get(n) for n in names) if r is not None]
                 placed.update(names)
                 if rows:
                     with formatter.section(heading):
@@ -231,7 +231,7 @@ def device_option(default: str = "auto",
     return choice_option("--device", DEVICES, default=default, help=help)
 
 
-def ref_source_option(default: str, help: str = "WT-branch input (Table III).") -> Callable[[F], F]:
+def ref_source_option(default: str | None, help: str = "WT-branch input (Table III).") -> Callable[[F], F]:
     """``--ref-source`` (:data:`mlcamsr.triplets.REF_SOURCES`)."""
     return choice_option("--ref-source", REF_SOURCES, default=default, help=help)
 

@@ -100,6 +100,7 @@ from mlcamsr.remote import (
 )
 from mlcamsr.slides import BACKENDS, SlideReader, open_slide
 from mlcamsr.store import (
+    DEFAULT_ZSTD_LEVEL,
     FORMAT_VERSION,
     LOCK_NAME,
     Store,
@@ -904,6 +905,23 @@ def open_or_create_store(
     return store, False
 
 
+def zstd_level_for(out: str, zstd_level: int | None, *, overwrite: bool = False) -> int:
+    """The Zstandard level a run writes: ``zstd_level`` when given; else the level recorded
+    by the store at ``out`` (so rerunning the command that made a store with the earlier
+    default, level 1, resumes it instead of being refused for other parameters), unless
+    ``overwrite``; else :data:`DEFAULT_ZSTD_LEVEL`. Read before the run takes the lock: a
+    store changed in between is refused by the parameter check as usual."""
+    if zstd_level is not None:
+        return int(zstd_level)
+    if overwrite or not made_by_us(out):
+        return DEFAULT_ZSTD_LEVEL
+    try:
+        params = open_store(out, mode="r").attrs.get("params") or {}
+    except StoreError:
+        return DEFAULT_ZSTD_LEVEL
+    return int(params.get("zstd_level", DEFAULT_ZSTD_LEVEL))
+
+
 def _before_stain_check(params: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     """``params`` as a store made before the stain check recorded them (its QC parameters
     have no ``min_stain``): such a store resumes and repairs under its own rules
@@ -1212,7 +1230,7 @@ def extract(
     min_align_psnr: float = 25.0,
     min_stain: float = QCThresholds.min_stain,
     shard_rows: int = 16,
-    zstd_level: int = 1,
+    zstd_level: int | None = None,
     chunk: int | None = None,
     hash_slides: str | bool = "fingerprint",
     cache_mb: float = 256,
@@ -1246,7 +1264,9 @@ def extract(
         chunk: inner chunk side in px of the member arrays; each member gets
             ``min(chunk, member size)``. Default: 256 when ``size`` > 256, else the whole
             patch (``chunk >= size``: one chunk per patch, the earlier layout). At least 16.
-        zstd_level: Zstandard level of the member arrays (lossless).
+        zstd_level: Zstandard level of the member arrays (lossless). ``None`` (default):
+            the level of the store at ``out`` when it exists (a rerun resumes it, whatever
+            the default was when it was made), else :data:`DEFAULT_ZSTD_LEVEL` (-1).
         hash_slides: how slides are identified (:mod:`mlcamsr.fingerprint`, recorded as
             ``attrs["slide_hash"]``): ``"fingerprint"`` (default, O(1) per slide: size,
             mtime, TIFF structure and fixed byte ranges; checked on every rerun, so a
@@ -1286,6 +1306,7 @@ def extract(
     plan = plan_rows(slides_dir, coords_csv, specs, backend=backend, mpp=mpp,
                      allow_upsample=allow_upsample, annotations=annotations, reader_check=reader_check)
     prints = fingerprint_slides(plan.paths, slide_hash)
+    zstd_level = zstd_level_for(out_s, zstd_level, overwrite=overwrite)
     params = _store_params(plan, specs, th, size=size, base_mpp=base_mpp, base_mag=base_mag,
                            backend=backend, reader_check=reader_check, mpp=mpp, allow_upsample=allow_upsample,
                            shard_rows=shard_rows, zstd_level=zstd_level, chunk_px=chunk_px,

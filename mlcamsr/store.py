@@ -7,7 +7,8 @@ Layout (``format_version`` 3)::
       40x/ 20x/ 10x/            uint8 (N, size, size, 3) arrays: shards of ``shard_rows``
                                 whole patches, inner chunks of ``chunk`` x ``chunk`` px
                                 (default 256, or the whole patch when it is not larger),
-                                BytesCodec + Zstd(1) + Crc32c; attribute ``mlcamsr.shards``:
+                                BytesCodec + Zstd(-1; level in params) + Crc32c; attribute
+                                ``mlcamsr.shards``:
                                 the size and crc32c of every shard written (folded in from
                                 the work records when a run ends, :mod:`mlcamsr.verify`)
       table/                    the patch table: a uint8 (nbytes,) array whose one chunk is
@@ -66,6 +67,7 @@ from mlcamsr.errors import StoreError
 
 __all__ = [
     "DEFAULT_CHUNK",
+    "DEFAULT_ZSTD_LEVEL",
     "FORMAT_VERSION",
     "ATTR_KEY",
     "TABLE_ARRAY",
@@ -97,6 +99,14 @@ _MODES = ("r", "r+", "a", "w")
 
 DEFAULT_CHUNK = 256
 """Default inner chunk side (px) of the member arrays extract writes."""
+
+
+DEFAULT_ZSTD_LEVEL = -1
+"""Default Zstandard level of the member arrays. H&E pixels decoded from JPEG tiles are
+noise-like: on the real-texture benchmark slide level 1 stores 1.124x smaller than raw and
+level -1 1.066x (5 % more bytes), but -1 encodes in 3.3 instead of 7.0 CPU ms per triplet
+and decodes in 1.2 instead of 3.6 (docs/benchmarks.md). Stores made with level 1 (the
+earlier default) keep it when rerun."""
 
 
 def default_chunk(size: int) -> int:
@@ -284,7 +294,7 @@ class Store:
         mag: float,
         kind: str = "real",
         shard_rows: int = 16,
-        zstd_level: int = 1,
+        zstd_level: int = DEFAULT_ZSTD_LEVEL,
         chunk: int | None = None,
         overwrite: bool = False,
         checksum: bool = True,

@@ -33,7 +33,8 @@ from mlcamsr.extract import (
     plan_rows,
     run_task,
 )
-from mlcamsr.store import LOCK_NAME
+from mlcamsr.shards import layout_of
+from mlcamsr.store import DEFAULT_ZSTD_LEVEL, LOCK_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE_COLUMNS = [
@@ -252,6 +253,28 @@ def test_default_inner_chunk_is_256_px_for_larger_patches(synth_dir, tmp_path):
              "--chunk", "8")
     assert r.exit_code == 2 and "--chunk" in r.output
     assert not (tmp_path / "e.zarr").exists() and not (tmp_path / "f.zarr").exists()
+
+
+def test_zstd_level_is_minus_one_for_a_new_store_and_a_store_keeps_its_own(synth_dir, tmp_path):
+    """New stores get DEFAULT_ZSTD_LEVEL (-1); rerunning the command that made a store with
+    level 1 (the earlier default) without --zstd-level resumes it at level 1; an explicit
+    other level is refused like any other parameter."""
+    base = ["--slides", str(synth_dir), "--coords", str(synth_dir / "coords.csv"), "--size", "128",
+            "--workers", "0", "--quiet"]
+    new, old = tmp_path / "new.zarr", tmp_path / "old.zarr"
+    assert _cli(*base, "--out", str(new)).exit_code == 0
+    s = open_store(new)
+    assert DEFAULT_ZSTD_LEVEL == -1 and s.attrs["params"]["zstd_level"] == -1
+    assert {layout_of(s[m]).level for m in s.members} == {-1}
+    assert _cli(*base, "--out", str(old), "--zstd-level", "1").exit_code == 0
+    shutil.rmtree(old / "40x" / "c")  # damage: the rerun must repair it, at the store's level
+    r = _cli(*base, "--out", str(old))
+    assert r.exit_code == 0, r.output
+    s = open_store(old)
+    assert s.attrs["params"]["zstd_level"] == 1 and {layout_of(s[m]).level for m in s.members} == {1}
+    _assert_same_store(new, old)  # same pixels and table, other bytes
+    r = _cli(*base, "--out", str(old), "--zstd-level", "3")
+    assert r.exit_code == 2 and "other parameters (zstd_level: 1 -> 3)" in r.output, r.output
 
 
 def test_overwrite_replaces_a_store(synth_dir, tmp_path):
