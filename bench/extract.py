@@ -37,7 +37,7 @@ store write (``Store.write_shard``: encode + write, CPU ms per triplet) of the s
 triplets in each inner-chunk layout of ``--chunks``, and ``--compare-chunks`` runs (c)
 alone in each layout of ``--chunks``, interleaved for ``--rounds`` rounds. Usage::
 
-    python bench/extract.py [--case real|synth] [--n 240] [--slide-size 8192] [--workers 2]
+    python bench/extract.py [--case real|synth] [--n 240] [--slide-size 8192] [--workers 2] [--compare-levels]
     python bench/extract.py --io [--n 240] [--big-side 73728]
     python bench/extract.py --write-only [--chunks 1024,256,128] [--compare-crc]
     python bench/extract.py --compare-chunks [--chunks 1024,256] [--rounds 3]
@@ -147,21 +147,58 @@ def page_cache_cost(store: Path, n: int) -> dict[str, float]:
     the same bytes written again over those files (their page-cache pages exist by then).
     CPU ms per triplet for each, user + sys of this process; the copies are removed after."""
     files = [p for p in store.rglob("*") if p.is_file() and "/c/" in p.as_posix()]
-    blobs = [p.read_bytes() for p in files]
     out = store.parent / "page_cache_cost"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     res: dict[str, float] = {}
+    total = 0
     for label, flags in (("new files", os.O_CREAT | os.O_TRUNC), ("overwrite", 0)):
-        u0 = _usage()
-        for i, b in enumerate(blobs):
+        spent = np.zeros(3)
+        for i, p in enumerate(files):  # one file in memory at a time; only the write is timed
+            b = p.read_bytes()
+            total += len(b) if flags else 0
+            u0 = _usage()
             fd = os.open(out / f"{i}", os.O_WRONLY | flags, 0o644)
             os.write(fd, b)
             os.close(fd)
-        u = _usage() - u0
-        res[label] = 1000 * (u[0] + u[1]) / n
+            spent += _usage() - u0
+        res[label] = 1000 * (spent[0] + spent[1]) / n
     shutil.rmtree(out)
-    res["mb_per_triplet"] = sum(map(len, blobs)) / 1e6 / n
+    res["mb_per_triplet"] = total / 1e6 / n
+    return res
+
+
+def compare_levels(store: Path, n: int, levels: tuple[int, ...] = (3, 1, -1, -3)) -> dict[int, dict[str, float]]:
+    """Zstandard levels on the store's own inner chunks (the pixels (c) wrote): ratio
+    (raw / compressed) and the encode and decode CPU ms per triplet (``time.thread_time``,
+    one thread, numcodecs' ``Zstd`` as the shard writer uses it)."""
+    from numcodecs import Zstd
+
+    from mlcamsr.store import open_store
+
+    s = open_store(store)
+    tiles = []
+    for m in s.members:
+        arr, c = s[m], int(s[m].chunks[1])
+        rows = min(16, arr.shape[0])
+        block = np.asarray(arr[:rows])
+        tiles += [np.ascontiguousarray(block[r, y : y + c, x : x + c])
+                  for r in range(rows) for y in range(0, arr.shape[1], c) for x in range(0, arr.shape[2], c)]
+    per = n / rows  # the tiles are ``rows`` triplets' worth
+    raw = sum(t.nbytes for t in tiles)
+    res: dict[int, dict[str, float]] = {}
+    for level in levels:
+        codec = Zstd(level=level)
+        frames = [codec.encode(t) for t in tiles]  # warm-up round
+        t0 = time.thread_time()
+        frames = [codec.encode(t) for t in tiles]
+        enc = time.thread_time() - t0
+        t0 = time.thread_time()
+        for f in frames:
+            codec.decode(f)
+        dec = time.thread_time() - t0
+        res[level] = {"ratio": raw / sum(len(f) for f in frames),
+                      "encode_ms": 1000 * enc * per / n, "decode_ms": 1000 * dec * per / n}
     return res
 
 
@@ -372,6 +409,8 @@ def main() -> None:
     ap.add_argument("--compare-chunks", action="store_true",
                     help="only run (c) in each layout of --chunks, interleaved rounds")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of --compare-chunks")
+    ap.add_argument("--compare-levels", action="store_true",
+                    help="after (c): the zstd levels 3, 1, -1, -3 on the store's own inner chunks")
     ap.add_argument("--compare-crc", action="store_true",
                     help="with --write-only: also each layout without the per-chunk crc32c, "
                     "and print the ratio (the cost of the checksum)")
@@ -509,6 +548,10 @@ def main() -> None:
           f"{pc['new files']:.1f} ms/triplet; over the same files again: {pc['overwrite']:.1f} "
           "(no encoding: what a page-cache page costs this machine, a floor under (c)'s write)")
     res["page_cache_ms"] = pc
+    if args.compare_levels:
+        for level, v in compare_levels(out, n).items():
+            print(f"    zstd level {level:>2}: ratio {v['ratio']:.3f}, encode {v['encode_ms']:.2f}, "
+                  f"decode {v['decode_ms']:.2f} CPU ms/triplet")
     s = open_store(out)
     nbytes = _du(out)
     raw = sum(np.prod(s[m].shape) for m in s.members) * r.n_kept / max(1, r.n_rows)

@@ -4,7 +4,8 @@ Side by side in one run, same crops (x2, LR patch 64 -> gt 128, ref = gt), same
 augmentation, same DataLoader (batch 16, 2 workers, fork, persistent workers):
 
 (a) ``TripletDataset`` reading the store on disk in extract's layout (``--chunk``,
-    default 256: 256-px inner chunks inside 16-patch shards, zstd 1; each member's chunk
+    default 256: 256-px inner chunks inside 16-patch shards, the store's default zstd level
+    (-1 since it replaced 1; docs/benchmarks.md); each member's chunk
     is min(chunk, its size), as ``mlcamsr extract`` writes it);
 (b) ``TripletDataset(in_memory=True)``;
 (c) BasicSR's ``PairedImageDataset`` way: each sample reads a whole HR PNG (``HR/``) and

@@ -86,7 +86,8 @@ from mlcamsr.qc import QCThresholds
 @click.option("--zstd-level", default=None, type=click.IntRange(-7, 22), metavar="N",
               help="Zstandard level of the (lossless) member arrays. Default: -1 for a new "
               "store (H&E decoded from JPEG is noise-like: level 1 saves 5 % more space but "
-              "encodes 2x and decodes 3x slower); a rerun keeps the store's own level.")
+              "encodes 2x and decodes 3x slower); a rerun (also with --overwrite) keeps the store's own "
+              "level (`mlcamsr info` shows it).")
 @click.option("--cache-mb", default=256, show_default=True, type=click.FloatRange(min=0),
               help="Per-worker cache of decoded slide blocks in MiB (0: off); pixels unchanged.")
 @click.option("--dashboard", is_flag=True,

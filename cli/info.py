@@ -44,6 +44,8 @@ def info(store: str, as_json: bool) -> None:
     for m in summary["members"]:
         src = ", ".join(f"{k} {v}" for k, v in m.get("sources", {}).items())
         chunk = f"chunk {m['chunk']:>4} px" if m.get("chunk") else ""
+        if m.get("zstd_level") is not None:
+            chunk += f"  zstd {m['zstd_level']:>2}"
         todo = "  UNFINISHED (rerun `mlcamsr pyramid`)" if m.get("complete") is False else ""
         click.echo(f"  {m['name']:<12} {m['size']:>5} px  {m['mpp']:.3f} um/px  {m['kind']:<8} "
                    f"{chunk}  {src}".rstrip() + todo)

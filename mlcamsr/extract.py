@@ -905,21 +905,23 @@ def open_or_create_store(
     return store, False
 
 
-def zstd_level_for(out: str, zstd_level: int | None, *, overwrite: bool = False) -> int:
+def zstd_level_for(out: str, zstd_level: int | None) -> int:
     """The Zstandard level a run writes: ``zstd_level`` when given; else the level recorded
     by the store at ``out`` (so rerunning the command that made a store with the earlier
-    default, level 1, resumes it instead of being refused for other parameters), unless
-    ``overwrite``; else :data:`DEFAULT_ZSTD_LEVEL`. Read before the run takes the lock: a
-    store changed in between is refused by the parameter check as usual."""
+    default, level 1, resumes it, with or without ``--overwrite``, instead of replacing or
+    refusing it for other parameters); else :data:`DEFAULT_ZSTD_LEVEL`. Read before the run
+    takes the lock: a store changed in between, or one whose recorded level is not a whole
+    number, meets the parameter check as usual (a one-line refusal)."""
     if zstd_level is not None:
         return int(zstd_level)
-    if overwrite or not made_by_us(out):
+    if not made_by_us(out):
         return DEFAULT_ZSTD_LEVEL
     try:
-        params = open_store(out, mode="r").attrs.get("params") or {}
+        params = open_store(out, mode="r").attrs.get("params")
     except StoreError:
         return DEFAULT_ZSTD_LEVEL
-    return int(params.get("zstd_level", DEFAULT_ZSTD_LEVEL))
+    level = params.get("zstd_level") if isinstance(params, dict) else None
+    return level if isinstance(level, int) and not isinstance(level, bool) else DEFAULT_ZSTD_LEVEL
 
 
 def _before_stain_check(params: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
@@ -1306,7 +1308,7 @@ def extract(
     plan = plan_rows(slides_dir, coords_csv, specs, backend=backend, mpp=mpp,
                      allow_upsample=allow_upsample, annotations=annotations, reader_check=reader_check)
     prints = fingerprint_slides(plan.paths, slide_hash)
-    zstd_level = zstd_level_for(out_s, zstd_level, overwrite=overwrite)
+    zstd_level = zstd_level_for(out_s, zstd_level)
     params = _store_params(plan, specs, th, size=size, base_mpp=base_mpp, base_mag=base_mag,
                            backend=backend, reader_check=reader_check, mpp=mpp, allow_upsample=allow_upsample,
                            shard_rows=shard_rows, zstd_level=zstd_level, chunk_px=chunk_px,

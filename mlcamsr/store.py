@@ -377,12 +377,15 @@ class Store:
         arr = self[name]
         rows = int(arr.shards[0]) if arr.shards else int(arr.chunks[0])
         n = len(block)
-        if start % rows or (n != rows and start + n != arr.shape[0]):
+        if start % rows or (n != rows and start + n != arr.shape[0]) or start + n > arr.shape[0]:
             raise ValueError(f"{name}: rows {start}:{start + n} are not one whole shard of {rows}")
-        shapes = [block.shape[1:]] if isinstance(block, np.ndarray) else [r.shape for r in block if r is not None]
-        for shape in shapes:
+        given = [block] if isinstance(block, np.ndarray) else [r for r in block if r is not None]
+        for r in given:
+            shape = r.shape[1:] if r is block else r.shape
             if tuple(shape) != tuple(arr.shape[1:]):
                 raise ValueError(f"{name}: rows of shape {tuple(shape)}, the member's are {arr.shape[1:]}")
+            if r.dtype != np.uint8:  # a cast would wrap (300 -> 44) or zero (0.7 -> 0) silently
+                raise ValueError(f"{name}: rows of dtype {r.dtype}, the member's is uint8")
         key = _shards.shard_key(arr, start // rows)
         layout = _shards.layout_of(arr)
         if layout is None:
@@ -891,7 +894,7 @@ def store_summary(path_or_url: str | os.PathLike[str]) -> dict[str, Any]:
 
     Keys: ``store``, ``format_version``, ``tool_version``, ``params``, ``complete``,
     ``counts`` (rows/kept/rejected/failed), ``n_slides``, ``members`` (name, size, mpp,
-    scale, kind, sources, shape, chunk: inner chunk side in px, shard_rows), ``qc`` (kept rows: tissue and alignment figures),
+    scale, kind, sources, shape, chunk: inner chunk side in px, shard_rows, zstd_level), ``qc`` (kept rows: tissue and alignment figures),
     ``reasons`` (most common reasons of rows not kept), ``split`` (counts, when set),
     ``size_bytes`` (local stores). ``mlcamsr info`` adds ``integrity``
     (:func:`mlcamsr.verify.store_info`).
@@ -913,6 +916,8 @@ def store_summary(path_or_url: str | os.PathLike[str]) -> dict[str, Any]:
         info["shape"] = list(arr.shape)
         info["chunk"] = int(arr.chunks[1])  # the array's real layout (also older stores)
         info["shard_rows"] = int(arr.shards[0]) if arr.shards else int(arr.chunks[0])
+        layout = _shards.layout_of(arr)
+        info["zstd_level"] = None if layout is None else layout.level
         members.append(info)
     out["members"] = members
     counts = {"rows": 0, "kept": 0, "rejected": 0, "failed": 0}

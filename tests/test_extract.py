@@ -275,6 +275,17 @@ def test_zstd_level_is_minus_one_for_a_new_store_and_a_store_keeps_its_own(synth
     _assert_same_store(new, old)  # same pixels and table, other bytes
     r = _cli(*base, "--out", str(old), "--zstd-level", "3")
     assert r.exit_code == 2 and "other parameters (zstd_level: 1 -> 3)" in r.output, r.output
+    before = (old / "table/c/0").stat().st_mtime_ns
+    r = _cli(*base, "--out", str(old), "--overwrite")  # same parameters: resumed, not replaced
+    assert r.exit_code == 0 and (old / "table/c/0").stat().st_mtime_ns == before, r.output
+    r = CliRunner().invoke(main, ["info", str(old)])
+    assert r.exit_code == 0 and "zstd  1" in r.output, r.output
+    # a recorded level that is not a whole number: the usual one-line refusal, no traceback
+    s = open_store(old, "r+")
+    s.update_attrs(params={**s.attrs["params"], "zstd_level": None})
+    r = _cli(*base, "--out", str(old))
+    assert r.exit_code == 2 and "zstd_level: None -> -1" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1
 
 
 def test_overwrite_replaces_a_store(synth_dir, tmp_path):

@@ -60,6 +60,12 @@ def test_write_shard_from_a_row_list_writes_the_same_bytes(tmp_path):
     assert not s.write_shard("b", 0, [None] * 4).bytes  # nothing kept: no file
     with pytest.raises(ValueError, match="the member's are"):
         s.write_shard("b", 4, [block[0, :8], None, None, None])
+    with pytest.raises(ValueError, match="dtype int64"):  # a cast would wrap 300 to 44 silently
+        s.write_shard("b", 4, [block[0].astype(np.int64), None, None, None])
+    with pytest.raises(ValueError, match="whole shard"):  # rows 4:8 of a 6-row array
+        s6 = open_store(tmp_path / "s6.zarr", "w")
+        s6.create_member("c", n=6, size=16, mpp=1, scale=1, mag=1, shard_rows=4, chunk=8)
+        s6.write_shard("c", 4, block)
     z = open_store(tmp_path / "s.zarr", "r+")  # a layout the own writer does not handle: zarr's
     z.group.create_array("c", shape=(4, 16, 16, 3), chunks=(2, 16, 16, 3), dtype="uint8")
     z.write_shard("c", 0, [block[0], None])

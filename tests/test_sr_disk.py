@@ -83,7 +83,10 @@ def _start(edsr_ckpt: Path, src: Path, out: Path) -> tuple[subprocess.Popen, str
     cmd = [sys.executable, "-c", "from cli.sr import main; main()", "--checkpoint", str(edsr_ckpt),
            "--input", str(src), "--out", str(out), "--tile", "16", "--overlap", "4", "--device", "cpu"]
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-    p = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a test runner started in the background by a
+    # non-interactive shell (`.ci/run &`) passes SIGINT down ignored, and Python keeps it so
+    p = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""
     deadline = time.time() + 120
     while time.time() < deadline:  # wait for the tile loop: the scratch canvas exists by then
