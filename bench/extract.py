@@ -416,6 +416,10 @@ def main() -> None:
                     "and print the ratio (the cost of the checksum)")
     args = ap.parse_args()
 
+    # dask.distributed is imported by extract on first use (0.4-0.5 s here); import it before
+    # any timing, as (a) imports tiffslide and opens the slide before its clock starts
+    import distributed  # noqa: F401
+
     from mlcamsr.extract import extract
     from mlcamsr.store import open_store
     from mlcamsr.synth import synth_slides
