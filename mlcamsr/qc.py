@@ -37,8 +37,10 @@ __all__ = [
     "PAPER_RGB_MEAN",
     "QCThresholds",
     "QCResult",
+    "background_mask",
     "tissue_fraction",
     "stain_fraction",
+    "rgb_sum",
     "STAIN_BLUE_GREEN",
     "STAIN_MIN_OD",
     "psnr",
@@ -105,40 +107,58 @@ class QCResult:
         return not self.reason
 
 
-def tissue_fraction(img: np.ndarray, *, bg_saturation: float = 0.10, bg_value: float = 0.80) -> float:
-    """Fraction of pixels that are not bright, unsaturated background (glass, blank areas).
-
-    Args:
-        img: ``(H, W, 3)`` uint8 RGB.
-    """
+def background_mask(img: np.ndarray, *, bg_saturation: float = 0.10, bg_value: float = 0.80) -> np.ndarray:
+    """``(H, W)`` bool: bright, unsaturated background pixels (glass, blank areas) of an
+    ``(H, W, 3)`` uint8 RGB image: HSV value (max / 255) above ``bg_value`` and saturation
+    ((max - min) / max) below ``bg_saturation``."""
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
     mx = np.maximum(np.maximum(r, g), b)
     mn = np.minimum(np.minimum(r, g), b)
-    # saturation = (max - min) / max; background: max > bg_value*255 and sat < bg_saturation
     bright = mx > bg_value * 255.0
     flat = (mx - mn).astype(np.float32) < np.float32(bg_saturation) * np.maximum(mx, 1)
-    return float(1.0 - np.count_nonzero(bright & flat) / mx.size)
+    return bright & flat
 
 
-def stain_fraction(img: np.ndarray, *, bg_saturation: float = 0.10, bg_value: float = 0.80) -> float:
+def tissue_fraction(
+    img: np.ndarray,
+    *,
+    bg_saturation: float = 0.10,
+    bg_value: float = 0.80,
+    background: np.ndarray | None = None,
+) -> float:
+    """Fraction of pixels that are not background (:func:`background_mask`).
+
+    Args:
+        img: ``(H, W, 3)`` uint8 RGB.
+        background: the image's :func:`background_mask`, when already made.
+    """
+    if background is None:
+        background = background_mask(img, bg_saturation=bg_saturation, bg_value=bg_value)
+    return float(1.0 - np.count_nonzero(background) / background.size)
+
+
+def stain_fraction(
+    img: np.ndarray,
+    *,
+    bg_saturation: float = 0.10,
+    bg_value: float = 0.80,
+    background: np.ndarray | None = None,
+) -> float:
     """H&E-likeness: the fraction of stained tissue pixels whose optical density has
     OD_B < :data:`STAIN_BLUE_GREEN` x OD_G (see the module docstring).
 
     Args:
         img: ``(H, W, 3)`` uint8 RGB (QC passes the coarsest member).
-        bg_saturation, bg_value: the background rule of :func:`tissue_fraction`.
+        bg_saturation, bg_value: the background rule of :func:`background_mask`.
+        background: the image's :func:`background_mask`, when already made.
 
     Returns:
         a fraction in [0, 1]; ``nan`` when no pixel is stained tissue (a blank patch, which
         the tissue check rejects).
     """
-    r, g, b = img[..., 0], img[..., 1], img[..., 2]
-    mx = np.maximum(np.maximum(r, g), b)
-    mn = np.minimum(np.minimum(r, g), b)
-    background = (mx > bg_value * 255.0) & (
-        (mx - mn).astype(np.float32) < np.float32(bg_saturation) * np.maximum(mx, 1)
-    )
-    od_r, od_g, od_b = _OD[r], _OD[g], _OD[b]
+    if background is None:
+        background = background_mask(img, bg_saturation=bg_saturation, bg_value=bg_value)
+    od_r, od_g, od_b = _OD[img[..., 0]], _OD[img[..., 1]], _OD[img[..., 2]]
     stained = ~background & (od_r * od_r + od_g * od_g + od_b * od_b > np.float32(STAIN_MIN_OD**2))
     n = int(np.count_nonzero(stained))
     if n == 0:
@@ -149,8 +169,9 @@ def stain_fraction(img: np.ndarray, *, bg_saturation: float = 0.10, bg_value: fl
 def rgb_sum(img: np.ndarray) -> np.ndarray:
     """Exact per-channel sums of an ``(H, W, 3)`` uint8 image, float64 ``(3,)``.
 
-    Rows are summed first (contiguous, vectorised), then the 3-strided columns: 3x
-    faster than ``reshape(-1, 3).sum(axis=0)`` and, being exact integers, equal to it."""
+    Rows are summed first (contiguous, vectorised), then the 3-strided columns: 0.04
+    against 1.0 ms for ``reshape(-1, 3).mean(axis=0)`` on a 256-px patch and, being exact
+    integers, equal to it."""
     h, w = img.shape[:2]
     cols = np.add.reduce(img.reshape(h, w * 3), axis=0, dtype=np.uint32)  # < 2**32 for h < 2**24
     return cols.reshape(w, 3).sum(axis=0, dtype=np.uint64).astype(np.float64)
@@ -215,8 +236,9 @@ def check_patch(
     # the coarsest member covers the same square: its mean is the patch mean (to rounding)
     mean = rgb_sum(coarsest) / (coarsest.shape[0] * coarsest.shape[1]) / 255.0
     rgb = (float(mean[0]), float(mean[1]), float(mean[2]))
-    tissue = tissue_fraction(coarsest, bg_saturation=th.bg_saturation, bg_value=th.bg_value)
-    stain = stain_fraction(coarsest, bg_saturation=th.bg_saturation, bg_value=th.bg_value)
+    bg = background_mask(coarsest, bg_saturation=th.bg_saturation, bg_value=th.bg_value)
+    tissue = tissue_fraction(coarsest, background=bg)
+    stain = stain_fraction(coarsest, background=bg)
 
     reason = ""
     if tissue < th.min_tissue:

@@ -379,13 +379,15 @@ class Store:
         n = len(block)
         if start % rows or (n != rows and start + n != arr.shape[0]) or start + n > arr.shape[0]:
             raise ValueError(f"{name}: rows {start}:{start + n} are not one whole shard of {rows}")
-        given = [block] if isinstance(block, np.ndarray) else [r for r in block if r is not None]
-        for r in given:
-            shape = r.shape[1:] if r is block else r.shape
+        if isinstance(block, np.ndarray):
+            given = [(block.shape[1:], block.dtype)]
+        else:
+            given = [(r.shape, r.dtype) for r in block if r is not None]
+        for shape, dtype in given:
             if tuple(shape) != tuple(arr.shape[1:]):
                 raise ValueError(f"{name}: rows of shape {tuple(shape)}, the member's are {arr.shape[1:]}")
-            if r.dtype != np.uint8:  # a cast would wrap (300 -> 44) or zero (0.7 -> 0) silently
-                raise ValueError(f"{name}: rows of dtype {r.dtype}, the member's is uint8")
+            if dtype != np.uint8:  # a cast would wrap (300 -> 44) or zero (0.7 -> 0) silently
+                raise ValueError(f"{name}: rows of dtype {dtype}, the member's is uint8")
         key = _shards.shard_key(arr, start // rows)
         layout = _shards.layout_of(arr)
         if layout is None:
